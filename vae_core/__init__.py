@@ -1,0 +1,33 @@
+"""vae_core: a mixed-type variational-autoencoder anomaly detector with a scikit-learn API.
+
+Pure library: no Prefect, no MLflow. The flows package wires it into jobs.
+"""
+
+from vae_core.detector import VAEAnomalyDetector
+from vae_core.errors import (
+    ColumnTypeError,
+    EmptyInputError,
+    InputError,
+    ModelFileError,
+    NonFiniteLossError,
+    NotFittedError,
+    SchemaError,
+    TooFewRowsError,
+    VAEAnomalyError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ColumnTypeError",
+    "EmptyInputError",
+    "InputError",
+    "ModelFileError",
+    "NonFiniteLossError",
+    "NotFittedError",
+    "SchemaError",
+    "TooFewRowsError",
+    "VAEAnomalyDetector",
+    "VAEAnomalyError",
+    "__version__",
+]

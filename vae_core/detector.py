@@ -1,0 +1,380 @@
+"""``VAEAnomalyDetector``: the scikit-learn-style entry point of ``vae_core``."""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sklearn
+import torch
+from sklearn.base import BaseEstimator, OutlierMixin
+
+from vae_core import persistence
+from vae_core.errors import EmptyInputError, NotFittedError, SchemaError, TooFewRowsError
+from vae_core.features import EncodedData, Preprocessor
+from vae_core.losses import Batch, negative_elbo
+from vae_core.model import TabularVAE, VAEArchitecture
+from vae_core.schema import FeatureSchema, as_frame, infer_schema
+from vae_core.scoring import DEFAULT_TOP_K, ScoreArrays, score_encoded, to_frame
+from vae_core.sizing import auto_sizes
+from vae_core.threshold import THRESHOLD_METHODS, Threshold, fit_threshold
+from vae_core.training import EpochCallback, TrainingConfig, TrainingResult, fit, resolve_device
+
+#: Fewest rows ``fit`` accepts: below this neither a model nor a validation split is sane.
+MIN_TRAIN_ROWS = 10
+#: Below this many validation rows, the threshold is fitted on all training rows' scores.
+MIN_REFERENCE_ROWS = 200
+
+
+class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
+    """Variational-autoencoder anomaly detector for mixed-type tabular data.
+
+    Parameters only are stored here; ``fit`` learns. ``"auto"`` sizes are derived from the
+    training data's shape (rows and encoded width), see ``vae_core.sizing``.
+
+    Parameters
+    ----------
+    latent_dim, hidden_sizes : int / tuple of int, or "auto"
+        Width of the latent code and of the encoder layers (the decoder mirrors them).
+    beta : float
+        Weight of the KL term in the loss and in ``score``.
+    max_epochs, batch_size : int or "auto"
+        Upper bound on epochs (early stopping usually ends sooner) and rows per step.
+    learning_rate, weight_decay : float
+        AdamW settings.
+    validation_fraction : float
+        Share of training rows held out for early stopping and the threshold.
+    patience : int
+        Epochs without a better validation loss before training stops.
+    trim_fraction : float
+        Share of highest-loss rows of each batch left out of the gradient after
+        ``warmup_epochs`` (contamination-robust training); 0 disables it.
+    n_models : int
+        Ensemble size: members differ only by seed; scores are averaged.
+    threshold_method : {"contamination", "fpr", "pot"}
+        How the label-free decision threshold is fitted, see ``vae_core.threshold``.
+    contamination, target_fpr, pot_risk, pot_initial_quantile : float
+        Parameters of the threshold methods.
+    key_columns : sequence of str
+        Columns carried through but never modelled (ids, timestamps, entities).
+    device : str
+        "auto" (CUDA when present, else CPU), "cpu", "cuda", "cuda:1", ...
+    random_state : int or None
+        Seed of initialisation, split and shuffling; same seed, same scores on CPU.
+    verbose : bool
+        Show a progress bar per ensemble member.
+    """
+
+    def __init__(
+        self,
+        *,
+        latent_dim: int | str = "auto",
+        hidden_sizes: Sequence[int] | str = "auto",
+        beta: float = 1.0,
+        max_epochs: int | str = "auto",
+        batch_size: int | str = "auto",
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-4,
+        validation_fraction: float = 0.15,
+        patience: int = 10,
+        trim_fraction: float = 0.05,
+        warmup_epochs: int = 2,
+        n_models: int = 1,
+        threshold_method: str = "pot",
+        contamination: float = 0.05,
+        target_fpr: float = 0.01,
+        pot_risk: float = 0.01,
+        pot_initial_quantile: float = 0.9,
+        key_columns: Sequence[str] = (),
+        device: str = "auto",
+        random_state: int | None = None,
+        verbose: bool = False,
+    ):
+        self.latent_dim = latent_dim
+        self.hidden_sizes = hidden_sizes
+        self.beta = beta
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.trim_fraction = trim_fraction
+        self.warmup_epochs = warmup_epochs
+        self.n_models = n_models
+        self.threshold_method = threshold_method
+        self.contamination = contamination
+        self.target_fpr = target_fpr
+        self.pot_risk = pot_risk
+        self.pot_initial_quantile = pot_initial_quantile
+        self.key_columns = key_columns
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- fitting -----------------------------------------------------------------------
+    def _check_params(self) -> None:
+        if self.threshold_method not in THRESHOLD_METHODS:
+            raise ValueError(
+                f"threshold_method={self.threshold_method!r}; use one of {THRESHOLD_METHODS}."
+            )
+        for name in ("contamination", "target_fpr", "pot_risk", "validation_fraction"):
+            value = getattr(self, name)
+            if not 0.0 < value < 0.5:
+                raise ValueError(f"{name}={value!r} must lie strictly between 0 and 0.5.")
+        if not 0.0 <= self.trim_fraction < 0.5:
+            raise ValueError(f"trim_fraction={self.trim_fraction!r} must be in [0, 0.5).")
+        if int(self.n_models) < 1:
+            raise ValueError(f"n_models={self.n_models!r} must be at least 1.")
+
+    def fit(
+        self,
+        X: pd.DataFrame | np.ndarray,
+        y: Any = None,
+        *,
+        epoch_callback: EpochCallback | None = None,
+    ) -> VAEAnomalyDetector:
+        """Learn preprocessing, the VAE(s) and the threshold from unlabeled data ``X``.
+
+        ``y`` is ignored (present for scikit-learn pipelines). ``epoch_callback`` is called
+        with an ``EpochRecord`` after every epoch of every ensemble member.
+        """
+        self._check_params()
+        frame, from_array = as_frame(X)
+        if len(frame) == 0:
+            raise EmptyInputError("fit() got 0 rows; pass the training data.")
+        if len(frame) < MIN_TRAIN_ROWS:
+            raise TooFewRowsError(
+                f"fit() got {len(frame)} rows; at least {MIN_TRAIN_ROWS} are needed to "
+                "train and hold out a validation split. Train on more history."
+            )
+        seed = (
+            int(self.random_state)
+            if self.random_state is not None
+            else int(np.random.SeedSequence().entropy % (2**31))
+        )
+        schema = infer_schema(frame, self.key_columns, from_array)
+        preprocessor = Preprocessor.fit(frame, schema)
+        encoded = preprocessor.transform(frame)
+        device = resolve_device(self.device)
+
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(len(frame))
+        n_val = max(2, int(round(self.validation_fraction * len(frame))))
+        val_index, train_index = np.sort(order[:n_val]), np.sort(order[n_val:])
+        all_rows = Batch.from_encoded(encoded, device)
+        train = all_rows.select(torch.as_tensor(train_index, device=device))
+        validation = all_rows.select(torch.as_tensor(val_index, device=device))
+
+        layout = preprocessor.layout
+        sizes = auto_sizes(
+            n_rows=len(train_index),
+            input_dim=layout.input_dim,
+            latent_dim=self.latent_dim,
+            hidden_sizes=self.hidden_sizes,
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+        )
+        arch = VAEArchitecture(
+            input_dim=layout.input_dim,
+            n_numeric=len(layout.numeric_columns),
+            cardinalities=layout.cardinalities,
+            n_missing=len(layout.missing_columns),
+            hidden_sizes=sizes.hidden_sizes,
+            latent_dim=sizes.latent_dim,
+        )
+        loss_fn = partial(_row_loss, cardinalities=layout.cardinalities, beta=self.beta)
+        callbacks = [epoch_callback] if epoch_callback is not None else []
+        models, results = [], []
+        for member in range(int(self.n_models)):
+            member_seed = seed + 7919 * member
+            torch.manual_seed(member_seed)
+            model = TabularVAE(arch).to(device)
+            config = TrainingConfig(
+                max_epochs=sizes.max_epochs,
+                batch_size=sizes.batch_size,
+                learning_rate=self.learning_rate,
+                weight_decay=self.weight_decay,
+                patience=self.patience,
+                trim_fraction=self.trim_fraction,
+                warmup_epochs=self.warmup_epochs,
+                seed=member_seed,
+                device=str(device),
+                progress=self.verbose,
+            )
+            results.append(fit(model, loss_fn, train, validation, config, callbacks, member))
+            models.append(model)
+
+        self.schema_ = schema
+        self.preprocessor_ = preprocessor
+        self.architecture_ = arch
+        self.models_ = models
+        self.training_results_: list[TrainingResult] = results
+        self.random_state_ = seed
+        self.device_ = device
+        self.n_features_in_ = len(schema.columns)
+        self.feature_names_in_ = np.asarray(schema.feature_names, dtype=object)
+
+        reference = EncodedData(*(a[val_index] for a in _arrays(encoded)))
+        if n_val < MIN_REFERENCE_ROWS:
+            # A quantile of a few dozen scores is noise; the training rows' scores are a
+            # little optimistic, but many more of them give a steadier threshold.
+            reference = encoded
+        reference_scores = self._score_arrays(reference).score
+        self.threshold_: Threshold = fit_threshold(
+            reference_scores,
+            self.threshold_method,
+            self.contamination,
+            self.target_fpr,
+            self.pot_risk,
+            self.pot_initial_quantile,
+        )
+        return self
+
+    # -- scoring -----------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "models_"):
+            raise NotFittedError(
+                "this VAEAnomalyDetector is not fitted; call fit(X) or "
+                "VAEAnomalyDetector.load(path) first."
+            )
+
+    def _score_arrays(self, encoded: EncodedData) -> ScoreArrays:
+        return score_encoded(
+            self.models_, encoded, self.preprocessor_.layout, self.beta, self.device_
+        )
+
+    def _encode(self, X: pd.DataFrame | np.ndarray, source: str) -> tuple[EncodedData, pd.Index]:
+        self._check_fitted()
+        frame, _ = as_frame(X)
+        if self.schema_.from_array and not isinstance(X, pd.DataFrame):
+            width = frame.shape[1]
+            if width != self.n_features_in_:
+                raise SchemaError(
+                    f"{source} has {width} columns; the model was fitted on "
+                    f"{self.n_features_in_}. Pass the same features in the same order."
+                )
+        self.schema_.validate(frame, source)
+        return self.preprocessor_.transform(frame), frame.index
+
+    def score_frame(
+        self, X: pd.DataFrame | np.ndarray, top_k: int = DEFAULT_TOP_K, source: str = "input"
+    ) -> pd.DataFrame:
+        """Score columns aligned with ``X``: recon_error, kl, score, is_anomaly, top features.
+
+        ``source`` names the data in error messages (a file path, for example).
+        """
+        encoded, index = self._encode(X, source)
+        return to_frame(self._score_arrays(encoded), self.threshold_.value, index, top_k)
+
+    def decision_function(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Anomaly score per row, higher is more anomalous (deterministic)."""
+        encoded, _ = self._encode(X, "input")
+        return self._score_arrays(encoded).score
+
+    def score_samples(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Negated score, following scikit-learn's convention (higher is more normal)."""
+        return -self.decision_function(X)
+
+    def predict(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """1 for rows scored above ``threshold_``, 0 otherwise."""
+        return (self.decision_function(X) > self.threshold_.value).astype(np.int64)
+
+    def fit_predict(self, X: pd.DataFrame | np.ndarray, y: Any = None, **kwargs: Any) -> np.ndarray:
+        return self.fit(X, **kwargs).predict(X)
+
+    # -- persistence -------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
+        """Write the fitted model to directory ``path`` (weights + JSON, never pickle)."""
+        self._check_fitted()
+        manifest = {
+            "params": _json_params(self.get_params()),
+            "random_state_": self.random_state_,
+            "schema": self.schema_.to_dict(),
+            "preprocessing": self.preprocessor_.to_dict(),
+            "architecture": self.architecture_.to_dict(),
+            "threshold": self.threshold_.to_dict(),
+            "training": [
+                {
+                    "best_epoch": r.best_epoch,
+                    "best_val_loss": r.best_val_loss,
+                    "epochs_run": len(r.history),
+                    "stopped_early": r.stopped_early,
+                }
+                for r in self.training_results_
+            ],
+            "versions": library_versions(),
+        }
+        states = [m.state_dict() for m in self.models_]
+        return persistence.save_model(path, manifest, states, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: str = "cpu") -> VAEAnomalyDetector:
+        """Load a model saved by ``save``; weights are checked against their sha256."""
+        manifest, states = persistence.load_model(path)
+        params = manifest["params"]
+        params["hidden_sizes"] = _tuple_or_auto(params["hidden_sizes"])
+        params["key_columns"] = tuple(params["key_columns"])
+        detector = cls(**params)
+        target = resolve_device(device)
+        arch = VAEArchitecture.from_dict(manifest["architecture"])
+        models = []
+        for state in states:
+            model = TabularVAE(arch)
+            model.load_state_dict(state)
+            models.append(model.to(target).eval())
+        detector.schema_ = FeatureSchema.from_dict(manifest["schema"])
+        detector.preprocessor_ = Preprocessor.from_dict(manifest["preprocessing"])
+        detector.architecture_ = arch
+        detector.models_ = models
+        detector.training_results_ = []
+        detector.random_state_ = manifest["random_state_"]
+        detector.device_ = target
+        detector.n_features_in_ = len(detector.schema_.columns)
+        detector.feature_names_in_ = np.asarray(detector.schema_.feature_names, dtype=object)
+        detector.threshold_ = Threshold.from_dict(manifest["threshold"])
+        detector.manifest_ = manifest
+        return detector
+
+
+def _row_loss(
+    model: TabularVAE, batch: Batch, cardinalities: tuple[int, ...], beta: float
+) -> torch.Tensor:
+    return negative_elbo(model(batch.inputs), batch, cardinalities, beta)
+
+
+def _arrays(data: EncodedData) -> tuple[np.ndarray, ...]:
+    return (data.inputs, data.numeric, data.numeric_mask, data.categories, data.missing)
+
+
+def _json_params(params: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, tuple | list):
+            value = list(value)
+        out[key] = value
+    return out
+
+
+def _tuple_or_auto(value: Any) -> Any:
+    return value if isinstance(value, str) else tuple(value)
+
+
+def library_versions() -> dict[str, str]:
+    from vae_core import __version__
+
+    return {
+        "vae_core": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+

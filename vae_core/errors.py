@@ -1,0 +1,45 @@
+"""One exception family: every error says what was wrong and what to do about it.
+
+Each class also derives from the builtin a caller would naturally catch (``ValueError``
+for bad input, ``RuntimeError`` for failed training), so generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+from sklearn.exceptions import NotFittedError as _SklearnNotFitted
+
+
+class VAEAnomalyError(Exception):
+    """Base class of every error raised by ``vae_core``."""
+
+
+class InputError(VAEAnomalyError, ValueError):
+    """The data handed to the detector cannot be used as given."""
+
+
+class EmptyInputError(InputError):
+    """The input has no rows or no usable feature columns."""
+
+
+class TooFewRowsError(InputError):
+    """Not enough rows to train and hold out a validation split."""
+
+
+class SchemaError(InputError):
+    """A column is missing, or the columns do not match the fitted schema."""
+
+
+class ColumnTypeError(SchemaError):
+    """A column holds values of a type the fitted schema does not allow."""
+
+
+class NonFiniteLossError(VAEAnomalyError, RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+class ModelFileError(VAEAnomalyError, OSError):
+    """A saved model is missing, corrupt, tampered with or from an incompatible version."""
+
+
+class NotFittedError(VAEAnomalyError, _SklearnNotFitted):
+    """The detector was used before ``fit`` or ``load``."""

@@ -1,0 +1,229 @@
+"""Preprocessing fitted on training data only, with its whole state as plain JSON.
+
+Numeric columns are centred on the median and divided by a robust spread (IQR, with
+fallbacks for columns whose IQR is zero), then values far out are compressed
+logarithmically instead of clipped: a contaminated training set cannot squash a whole
+feature the way min-max scaling lets one extreme value do, and a value ten times further
+out still scores higher than one that is merely far out.
+
+Categorical columns (strings, booleans, pandas categoricals) are one-hot encoded with rare
+levels merged into one bucket and an explicit bucket for levels never seen in training.
+Every column with missing values in training gets a missing-value indicator; missing
+entries themselves are masked out of the reconstruction loss.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vae_core.errors import EmptyInputError
+from vae_core.schema import FeatureSchema
+
+RARE_LEVEL = "__rare__"
+UNSEEN_LEVEL = "__unseen__"
+#: Scaled magnitude beyond which values are compressed by log1p instead of kept linear.
+DEFAULT_SOFT_CLIP = 5.0
+
+
+class ConstantColumnWarning(UserWarning):
+    """A column carries no information in the training data and is not modelled."""
+
+
+@dataclass(frozen=True)
+class EncodedData:
+    """Model-ready arrays for a batch of rows (all float32 except category codes)."""
+
+    inputs: np.ndarray  # encoder input: scaled numerics, one-hot levels, missing flags
+    numeric: np.ndarray  # scaled numeric targets, 0 where missing
+    numeric_mask: np.ndarray  # 1 where the numeric value was observed
+    categories: np.ndarray  # int64 level codes per categorical column, -1 where missing
+    missing: np.ndarray  # missing-value indicators (targets of the Bernoulli head)
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+
+@dataclass(frozen=True)
+class FeatureLayout:
+    """Shapes the model needs, and which source column each loss term belongs to."""
+
+    numeric_columns: tuple[str, ...]
+    categorical_columns: tuple[str, ...]
+    cardinalities: tuple[int, ...]
+    missing_columns: tuple[str, ...]
+
+    @property
+    def input_dim(self) -> int:
+        return len(self.numeric_columns) + sum(self.cardinalities) + len(self.missing_columns)
+
+    @property
+    def term_columns(self) -> list[str]:
+        """Source column of each reconstruction term, in the order losses.py emits them."""
+        return [*self.numeric_columns, *self.categorical_columns, *self.missing_columns]
+
+
+def _robust_centre_scale(values: np.ndarray) -> tuple[float, float]:
+    finite = values[np.isfinite(values)]
+    centre = float(np.median(finite))
+    q25, q75 = np.percentile(finite, [25, 75])
+    scale = float(q75 - q25) / 1.349  # IQR of a standard normal: same units as a std
+    if scale <= 0:
+        # Mostly-constant columns (sparse counts, flags) have IQR 0; the mean absolute
+        # deviation from the median still measures how far the typical non-zero lies.
+        scale = float(np.mean(np.abs(finite - centre)))
+    if scale <= 0 or not math.isfinite(scale):
+        scale = 1.0
+    return centre, scale
+
+
+def compress_tail(z: np.ndarray, soft_clip: float) -> np.ndarray:
+    """Keep |z| <= soft_clip linear, grow logarithmically beyond; map +-inf to a finite cap."""
+    magnitude = np.abs(z)
+    far = magnitude > soft_clip
+    out = z.copy()
+    with np.errstate(over="ignore", invalid="ignore"):
+        out[far] = np.sign(z[far]) * (soft_clip + np.log1p(magnitude[far] - soft_clip))
+    # +-inf and overflowing values land on a finite cap: 1e12 scale units out.
+    cap = soft_clip + math.log1p(1e12)
+    return np.clip(out, -cap, cap)
+
+
+class Preprocessor:
+    """Fitted feature encoding. Construct with ``fit`` or ``from_dict``."""
+
+    def __init__(self, state: dict[str, Any]):
+        self.state = state
+        self.layout = FeatureLayout(
+            numeric_columns=tuple(c["name"] for c in state["numeric"]),
+            categorical_columns=tuple(c["name"] for c in state["categorical"]),
+            cardinalities=tuple(len(c["levels"]) for c in state["categorical"]),
+            missing_columns=tuple(state["missing_indicators"]),
+        )
+        self._level_index = [
+            {level: i for i, level in enumerate(c["levels"])} for c in state["categorical"]
+        ]
+        self._rare = [set(c["rare"]) for c in state["categorical"]]
+
+    # -- fitting ---------------------------------------------------------------------
+    @classmethod
+    def fit(
+        cls,
+        frame: pd.DataFrame,
+        schema: FeatureSchema,
+        rare_min_count: int | None = None,
+        soft_clip: float = DEFAULT_SOFT_CLIP,
+    ) -> Preprocessor:
+        n_rows = len(frame)
+        min_count = rare_min_count if rare_min_count is not None else max(3, n_rows // 1000)
+        numeric: list[dict[str, Any]] = []
+        categorical: list[dict[str, Any]] = []
+        missing_indicators: list[str] = []
+        dropped: list[str] = []
+        for spec in schema.columns:
+            series = frame[spec.name]
+            n_missing = int(series.isna().sum())
+            if n_missing == n_rows:
+                dropped.append(f"{spec.name} (all values missing)")
+                continue
+            if 0 < n_missing:
+                missing_indicators.append(spec.name)
+            if spec.kind == "numeric":
+                values = pd.to_numeric(series, errors="coerce").to_numpy(np.float64)
+                observed = values[~np.isnan(values)]
+                if np.unique(observed).size <= 1:
+                    dropped.append(f"{spec.name} (constant {observed[0]!r})")
+                    continue
+                if not np.isfinite(observed).any():
+                    dropped.append(f"{spec.name} (only infinite values)")
+                    continue
+                centre, scale = _robust_centre_scale(observed)
+                numeric.append({"name": spec.name, "centre": centre, "scale": scale})
+            else:
+                counts = series.dropna().astype(str).value_counts()
+                if len(counts) <= 1:
+                    dropped.append(f"{spec.name} (constant {counts.index[0]!r})")
+                    continue
+                kept = [str(level) for level, n in counts.items() if n >= min_count]
+                rare = [str(level) for level, n in counts.items() if n < min_count]
+                levels = kept + ([RARE_LEVEL] if rare else []) + [UNSEEN_LEVEL]
+                categorical.append({"name": spec.name, "levels": levels, "rare": rare})
+        if dropped:
+            warnings.warn(
+                "not modelled, no information in the training data: " + ", ".join(dropped),
+                ConstantColumnWarning,
+                stacklevel=3,
+            )
+        if not numeric and not categorical and not missing_indicators:
+            raise EmptyInputError(
+                "every feature column is constant or empty in the training data: "
+                + ", ".join(dropped)
+                + ". Train on data in which at least one feature varies."
+            )
+        state = {
+            "numeric": numeric,
+            "categorical": categorical,
+            "missing_indicators": missing_indicators,
+            "soft_clip": soft_clip,
+            "rare_min_count": min_count,
+        }
+        return cls(state)
+
+    # -- JSON ------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return self.state
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> Preprocessor:
+        return cls(state)
+
+    # -- transform -------------------------------------------------------------------
+    def transform(self, frame: pd.DataFrame) -> EncodedData:
+        """Encode a frame that passed ``FeatureSchema.validate``; vectorised per column."""
+        n_rows = len(frame)
+        soft_clip = float(self.state["soft_clip"])
+        n_num = len(self.state["numeric"])
+        numeric = np.zeros((n_rows, n_num), dtype=np.float32)
+        numeric_mask = np.zeros((n_rows, n_num), dtype=np.float32)
+        for j, col in enumerate(self.state["numeric"]):
+            raw = pd.to_numeric(frame[col["name"]], errors="coerce").to_numpy(np.float64)
+            observed = ~np.isnan(raw)
+            with np.errstate(over="ignore", invalid="ignore"):
+                z = (raw - col["centre"]) / col["scale"]
+            z = compress_tail(np.where(observed, z, 0.0), soft_clip)
+            numeric[:, j] = z
+            numeric_mask[:, j] = observed
+        codes = np.full((n_rows, len(self.state["categorical"])), -1, dtype=np.int64)
+        one_hot_blocks = []
+        for j, col in enumerate(self.state["categorical"]):
+            codes[:, j] = self._encode_levels(frame[col["name"]], j)
+            block = np.zeros((n_rows, len(col["levels"])), dtype=np.float32)
+            present = codes[:, j] >= 0
+            block[np.flatnonzero(present), codes[present, j]] = 1.0
+            one_hot_blocks.append(block)
+        missing = np.stack(
+            [frame[name].isna().to_numpy() for name in self.state["missing_indicators"]],
+            axis=1,
+        ).astype(np.float32) if self.state["missing_indicators"] else np.zeros(
+            (n_rows, 0), dtype=np.float32
+        )
+        inputs = np.concatenate([numeric, *one_hot_blocks, missing], axis=1)
+        return EncodedData(inputs, numeric, numeric_mask, codes, missing)
+
+    def _encode_levels(self, series: pd.Series, j: int) -> np.ndarray:
+        levels = self.state["categorical"][j]["levels"]
+        index = self._level_index[j]
+        unseen = len(levels) - 1
+        rare_code = index.get(RARE_LEVEL, unseen)
+        as_text = series.astype(str)
+        codes = as_text.map(index)
+        if self._rare[j]:
+            codes = codes.where(~as_text.isin(self._rare[j]), rare_code)
+        codes = codes.fillna(unseen).to_numpy(np.int64, copy=True)
+        codes[series.isna().to_numpy()] = -1
+        return codes

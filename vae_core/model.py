@@ -1,0 +1,110 @@
+"""The variational autoencoder as a plain ``nn.Module``: networks and heads, nothing else.
+
+Encoder MLP -> (mu, logvar) of q(z|x) -> reparameterised z -> decoder MLP mirroring the
+encoder -> one likelihood head per feature type:
+
+- numeric: Gaussian mean per column, with a learned per-column log-variance. The variance
+  is a parameter, not a decoder output, so the model cannot explain an anomaly away by
+  predicting a wide variance for that one row; a floor keeps a near-perfectly
+  reconstructed column from dominating every score.
+- categorical: logits over each column's levels (softmax / cross-entropy).
+- missing-value indicators: one Bernoulli logit each.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class VAEArchitecture:
+    """Everything needed to rebuild the module before loading its weights."""
+
+    input_dim: int
+    n_numeric: int
+    cardinalities: tuple[int, ...]
+    n_missing: int
+    hidden_sizes: tuple[int, ...]
+    latent_dim: int
+    min_log_var: float = 2 * math.log(0.05)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VAEArchitecture:
+        return cls(
+            input_dim=int(data["input_dim"]),
+            n_numeric=int(data["n_numeric"]),
+            cardinalities=tuple(int(c) for c in data["cardinalities"]),
+            n_missing=int(data["n_missing"]),
+            hidden_sizes=tuple(int(h) for h in data["hidden_sizes"]),
+            latent_dim=int(data["latent_dim"]),
+            min_log_var=float(data["min_log_var"]),
+        )
+
+
+class VAEOutput(NamedTuple):
+    """Named outputs of one forward pass."""
+
+    mu: torch.Tensor  # (n, latent) mean of q(z|x)
+    logvar: torch.Tensor  # (n, latent) log-variance of q(z|x)
+    z: torch.Tensor  # (n, latent) the latent code that was decoded
+    numeric_mean: torch.Tensor  # (n, n_numeric)
+    numeric_logvar: torch.Tensor  # (n_numeric,) shared by every row
+    category_logits: torch.Tensor  # (n, sum(cardinalities)), levels of each column in turn
+    missing_logits: torch.Tensor  # (n, n_missing)
+
+
+def _mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [nn.Linear(fan_in, fan_out), nn.SiLU()]
+    return nn.Sequential(*layers)
+
+
+class TabularVAE(nn.Module):
+    """Fully connected VAE with mixed-type likelihood heads."""
+
+    def __init__(self, arch: VAEArchitecture):
+        super().__init__()
+        self.arch = arch
+        hidden = list(arch.hidden_sizes)
+        self.encoder = _mlp([arch.input_dim, *hidden])
+        self.to_mu = nn.Linear(hidden[-1], arch.latent_dim)
+        self.to_logvar = nn.Linear(hidden[-1], arch.latent_dim)
+        self.decoder = _mlp([arch.latent_dim, *reversed(hidden)])
+        self.numeric_head = nn.Linear(hidden[0], arch.n_numeric)
+        self.numeric_log_var = nn.Parameter(torch.zeros(arch.n_numeric))
+        self.category_head = nn.Linear(hidden[0], sum(arch.cardinalities))
+        self.missing_head = nn.Linear(hidden[0], arch.n_missing)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x)
+        # Bounded log-variance: exp() of an unbounded output overflows on outlier rows.
+        return self.to_mu(h), self.to_logvar(h).clamp(-12.0, 8.0)
+
+    def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h = self.decoder(z)
+        return self.numeric_head(h), self.category_head(h), self.missing_head(h)
+
+    def forward(self, x: torch.Tensor, sample: bool | None = None) -> VAEOutput:
+        """Encode, sample (training) or take the mean (evaluation), decode.
+
+        ``sample`` defaults to ``self.training``: scores are deterministic unless asked.
+        """
+        mu, logvar = self.encode(x)
+        if sample if sample is not None else self.training:
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        else:
+            z = mu
+        numeric_mean, category_logits, missing_logits = self.decode(z)
+        numeric_logvar = self.numeric_log_var.clamp(min=self.arch.min_log_var)
+        return VAEOutput(
+            mu, logvar, z, numeric_mean, numeric_logvar, category_logits, missing_logits
+        )

@@ -1,0 +1,108 @@
+"""Deterministic, batched scores and per-column contributions.
+
+``recon_error`` is the reconstruction negative log-likelihood of the row decoded from the
+posterior mean, without the Gaussian normaliser (a per-column constant), so it is >= 0 and
+each column's share of it is meaningful. ``score = recon_error + beta * kl``. With an
+ensemble, every quantity is the mean over members.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from vae_core.features import EncodedData, FeatureLayout
+from vae_core.losses import Batch, kl_to_standard_normal, reconstruction_terms
+from vae_core.model import TabularVAE
+
+SCORE_COLUMNS = ("recon_error", "kl", "score", "is_anomaly")
+DEFAULT_TOP_K = 3
+
+
+@dataclass(frozen=True)
+class ScoreArrays:
+    recon_error: np.ndarray  # (n,)
+    kl: np.ndarray  # (n,)
+    score: np.ndarray  # (n,)
+    contributions: np.ndarray  # (n, n_features) share of recon_error per feature column
+    feature_names: tuple[str, ...]
+
+
+def _term_to_feature_matrix(layout: FeatureLayout) -> tuple[torch.Tensor, tuple[str, ...]]:
+    """0/1 matrix summing loss terms (numeric, categorical, missing flag) per source column."""
+    names = tuple(dict.fromkeys(layout.term_columns))
+    position = {name: i for i, name in enumerate(names)}
+    matrix = torch.zeros(len(layout.term_columns), len(names))
+    for term, name in enumerate(layout.term_columns):
+        matrix[term, position[name]] = 1.0
+    return matrix, names
+
+
+def score_encoded(
+    models: Sequence[TabularVAE],
+    data: EncodedData,
+    layout: FeatureLayout,
+    beta: float,
+    device: torch.device | str = "cpu",
+    batch_size: int = 8192,
+) -> ScoreArrays:
+    """Score encoded rows with every member of ``models`` and average."""
+    assignment, names = _term_to_feature_matrix(layout)
+    assignment = assignment.to(device)
+    n_rows = len(data)
+    recon = np.zeros(n_rows, dtype=np.float64)
+    kl = np.zeros(n_rows, dtype=np.float64)
+    per_feature = np.zeros((n_rows, len(names)), dtype=np.float64)
+    for model in models:
+        model.eval()
+    with torch.inference_mode():
+        for start in range(0, n_rows, batch_size):
+            stop = min(start + batch_size, n_rows)
+            chunk = EncodedData(
+                data.inputs[start:stop],
+                data.numeric[start:stop],
+                data.numeric_mask[start:stop],
+                data.categories[start:stop],
+                data.missing[start:stop],
+            )
+            batch = Batch.from_encoded(chunk, device)
+            for model in models:
+                out = model(batch.inputs, sample=False)
+                terms = reconstruction_terms(out, batch, layout.cardinalities, False)
+                per_feature[start:stop] += (terms @ assignment).double().cpu().numpy()
+                kl[start:stop] += kl_to_standard_normal(out.mu, out.logvar).double().cpu().numpy()
+    per_feature /= len(models)
+    kl /= len(models)
+    recon = per_feature.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = np.where(recon[:, None] > 0, per_feature / recon[:, None], 0.0)
+    return ScoreArrays(recon, kl, recon + beta * kl, shares, names)
+
+
+def to_frame(
+    scores: ScoreArrays, threshold: float, index: pd.Index, top_k: int = DEFAULT_TOP_K
+) -> pd.DataFrame:
+    """Score columns plus the ``top_k`` columns with the largest share of ``recon_error``."""
+    frame = pd.DataFrame(
+        {
+            "recon_error": scores.recon_error,
+            "kl": scores.kl,
+            "score": scores.score,
+            "is_anomaly": scores.score > threshold,
+        },
+        index=index,
+    )
+    k = min(top_k, scores.contributions.shape[1])
+    if k:
+        order = np.argsort(-scores.contributions, axis=1, kind="stable")[:, :k]
+        names = np.asarray(scores.feature_names, dtype=object)
+        for rank in range(k):
+            frame[f"top_feature_{rank + 1}"] = names[order[:, rank]]
+            frame[f"top_feature_{rank + 1}_share"] = np.take_along_axis(
+                scores.contributions, order[:, rank : rank + 1], axis=1
+            )[:, 0]
+    return frame

@@ -1,0 +1,182 @@
+"""A small, model-agnostic fit loop: shuffled tensor batches, AdamW, early stopping.
+
+The loop knows nothing about VAEs: it gets a module, a function returning the per-row loss
+of a batch, and tensors already on the device. Batches are slices of a tensor permuted once
+per epoch (no per-item ``Dataset`` overhead).
+
+Contamination-robust training: after a warm-up, the ``trim_fraction`` highest-loss rows of
+each batch are left out of the gradient. Deep generative models fit inliers before outliers
+(the inlier-memorisation effect), so early in training the highest-loss rows are mostly
+anomalies, and leaving them out keeps the model from learning to reconstruct them.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from vae_core.errors import NonFiniteLossError
+from vae_core.losses import Batch
+
+RowLoss = Callable[[nn.Module, Batch], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """What one epoch did; passed to every callback."""
+
+    member: int  # ensemble member being trained
+    epoch: int
+    train_loss: float
+    val_loss: float
+    best_val_loss: float
+    seconds: float
+
+
+EpochCallback = Callable[[EpochRecord], None]
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    max_epochs: int
+    batch_size: int
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    patience: int = 10
+    grad_clip_norm: float = 5.0
+    trim_fraction: float = 0.05
+    warmup_epochs: int = 2
+    seed: int = 0
+    device: str = "cpu"
+    progress: bool = False
+
+
+@dataclass
+class TrainingResult:
+    history: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_loss: float = math.inf
+    stopped_early: bool = False
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` picks CUDA when present, else CPU; anything else is passed to torch."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def trimmed_mean(row_loss: torch.Tensor, trim_fraction: float) -> torch.Tensor:
+    """Mean over the rows with the lowest loss, leaving out ``trim_fraction`` of them."""
+    n_keep = len(row_loss) - int(trim_fraction * len(row_loss))
+    if n_keep >= len(row_loss):
+        return row_loss.mean()
+    kept, _ = torch.topk(row_loss, max(n_keep, 1), largest=False, sorted=False)
+    return kept.mean()
+
+
+def _check_finite(value: torch.Tensor, epoch: int, where: str) -> None:
+    if not torch.isfinite(value):
+        raise NonFiniteLossError(
+            f"the {where} loss became {value.item()} at epoch {epoch}. Lower the learning "
+            "rate, check the data for values the preprocessing cannot bound, or fit with "
+            "a different random_state."
+        )
+
+
+def evaluate(model: nn.Module, loss_fn: RowLoss, data: Batch, batch_size: int) -> torch.Tensor:
+    """Per-row loss of ``data`` in evaluation mode (deterministic), batched."""
+    was_training = model.training
+    model.eval()
+    parts = []
+    with torch.inference_mode():
+        for start in range(0, len(data), batch_size):
+            chunk = Batch(*(t[start : start + batch_size] for t in data))
+            parts.append(loss_fn(model, chunk).float())
+    model.train(was_training)
+    return torch.cat(parts) if parts else torch.zeros(0)
+
+
+def fit(
+    model: nn.Module,
+    loss_fn: RowLoss,
+    train: Batch,
+    validation: Batch,
+    config: TrainingConfig,
+    callbacks: Sequence[EpochCallback] = (),
+    member: int = 0,
+) -> TrainingResult:
+    """Train ``model`` in place, restore the weights of the best validation epoch."""
+    device = torch.device(config.device)
+    use_amp = device.type == "cuda"
+    generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    result = TrainingResult()
+    best_state = copy.deepcopy(model.state_dict())
+    epochs_without_gain = 0
+    bar = tqdm(
+        range(config.max_epochs),
+        disable=not config.progress,
+        desc=f"training model {member + 1}",
+        unit="epoch",
+        leave=False,
+    )
+    for epoch in bar:
+        started = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(train), generator=generator).to(device)
+        shuffled = train.select(order)
+        trim = config.trim_fraction if epoch >= config.warmup_epochs else 0.0
+        total, n_batches = 0.0, 0
+        for start in range(0, len(train), config.batch_size):
+            batch = Batch(*(t[start : start + config.batch_size] for t in shuffled))
+            if len(batch) < 2:
+                continue  # a 1-row remainder adds noise and nothing else
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss = trimmed_mean(loss_fn(model, batch).float(), trim)
+            _check_finite(loss, epoch, "training")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)
+            optimizer.step()
+            total += loss.item()
+            n_batches += 1
+        # Validation is as contaminated as training: trim it the same way, at every epoch
+        # (warm-up included) so that losses of different epochs stay comparable.
+        val_loss = trimmed_mean(
+            evaluate(model, loss_fn, validation, 4 * config.batch_size), config.trim_fraction
+        )
+        _check_finite(val_loss, epoch, "validation")
+        val_value = float(val_loss)
+        if not math.isfinite(result.best_val_loss) or val_value < result.best_val_loss - (
+            1e-4 * abs(result.best_val_loss)
+        ):
+            result.best_val_loss, result.best_epoch = val_value, epoch
+            best_state = copy.deepcopy(model.state_dict())
+            epochs_without_gain = 0
+        else:
+            epochs_without_gain += 1
+        record = EpochRecord(
+            member, epoch, total / max(n_batches, 1), val_value, result.best_val_loss,
+            time.perf_counter() - started,
+        )
+        result.history.append(record)
+        bar.set_postfix(train=f"{record.train_loss:.3f}", val=f"{val_value:.3f}")
+        for callback in callbacks:
+            callback(record)
+        if epochs_without_gain >= config.patience:
+            result.stopped_early = True
+            break
+    bar.close()
+    model.load_state_dict(best_state)
+    model.eval()
+    return result
