@@ -320,7 +320,7 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         manifest, states = persistence.load_model(path)
         params = manifest["params"]
         params["hidden_sizes"] = _tuple_or_auto(params["hidden_sizes"])
-        params["key_columns"] = tuple(params["key_columns"])
+        params["key_columns"] = _tuple_or_auto(params["key_columns"])
         detector = cls(**params)
         target = resolve_device(device)
         arch = VAEArchitecture.from_dict(manifest["architecture"])

@@ -57,6 +57,8 @@ class FeatureLayout:
     categorical_columns: tuple[str, ...]
     cardinalities: tuple[int, ...]
     missing_columns: tuple[str, ...]
+    #: NLL of a value missing where training never had one, see ``unexpected_missing_nll``.
+    unexpected_missing_nll: float = 0.0
 
     @property
     def input_dim(self) -> int:
@@ -94,6 +96,16 @@ def compress_tail(z: np.ndarray, soft_clip: float) -> np.ndarray:
     return np.clip(out, -cap, cap)
 
 
+def unexpected_missing_nll(n_train_rows: int) -> float:
+    """NLL of a missing value in a column that had none in ``n_train_rows`` training rows.
+
+    Laplace's rule of succession puts the probability of missingness at 1 / (n + 2), so
+    the value costs log(n + 2) nats. Without it a masked cell would cost nothing, and a
+    row whose sensors all went dark would score as the most normal row of the batch.
+    """
+    return math.log(n_train_rows + 2)
+
+
 class Preprocessor:
     """Fitted feature encoding. Construct with ``fit`` or ``from_dict``."""
 
@@ -104,6 +116,7 @@ class Preprocessor:
             categorical_columns=tuple(c["name"] for c in state["categorical"]),
             cardinalities=tuple(len(c["levels"]) for c in state["categorical"]),
             missing_columns=tuple(state["missing_indicators"]),
+            unexpected_missing_nll=unexpected_missing_nll(int(state["n_rows"])),
         )
         self._level_index = [
             {level: i for i, level in enumerate(c["levels"])} for c in state["categorical"]
@@ -171,6 +184,7 @@ class Preprocessor:
             "missing_indicators": missing_indicators,
             "soft_clip": soft_clip,
             "rare_min_count": min_count,
+            "n_rows": n_rows,
         }
         return cls(state)
 

@@ -79,10 +79,11 @@ class TabularVAE(nn.Module):
         self.to_mu = nn.Linear(hidden[-1], arch.latent_dim)
         self.to_logvar = nn.Linear(hidden[-1], arch.latent_dim)
         self.decoder = _mlp([arch.latent_dim, *reversed(hidden)])
-        self.numeric_head = nn.Linear(hidden[0], arch.n_numeric)
+        # One linear layer feeds every head (split in ``decode``): a head with no columns
+        # then costs nothing, instead of being a zero-width layer.
+        self.head_sizes = (arch.n_numeric, sum(arch.cardinalities), arch.n_missing)
+        self.output_head = nn.Linear(hidden[0], sum(self.head_sizes))
         self.numeric_log_var = nn.Parameter(torch.zeros(arch.n_numeric))
-        self.category_head = nn.Linear(hidden[0], sum(arch.cardinalities))
-        self.missing_head = nn.Linear(hidden[0], arch.n_missing)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.encoder(x)
@@ -90,8 +91,10 @@ class TabularVAE(nn.Module):
         return self.to_mu(h), self.to_logvar(h).clamp(-12.0, 8.0)
 
     def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        h = self.decoder(z)
-        return self.numeric_head(h), self.category_head(h), self.missing_head(h)
+        numeric_mean, category_logits, missing_logits = torch.split(
+            self.output_head(self.decoder(z)), self.head_sizes, dim=1
+        )
+        return numeric_mean, category_logits, missing_logits
 
     def forward(self, x: torch.Tensor, sample: bool | None = None) -> VAEOutput:
         """Encode, sample (training) or take the mean (evaluation), decode.

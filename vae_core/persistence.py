@@ -89,7 +89,10 @@ def save_model(
             retired = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, retired)
             os.replace(staging, target)
-            shutil.rmtree(retired, ignore_errors=True)
+            if retired.is_dir():
+                shutil.rmtree(retired, ignore_errors=True)
+            else:
+                retired.unlink(missing_ok=True)
         else:
             os.replace(staging, target)
         _fsync_dir(target.parent)
@@ -99,7 +102,9 @@ def save_model(
     return target
 
 
-def load_model(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[str, torch.Tensor]]]:
+def load_model(
+    path: str | os.PathLike[str],
+) -> tuple[dict[str, Any], list[dict[str, torch.Tensor]]]:
     """Read and verify a model directory; return its manifest and member state_dicts."""
     root = Path(path)
     manifest_path = root / MANIFEST_NAME
@@ -111,7 +116,7 @@ def load_model(path: str | os.PathLike[str]) -> tuple[dict[str, Any], list[dict[
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"{manifest_path} is not valid JSON ({exc}); re-save the model.")
+        raise ModelFileError(f"{manifest_path} is not valid JSON ({exc}); re-save the model.") from exc
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise ModelFileError(

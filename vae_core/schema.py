@@ -91,7 +91,16 @@ def as_frame(X: Any) -> tuple[pd.DataFrame, bool]:
             "reshape a single feature with X.reshape(-1, 1)."
         )
     names = [f"{ARRAY_COLUMN_PREFIX}{i}" for i in range(array.shape[1])]
-    return pd.DataFrame(array, columns=names), True
+    frame = pd.DataFrame(array, columns=names)
+    if array.dtype == object:
+        # A mixed-type array is dtype object throughout: give each column the type its
+        # values have, so numbers stay numeric instead of becoming categories.
+        frame = frame.infer_objects()
+        for name in frame.columns[frame.dtypes == object]:
+            as_number = pd.to_numeric(frame[name], errors="coerce")
+            if as_number.notna().sum() == frame[name].notna().sum():
+                frame[name] = as_number
+    return frame, True
 
 
 def is_numeric_dtype(series: pd.Series) -> bool:
@@ -122,6 +131,15 @@ def check_numeric_column(series: pd.Series, name: str, source: str) -> None:
         )
 
 
+def normalise_key_columns(key_columns: str | Sequence[str] | None) -> tuple[str, ...]:
+    """A single column name is one key, not a sequence of one-letter names."""
+    if key_columns is None:
+        return ()
+    if isinstance(key_columns, str):
+        return (key_columns,)
+    return tuple(key_columns)
+
+
 def infer_schema(
     frame: pd.DataFrame,
     key_columns: Sequence[str] = (),
@@ -134,6 +152,7 @@ def infer_schema(
     """
     if len(frame) == 0:
         raise EmptyInputError("the training data has no rows; pass at least one batch of data.")
+    key_columns = normalise_key_columns(key_columns)
     absent = [k for k in key_columns if k not in frame.columns]
     if absent:
         raise SchemaError(

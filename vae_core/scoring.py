@@ -42,6 +42,20 @@ def _term_to_feature_matrix(layout: FeatureLayout) -> tuple[torch.Tensor, tuple[
     return matrix, names
 
 
+def _unexpected_missing_terms(data: EncodedData, layout: FeatureLayout) -> np.ndarray:
+    """Per-term NLL of cells missing in columns that had no missing values in training."""
+    flagged = set(layout.missing_columns)
+    numeric = (data.numeric_mask == 0) & np.array(
+        [name not in flagged for name in layout.numeric_columns], dtype=bool
+    )
+    categorical = (data.categories < 0) & np.array(
+        [name not in flagged for name in layout.categorical_columns], dtype=bool
+    )
+    indicators = np.zeros((len(data), len(layout.missing_columns)), dtype=bool)
+    unexpected = np.concatenate([numeric, categorical, indicators], axis=1)
+    return unexpected.astype(np.float32) * layout.unexpected_missing_nll
+
+
 def score_encoded(
     models: Sequence[TabularVAE],
     data: EncodedData,
@@ -54,7 +68,6 @@ def score_encoded(
     assignment, names = _term_to_feature_matrix(layout)
     assignment = assignment.to(device)
     n_rows = len(data)
-    recon = np.zeros(n_rows, dtype=np.float64)
     kl = np.zeros(n_rows, dtype=np.float64)
     per_feature = np.zeros((n_rows, len(names)), dtype=np.float64)
     for model in models:
@@ -70,9 +83,11 @@ def score_encoded(
                 data.missing[start:stop],
             )
             batch = Batch.from_encoded(chunk, device)
+            unexpected = torch.from_numpy(_unexpected_missing_terms(chunk, layout)).to(device)
             for model in models:
                 out = model(batch.inputs, sample=False)
                 terms = reconstruction_terms(out, batch, layout.cardinalities, False)
+                terms = terms + unexpected
                 per_feature[start:stop] += (terms @ assignment).double().cpu().numpy()
                 kl[start:stop] += kl_to_standard_normal(out.mu, out.logvar).double().cpu().numpy()
     per_feature /= len(models)

@@ -1,0 +1,136 @@
+"""Deterministic batched scores, per-column contributions and the score frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from vae_core.features import Preprocessor
+from vae_core.losses import Batch, kl_to_standard_normal, reconstruction_terms
+from vae_core.model import TabularVAE, VAEArchitecture
+from vae_core.schema import infer_schema
+from vae_core.scoring import ScoreArrays, score_encoded, to_frame
+
+
+@pytest.fixture(scope="module")
+def encoded_setup():
+    rng = np.random.default_rng(0)
+    n = 64
+    frame = pd.DataFrame(
+        {
+            "a": np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n)),
+            "b": rng.normal(size=n),
+            "c": rng.choice(["x", "y", "z"], n),
+            "d": pd.Series(np.where(rng.random(n) < 0.2, None, rng.choice(["p", "q"], n))),
+        }
+    )
+    pre = Preprocessor.fit(frame, infer_schema(frame))
+    layout = pre.layout
+    arch = VAEArchitecture(
+        input_dim=layout.input_dim,
+        n_numeric=len(layout.numeric_columns),
+        cardinalities=layout.cardinalities,
+        n_missing=len(layout.missing_columns),
+        hidden_sizes=(16, 8),
+        latent_dim=2,
+    )
+    torch.manual_seed(0)
+    models = [TabularVAE(arch), TabularVAE(arch)]
+    return pre.transform(frame), layout, models
+
+
+def test_feature_names_merge_missing_flags_into_their_column(encoded_setup):
+    encoded, layout, models = encoded_setup
+    assert layout.missing_columns == ("a", "d")
+    scores = score_encoded(models[:1], encoded, layout, beta=1.0)
+    assert scores.feature_names == ("a", "b", "c", "d")
+    assert scores.contributions.shape == (len(encoded), 4)
+
+
+def test_scores_match_the_loss_terms(encoded_setup):
+    encoded, layout, models = encoded_setup
+    model = models[0]
+    scores = score_encoded([model], encoded, layout, beta=0.7)
+    with torch.inference_mode():
+        batch = Batch.from_encoded(encoded)
+        out = model.eval()(batch.inputs)
+        terms = reconstruction_terms(out, batch, layout.cardinalities, False).double().numpy()
+        kl = kl_to_standard_normal(out.mu, out.logvar).double().numpy()
+    # terms: a, b (numeric), c, d (categorical), a, d (missing flags)
+    per_column = np.stack(
+        [terms[:, 0] + terms[:, 4], terms[:, 1], terms[:, 2], terms[:, 3] + terms[:, 5]], axis=1
+    )
+    np.testing.assert_allclose(scores.recon_error, per_column.sum(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(scores.kl, kl, rtol=1e-6)
+    np.testing.assert_allclose(scores.score, scores.recon_error + 0.7 * scores.kl, rtol=1e-12)
+    np.testing.assert_allclose(
+        scores.contributions, per_column / per_column.sum(axis=1, keepdims=True), rtol=1e-5
+    )
+    assert (scores.recon_error >= 0).all()
+    np.testing.assert_allclose(scores.contributions.sum(axis=1), 1.0, rtol=1e-9)
+
+
+def test_scores_are_deterministic_and_batch_size_independent(encoded_setup):
+    encoded, layout, models = encoded_setup
+    whole = score_encoded(models, encoded, layout, beta=1.0)
+    again = score_encoded(models, encoded, layout, beta=1.0)
+    np.testing.assert_array_equal(whole.score, again.score)
+    chunked = score_encoded(models, encoded, layout, beta=1.0, batch_size=5)
+    np.testing.assert_allclose(chunked.score, whole.score, rtol=1e-5)
+    np.testing.assert_allclose(chunked.contributions, whole.contributions, rtol=1e-4, atol=1e-7)
+
+
+def test_ensemble_scores_are_member_means(encoded_setup):
+    encoded, layout, models = encoded_setup
+    first = score_encoded(models[:1], encoded, layout, beta=1.0)
+    second = score_encoded(models[1:], encoded, layout, beta=1.0)
+    both = score_encoded(models, encoded, layout, beta=1.0)
+    np.testing.assert_allclose(both.recon_error, (first.recon_error + second.recon_error) / 2)
+    np.testing.assert_allclose(both.kl, (first.kl + second.kl) / 2)
+    twice = score_encoded([models[0], models[0]], encoded, layout, beta=1.0)
+    np.testing.assert_array_equal(twice.score, first.score)
+
+
+def test_scoring_leaves_models_in_eval_mode(encoded_setup):
+    encoded, layout, models = encoded_setup
+    models[0].train()
+    score_encoded(models[:1], encoded, layout, beta=1.0)
+    assert not models[0].training
+
+
+def hand_made_scores() -> ScoreArrays:
+    contributions = np.array([[0.1, 0.6, 0.3, 0.0], [0.25, 0.25, 0.0, 0.5], [0, 0, 0, 0]])
+    recon = np.array([1.0, 4.0, 0.0])
+    kl = np.array([0.5, 0.5, 0.0])
+    return ScoreArrays(recon, kl, recon + 2 * kl, contributions, ("p", "q", "r", "s"))
+
+
+def test_to_frame_ranks_features_by_share():
+    index = pd.Index(["r1", "r2", "r3"], name="key")
+    frame = to_frame(hand_made_scores(), threshold=2.0, index=index)
+    assert frame.index.equals(index)
+    assert list(frame["score"]) == [2.0, 5.0, 0.0]
+    assert list(frame["is_anomaly"]) == [False, True, False]  # strictly above the threshold
+    assert list(frame.loc["r1", ["top_feature_1", "top_feature_2", "top_feature_3"]]) == [
+        "q",
+        "r",
+        "p",
+    ]
+    assert frame.loc["r1", "top_feature_1_share"] == 0.6
+    # ties keep column order
+    assert list(frame.loc["r2", ["top_feature_1", "top_feature_2", "top_feature_3"]]) == [
+        "s",
+        "p",
+        "q",
+    ]
+
+
+@pytest.mark.parametrize(("top_k", "expected"), [(0, 0), (2, 2), (10, 4)])
+def test_to_frame_top_k_is_capped_by_the_number_of_features(top_k, expected):
+    frame = to_frame(hand_made_scores(), threshold=1.0, index=pd.RangeIndex(3), top_k=top_k)
+    assert sum(c.startswith("top_feature_") and not c.endswith("_share") for c in frame) == (
+        expected
+    )
+    assert list(frame.columns[:4]) == ["recon_error", "kl", "score", "is_anomaly"]

@@ -1,0 +1,131 @@
+"""Label-free thresholds: quantiles by contamination or false-positive rate, and POT."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from vae_core.threshold import (
+    MIN_POT_EXCESSES,
+    THRESHOLD_METHODS,
+    Threshold,
+    fit_threshold,
+    pot_threshold,
+)
+
+DEFAULTS = {
+    "contamination": 0.05,
+    "target_fpr": 0.01,
+    "pot_risk": 0.01,
+    "pot_initial_quantile": 0.9,
+}
+
+
+def fit(scores, method, **overrides) -> Threshold:
+    return fit_threshold(np.asarray(scores), method, **{**DEFAULTS, **overrides})
+
+
+@pytest.fixture
+def uniform_scores() -> np.ndarray:
+    return np.random.default_rng(0).uniform(size=1000)
+
+
+def test_methods_listed():
+    assert set(THRESHOLD_METHODS) == {"contamination", "fpr", "pot"}
+
+
+@pytest.mark.parametrize("rate", [0.01, 0.05, 0.2])
+def test_contamination_flags_that_fraction(uniform_scores, rate):
+    threshold = fit(uniform_scores, "contamination", contamination=rate)
+    flagged = np.mean(uniform_scores > threshold.value)
+    assert abs(flagged - rate) <= 1 / len(uniform_scores) + 1e-12
+    assert threshold.expected_alert_rate == pytest.approx(flagged)
+    assert threshold.value == pytest.approx(1 - rate, abs=0.05)
+    assert threshold.method == "contamination"
+    assert threshold.params == {"contamination": rate}
+    assert threshold.n_reference == 1000
+
+
+def test_fpr_flags_that_fraction(uniform_scores):
+    threshold = fit(uniform_scores, "fpr", target_fpr=0.02)
+    assert abs(np.mean(uniform_scores > threshold.value) - 0.02) <= 1e-3 + 1e-12
+    assert threshold.params == {"target_fpr": 0.02}
+    # a lower target false-positive rate never lowers the threshold
+    assert fit(uniform_scores, "fpr", target_fpr=0.005).value >= threshold.value
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("risk", [1e-3, 1e-4])
+def test_pot_on_exponential_scores_finds_the_true_quantile(seed, risk):
+    """Exp(1) excesses are GPD with shape 0: the risk-quantile is -log(risk).
+
+    At risk 1e-4 only ~2 of 20000 samples lie beyond it: the fit has to extrapolate.
+    """
+    scores = np.random.default_rng(seed).exponential(size=20_000)
+    threshold = fit(scores, "pot", pot_risk=risk, pot_initial_quantile=0.95)
+    assert threshold.value == pytest.approx(-math.log(risk), rel=0.1)
+    assert threshold.note == ""
+    assert abs(threshold.params["gpd_shape"]) < 0.1
+    assert threshold.params["gpd_scale"] == pytest.approx(1.0, rel=0.15)
+    assert threshold.params["initial"] == pytest.approx(-math.log(0.05), rel=0.1)
+    assert threshold.params["pot_risk"] == risk
+    assert threshold.expected_alert_rate == pytest.approx(risk, abs=5 * risk)
+
+
+def test_pot_adapts_to_a_heavy_tail():
+    """For Pareto scores (shape 0.5) the POT threshold sits near the true quantile, far
+    beyond what an exponential tail would give."""
+    rng = np.random.default_rng(5)
+    scores = rng.pareto(2.0, size=20_000)  # Lomax: P(X > x) = (1 + x)^-2
+    risk = 1e-3
+    true = risk ** (-1 / 2.0) - 1.0  # 30.6
+    threshold = fit(scores, "pot", pot_risk=risk, pot_initial_quantile=0.95)
+    assert threshold.value == pytest.approx(true, rel=0.25)
+    assert threshold.params["gpd_shape"] == pytest.approx(0.5, abs=0.15)
+
+
+def test_pot_falls_back_to_a_quantile_with_few_points():
+    scores = np.random.default_rng(0).exponential(size=50)
+    value, params, note = pot_threshold(scores, risk=0.05, initial_quantile=0.9)
+    assert value == float(np.quantile(scores, 0.95, method="higher"))
+    assert "gpd_shape" not in params
+    assert note  # says why no tail was fitted
+    threshold = fit(scores, "pot", pot_risk=0.05)
+    assert threshold.value == value
+    assert threshold.note == note
+    assert 0 < MIN_POT_EXCESSES <= 50
+
+
+def test_pot_falls_back_when_every_excess_is_the_same():
+    scores = np.concatenate([np.linspace(0, 1, 900), np.full(100, 5.0)])
+    threshold = fit(scores, "pot", pot_risk=0.01)
+    assert threshold.note
+    assert threshold.value == float(np.quantile(scores, 0.99, method="higher"))
+
+
+def test_non_finite_scores_are_ignored(uniform_scores):
+    dirty = np.concatenate([uniform_scores, [np.nan, np.inf, -np.inf]])
+    clean = fit(uniform_scores, "contamination")
+    threshold = fit(dirty, "contamination")
+    assert threshold.n_reference == len(uniform_scores)
+    assert threshold.value == clean.value
+
+
+def test_no_finite_scores_or_unknown_method_raise(uniform_scores):
+    with pytest.raises(ValueError, match="finite"):
+        fit([np.nan, np.inf], "contamination")
+    with pytest.raises(ValueError, match="median"):
+        fit(uniform_scores, "median")
+
+
+def test_reference_quantiles_and_json_round_trip(uniform_scores):
+    for method in THRESHOLD_METHODS:
+        threshold = fit(uniform_scores, method)
+        quantiles = list(threshold.reference_quantiles.values())
+        assert quantiles == sorted(quantiles)
+        assert threshold.reference_quantiles["q0.5"] == pytest.approx(0.5, abs=0.05)
+        restored = Threshold.from_dict(json.loads(json.dumps(threshold.to_dict())))
+        assert restored == threshold

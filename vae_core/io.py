@@ -1,0 +1,419 @@
+"""Parquet in and out: readers that name the file at fault, writers that never leave half a file.
+
+Readers accept one file, a directory (hive partitions such as ``day=2024-01-01/`` become
+columns) or a glob. Every failure is an ``InputError`` that names the path, because "Parquet
+magic bytes not found" is useless when a job reads four hundred files. Data is read one
+file (fragment) at a time, so the file that breaks is always known.
+
+Writers go through a temporary file beside the target, flushed and fsynced before an atomic
+``os.replace``: a crash, a full disk or an exception in the middle of a job leaves either
+the previous output or the new one, never a truncated file a downstream reader would choke
+on.
+
+Pure library: no Prefect, no MLflow.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import secrets
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from vae_core.errors import EmptyInputError, InputError, SchemaError
+
+PathLike = str | os.PathLike[str]
+
+#: Rows per record batch when streaming; large enough to amortise per-batch overhead.
+DEFAULT_BATCH_SIZE = 65_536
+_GLOB_CHARACTERS = frozenset("*?[")
+#: pyarrow's own errors for unreadable or mismatched files, plus plain I/O failures.
+_ARROW_ERRORS = (pa.ArrowException, OSError)
+_TZ_VALUES_WARNING = "Series.values returning an ndarray that drops timezone"
+
+
+class DataPathError(InputError, FileNotFoundError):
+    """The data path does not exist, or a directory or glob holds no Parquet file."""
+
+
+class DataFileError(InputError):
+    """A file cannot be read as Parquet (not Parquet, truncated, or a schema that clashes)."""
+
+    def __init__(self, message: str, path: str):
+        super().__init__(message)
+        self.path = path
+
+
+# -- locating files ----------------------------------------------------------------------
+def _is_glob(text: str) -> bool:
+    return any(ch in text for ch in _GLOB_CHARACTERS)
+
+
+def _expand_glob(pattern: str) -> list[str]:
+    """Files matched by ``pattern`` (``**`` recurses), sorted so reads are reproducible."""
+    matches = sorted(glob.glob(pattern, recursive=True))
+    files = [m for m in matches if os.path.isfile(m)]
+    if not files and matches:
+        raise DataPathError(
+            f"{pattern}: the pattern matches only directories; point at their parent "
+            "directory (hive partitions become columns) or end the pattern in '*.parquet'."
+        )
+    if not files:
+        raise DataPathError(
+            f"{pattern}: the pattern matches no files. Check the path and the wildcard."
+        )
+    return files
+
+
+def _open_dataset(path: PathLike) -> ds.Dataset:
+    """A pyarrow dataset over a file, a directory (hive partitions) or a glob."""
+    text = os.fspath(path)
+    if os.path.isdir(text):
+        dataset = _dataset_or_file_error(text, partitioning="hive")
+        if not dataset.files:
+            raise DataPathError(
+                f"{text}: the directory holds no Parquet files (files starting with '.' "
+                "or '_' are skipped). Point at the directory the data was written to."
+            )
+        return dataset
+    if os.path.isfile(text):
+        return _dataset_or_file_error(text)
+    if _is_glob(text):
+        return _dataset_or_file_error(_expand_glob(text))
+    raise DataPathError(f"{text}: no such file or directory.")
+
+
+def _dataset_or_file_error(source: str | list[str], partitioning: str | None = None) -> ds.Dataset:
+    """Build the dataset; if pyarrow refuses, find and name the file it choked on."""
+    try:
+        return ds.dataset(source, format="parquet", partitioning=partitioning)
+    except _ARROW_ERRORS as exc:
+        culprit = _first_unreadable(source)
+        if culprit is None:
+            raise _file_error(str(source), exc) from exc
+        raise _file_error(*culprit) from exc
+
+
+def _first_unreadable(source: str | list[str]) -> tuple[str, BaseException] | None:
+    """The first file whose Parquet footer cannot be read, and why; None if all can."""
+    if isinstance(source, list):
+        files = source
+    elif os.path.isdir(source):
+        files = sorted(str(p) for p in Path(source).rglob("*") if _is_data_file(p, source))
+    else:
+        files = [source]
+    for file in files:
+        try:
+            pq.read_schema(file)
+        except _ARROW_ERRORS as exc:
+            return file, exc
+    return None
+
+
+def _is_data_file(path: Path, root: str) -> bool:
+    """What pyarrow reads from a directory: files with no part starting with '.' or '_'."""
+    parts = path.relative_to(root).parts
+    return path.is_file() and not any(part.startswith((".", "_")) for part in parts)
+
+
+def _file_error(path: str, exc: BaseException) -> DataFileError:
+    return DataFileError(
+        f"{path}: cannot be read as Parquet ({_first_line(exc)}). Check that the file is "
+        "Parquet, was written completely, and has the same columns as the others.",
+        path,
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _check_columns(dataset: ds.Dataset, columns: Sequence[str] | None, path: PathLike) -> None:
+    if columns is None:
+        return
+    absent = [c for c in columns if c not in dataset.schema.names]
+    if absent:
+        raise SchemaError(
+            f"{os.fspath(path)}: column(s) {absent} are not in the data "
+            f"(columns: {dataset.schema.names[:20]})."
+        )
+
+
+# -- reading ---------------------------------------------------------------------------
+def _to_frame(data: pa.Table | pa.RecordBatch) -> pd.DataFrame:
+    """Convert to pandas with a clean RangeIndex; a named stored index becomes columns.
+
+    Concatenated files would otherwise repeat each file's 0..n index, and an index written
+    by pandas (an id, say) is data a caller needs as a column.
+    """
+    frame = data.to_pandas()
+    if isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0:
+        return frame
+    named = any(name is not None for name in frame.index.names)
+    return frame.reset_index(drop=not named)
+
+
+def read_table(path: PathLike, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """Read a Parquet file, directory or glob into one DataFrame.
+
+    Raises ``DataPathError`` when nothing is there, ``DataFileError`` naming a file that is
+    not readable Parquet, ``SchemaError`` for a requested column that does not exist and
+    ``EmptyInputError`` when the data has no rows: all are ``InputError``.
+    """
+    dataset = _open_dataset(path)
+    _check_columns(dataset, columns, path)
+    tables = [_read_fragment(fragment, dataset.schema, columns) for fragment in _fragments(dataset)]
+    table = pa.concat_tables(tables) if tables else dataset.schema.empty_table()
+    if table.num_rows == 0:
+        raise EmptyInputError(f"{os.fspath(path)}: the data has 0 rows.")
+    return _to_frame(table)
+
+
+def _fragments(dataset: ds.Dataset) -> list[ds.Fragment]:
+    # Sorted by path so directory reads come back in a stable order on every filesystem.
+    return sorted(dataset.get_fragments(), key=lambda fragment: fragment.path)
+
+
+def _read_fragment(
+    fragment: ds.Fragment, schema: pa.Schema, columns: Sequence[str] | None
+) -> pa.Table:
+    _check_fragment_columns(fragment, schema, columns)
+    try:
+        return fragment.to_table(schema=schema, columns=_column_list(columns))
+    except _ARROW_ERRORS as exc:
+        raise _file_error(fragment.path, exc) from exc
+
+
+def _check_fragment_columns(
+    fragment: ds.Fragment, schema: pa.Schema, columns: Sequence[str] | None
+) -> None:
+    """Refuse a file that lacks a column the others have.
+
+    pyarrow would fill the column with nulls for that file, and the model would then read
+    a broken export as thousands of rows with a missing value.
+    """
+    try:
+        present = set(fragment.physical_schema.names)
+    except _ARROW_ERRORS as exc:
+        raise _file_error(fragment.path, exc) from exc
+    present |= set(ds.get_partition_keys(fragment.partition_expression))
+    wanted = schema.names if columns is None else columns
+    absent = [name for name in wanted if name not in present]
+    if absent:
+        raise DataFileError(
+            f"{fragment.path}: column(s) {absent} are missing from this file but present "
+            "in the others. Re-export the file, or read only the columns every file has.",
+            fragment.path,
+        )
+
+
+def _column_list(columns: Sequence[str] | None) -> list[str] | None:
+    return None if columns is None else list(columns)
+
+
+def iter_batches(
+    path: PathLike,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    columns: Sequence[str] | None = None,
+) -> Iterator[pd.DataFrame]:
+    """Yield the data as DataFrames of at most ``batch_size`` rows, one file at a time.
+
+    Only one record batch is held in memory, so files larger than memory can be scored.
+    Empty batches are skipped; data with no rows at all raises ``EmptyInputError`` (after
+    the last file), so a job never reports success on nothing.
+    """
+    if batch_size < 1:
+        raise InputError(f"batch_size={batch_size!r} must be at least 1.")
+    dataset = _open_dataset(path)
+    _check_columns(dataset, columns, path)
+    n_rows = 0
+    for fragment in _fragments(dataset):
+        for batch in _fragment_batches(fragment, dataset.schema, columns, batch_size):
+            if batch.num_rows:
+                n_rows += batch.num_rows
+                yield _to_frame(batch)
+    if n_rows == 0:
+        raise EmptyInputError(f"{os.fspath(path)}: the data has 0 rows.")
+
+
+def _fragment_batches(
+    fragment: ds.Fragment, schema: pa.Schema, columns: Sequence[str] | None, batch_size: int
+) -> Iterator[pa.RecordBatch]:
+    _check_fragment_columns(fragment, schema, columns)
+    try:
+        yield from fragment.to_batches(
+            schema=schema, columns=_column_list(columns), batch_size=batch_size
+        )
+    except _ARROW_ERRORS as exc:
+        raise _file_error(fragment.path, exc) from exc
+
+
+# -- writing ---------------------------------------------------------------------------
+def _temporary_sibling(target: Path) -> Path:
+    """A fresh hidden name beside ``target``: same filesystem, so the final rename is atomic."""
+    return target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Persist a rename; some platforms cannot open directories, where rename suffices."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_and_close(handle: IO[bytes]) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+    handle.close()
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _frame_to_table(frame: pd.DataFrame, schema: pa.Schema | None = None) -> pa.Table:
+    # A RangeIndex is row numbering, not data (and per-batch numbering would be wrong for
+    # the whole file); any other index (ids, timestamps) is kept as columns.
+    keep_index = not isinstance(frame.index, pd.RangeIndex)
+    with warnings.catch_warnings():
+        # pyarrow reads timezone-aware columns through Series.values, which pandas >= 3.1
+        # deprecates; the values and the timezone are still converted correctly.
+        warnings.filterwarnings("ignore", message=_TZ_VALUES_WARNING)
+        return pa.Table.from_pandas(frame, schema=schema, preserve_index=keep_index)
+
+
+def write_parquet_atomic(frame: pd.DataFrame, path: PathLike) -> Path:
+    """Write ``frame`` to ``path`` so readers see the old file or the whole new one.
+
+    The parent directory is created if needed. The temporary file is removed if anything
+    fails, and an existing file at ``path`` stays untouched in that case.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    table = _frame_to_table(frame)
+    staging = _temporary_sibling(target)
+    try:
+        with open(staging, "xb") as handle:
+            pq.write_table(table, handle)
+            _sync_and_close(handle)
+        os.replace(staging, target)
+    except BaseException:
+        _remove_quietly(staging)
+        raise
+    _fsync_directory(target.parent)
+    return target
+
+
+class ParquetBatchWriter:
+    """Write a Parquet file batch by batch; it appears at ``path`` only on success.
+
+    Use as a context manager::
+
+        with ParquetBatchWriter("scores.parquet") as writer:
+            for frame in frames:
+                writer.write(frame)
+
+    The schema is taken from ``schema`` or the first batch; later batches are cast to it.
+    If the block raises, the temporary file is removed and any previous file at ``path`` is
+    left as it was. Outside a ``with`` block, call ``close()`` or ``abort()``.
+    """
+
+    def __init__(self, path: PathLike, schema: pa.Schema | None = None):
+        self.path = Path(path)
+        self.schema = schema
+        self.rows_written = 0
+        self._staging: Path | None = None
+        self._handle: IO[bytes] | None = None
+        self._writer: pq.ParquetWriter | None = None
+
+    def __enter__(self) -> ParquetBatchWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def write(self, frame: pd.DataFrame) -> None:
+        """Append the rows of ``frame``; its columns must match the first batch's."""
+        table = self._table_for(frame)
+        if self._writer is None:
+            self._open(table.schema)
+        assert self._writer is not None
+        self._writer.write_table(table)
+        self.rows_written += table.num_rows
+
+    def _table_for(self, frame: pd.DataFrame) -> pa.Table:
+        try:
+            return _frame_to_table(frame, self.schema)
+        except (pa.ArrowException, ValueError, KeyError) as exc:
+            raise InputError(
+                f"{self.path}: batch starting at row {self.rows_written} does not match "
+                f"the schema of the first batch ({_first_line(exc)})."
+            ) from exc
+
+    def _open(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._staging = _temporary_sibling(self.path)
+        self._handle = open(self._staging, "xb")
+        self._writer = pq.ParquetWriter(self._handle, schema)
+
+    def close(self) -> Path:
+        """Finish the file and move it into place. With no batch, writes ``schema`` only."""
+        if self._writer is None:
+            if self.schema is None:
+                raise EmptyInputError(
+                    f"{self.path}: nothing was written and no schema was given, so there "
+                    "is no Parquet file to create."
+                )
+            self._open(self.schema)
+        assert self._writer is not None and self._handle is not None
+        assert self._staging is not None
+        try:
+            self._writer.close()
+            _sync_and_close(self._handle)
+            os.replace(self._staging, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        self._writer = self._handle = self._staging = None
+        _fsync_directory(self.path.parent)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop everything written so far; the target path is not touched."""
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            except _ARROW_ERRORS:
+                pass  # closing a half-written file can fail; it is deleted next anyway
+        if self._handle is not None:
+            self._handle.close()
+        if self._staging is not None:
+            _remove_quietly(self._staging)
+        self._writer = self._handle = self._staging = None
