@@ -83,7 +83,7 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         weight_decay: float = 1e-4,
         validation_fraction: float = 0.15,
         patience: int = 10,
-        trim_fraction: float = 0.05,
+        trim_fraction: float = 0.2,
         warmup_epochs: int = 2,
         n_models: int = 1,
         threshold_method: str = "pot",

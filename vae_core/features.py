@@ -28,7 +28,7 @@ from vae_core.schema import FeatureSchema
 RARE_LEVEL = "__rare__"
 UNSEEN_LEVEL = "__unseen__"
 #: Scaled magnitude beyond which values are compressed by log1p instead of kept linear.
-DEFAULT_SOFT_CLIP = 5.0
+DEFAULT_SOFT_CLIP = 20.0
 
 
 class ConstantColumnWarning(UserWarning):

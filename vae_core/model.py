@@ -31,7 +31,7 @@ class VAEArchitecture:
     n_missing: int
     hidden_sizes: tuple[int, ...]
     latent_dim: int
-    min_log_var: float = 2 * math.log(0.05)
+    min_log_var: float = 2 * math.log(0.7)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
