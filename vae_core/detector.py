@@ -57,9 +57,9 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         ``warmup_epochs`` (contamination-robust training); 0 disables it.
     n_models : int
         Ensemble size: members differ only by seed; scores are averaged.
-    threshold_method : {"contamination", "fpr", "pot"}
+    threshold_method : {"iqr", "contamination", "fpr", "pot"}
         How the label-free decision threshold is fitted, see ``vae_core.threshold``.
-    contamination, target_fpr, pot_risk, pot_initial_quantile : float
+    contamination, target_fpr, pot_risk, pot_initial_quantile, iqr_factor : float
         Parameters of the threshold methods.
     key_columns : sequence of str
         Columns carried through but never modelled (ids, timestamps, entities).
@@ -86,11 +86,12 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         trim_fraction: float = 0.2,
         warmup_epochs: int = 2,
         n_models: int = 1,
-        threshold_method: str = "pot",
+        threshold_method: str = "iqr",
         contamination: float = 0.05,
         target_fpr: float = 0.01,
         pot_risk: float = 0.01,
         pot_initial_quantile: float = 0.9,
+        iqr_factor: float = 3.0,
         key_columns: Sequence[str] = (),
         device: str = "auto",
         random_state: int | None = None,
@@ -113,6 +114,7 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         self.target_fpr = target_fpr
         self.pot_risk = pot_risk
         self.pot_initial_quantile = pot_initial_quantile
+        self.iqr_factor = iqr_factor
         self.key_columns = key_columns
         self.device = device
         self.random_state = random_state
@@ -130,6 +132,8 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
                 raise ValueError(f"{name}={value!r} must lie strictly between 0 and 0.5.")
         if not 0.0 <= self.trim_fraction < 0.5:
             raise ValueError(f"trim_fraction={self.trim_fraction!r} must be in [0, 0.5).")
+        if self.iqr_factor <= 0:
+            raise ValueError(f"iqr_factor={self.iqr_factor!r} must be positive.")
         if int(self.n_models) < 1:
             raise ValueError(f"n_models={self.n_models!r} must be at least 1.")
 
@@ -234,6 +238,7 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
             self.target_fpr,
             self.pot_risk,
             self.pot_initial_quantile,
+            self.iqr_factor,
         )
         return self
 

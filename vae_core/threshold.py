@@ -1,7 +1,11 @@
 """Turning scores into flags without labels.
 
-Three methods, all fitted on reference scores the model did not train on:
+Four methods, all fitted on reference scores the model did not train on:
 
+- ``iqr`` (default): Tukey's far-out fence, Q3 + k * (Q3 - Q1) with k = 3. It needs no
+  guess of the anomaly rate and is not moved by the anomalies themselves (quartiles are
+  robust to up to 25% contamination), so it flags what lies far outside the bulk. On the
+  ADBench runs it gave the best mean flag F1 of all label-free rules tried.
 - ``contamination``: flag the expected fraction of rows (a quantile of the reference scores).
 - ``fpr``: flag at most ``target_fpr`` of normal-looking rows (same quantile logic, but the
   parameter says what the user controls: the false-alarm rate on data like the reference).
@@ -21,8 +25,8 @@ from typing import Any, Literal
 import numpy as np
 from scipy import stats
 
-ThresholdMethod = Literal["contamination", "fpr", "pot"]
-THRESHOLD_METHODS: tuple[str, ...] = ("contamination", "fpr", "pot")
+ThresholdMethod = Literal["iqr", "contamination", "fpr", "pot"]
+THRESHOLD_METHODS: tuple[str, ...] = ("iqr", "contamination", "fpr", "pot")
 REFERENCE_LEVELS: tuple[float, ...] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999)
 #: Fewest excesses a generalised Pareto fit is trusted on; fewer falls back to a quantile.
 MIN_POT_EXCESSES = 10
@@ -84,6 +88,7 @@ def fit_threshold(
     target_fpr: float,
     pot_risk: float,
     pot_initial_quantile: float,
+    iqr_factor: float = 3.0,
 ) -> Threshold:
     """Fit the threshold of ``method`` on scores of rows the model did not train on."""
     scores = np.asarray(reference_scores, dtype=np.float64)
@@ -91,7 +96,10 @@ def fit_threshold(
     if scores.size == 0:
         raise ValueError("no finite reference scores to fit a threshold on")
     note = ""
-    if method == "contamination":
+    if method == "iqr":
+        q1, q3 = np.quantile(scores, [0.25, 0.75])
+        value, params = q3 + iqr_factor * (q3 - q1), {"iqr_factor": iqr_factor}
+    elif method == "contamination":
         value, params = _quantile_threshold(scores, contamination), {
             "contamination": contamination
         }

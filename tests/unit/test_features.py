@@ -75,7 +75,7 @@ def test_compress_tail_keeps_order_and_is_continuous():
     just_out = compress_tail(np.array([DEFAULT_SOFT_CLIP + 1e-9]), DEFAULT_SOFT_CLIP)
     assert just_out[0] == pytest.approx(DEFAULT_SOFT_CLIP, abs=1e-6)
     # far values are compressed: 1000 units out is much less than 1000
-    assert compress_tail(np.array([1000.0]), DEFAULT_SOFT_CLIP)[0] < 20
+    assert compress_tail(np.array([1000.0]), DEFAULT_SOFT_CLIP)[0] < DEFAULT_SOFT_CLIP + 10
 
 
 def test_compress_tail_maps_infinities_and_huge_values_to_finite_caps():

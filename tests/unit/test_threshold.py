@@ -34,7 +34,20 @@ def uniform_scores() -> np.ndarray:
 
 
 def test_methods_listed():
-    assert set(THRESHOLD_METHODS) == {"contamination", "fpr", "pot"}
+    assert set(THRESHOLD_METHODS) == {"iqr", "contamination", "fpr", "pot"}
+
+
+def test_iqr_fence_is_tukeys_far_out_fence_and_ignores_the_tail():
+    rng = np.random.default_rng(0)
+    bulk = rng.normal(size=2000)
+    q1, q3 = np.quantile(bulk, [0.25, 0.75])
+    fitted = fit_threshold(bulk, "iqr", 0.1, 0.01, 0.01, 0.9, iqr_factor=3.0)
+    assert fitted.value == pytest.approx(q3 + 3.0 * (q3 - q1))
+    # 5% of huge anomalies barely move the fence: quartiles are robust
+    contaminated = np.concatenate([bulk, np.full(100, 1e6)])
+    moved = fit_threshold(contaminated, "iqr", 0.1, 0.01, 0.01, 0.9).value
+    assert moved == pytest.approx(fitted.value, rel=0.1)
+    assert fitted.expected_alert_rate < 0.001
 
 
 @pytest.mark.parametrize("rate", [0.01, 0.05, 0.2])
