@@ -275,37 +275,19 @@ def _configure_score(parser: argparse.ArgumentParser) -> None:
     _add_device(parser)
 
 
-@command("score", "score Parquet data with a saved model and write the scores", _configure_score)
-def run_score(args: argparse.Namespace) -> int:
+@command(
+    "score-file", "score Parquet with a model directory saved by 'fit' (no MLflow)",
+    _configure_score,
+)
+def run_score_file(args: argparse.Namespace) -> int:
     detector = VAEAnomalyDetector.load(args.model_dir, device=args.device)
     summary = score_file(detector, args.data, args.output, args.top, args.batch_size)
     print_score_summary(summary, detector, args.output)
     return EXIT_OK
 
 
-# -- demo ------------------------------------------------------------------------------
-def _configure_demo(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        default=Path("demo_output"),
-        help="directory for the demo's data, model and scores (created; files in it are "
-        "replaced). Default: %(default)s in the current directory.",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the data and the model. Default: 0."
-    )
-
-
-@command("demo", "generate payments data, fit, save, reload, score and evaluate", _configure_demo)
-def run_demo(args: argparse.Namespace) -> int:
-    from flows import demo
-
-    if args.threads is None:
-        # The demo's network is small: extra threads only add synchronisation, and on busy
-        # cores they can make training ten times slower.
-        torch.set_num_threads(1)
-    return demo.run(args.workdir, args.seed)
+# Flow commands (train, score, demo, serve, config-schema) register themselves on import.
+from flows import flow_commands  # noqa: E402,F401
 
 
 # -- main ------------------------------------------------------------------------------

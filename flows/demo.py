@@ -1,25 +1,25 @@
-"""``vae-anomaly demo``: the whole batch job on generated payments, in well under a minute.
+"""``vae-anomaly demo``: the product's main job end to end on generated payments.
 
-Generate data, write it as Parquet, fit with default settings, save, reload, score the
-scoring file into a Parquet output, print the top anomalies and what drove them, then
-grade the flags against the injected labels that the detector never saw. Needs no network
-and no file outside the working directory.
+Generate data and write it as Parquet, run the training flow (MLflow run, registered model,
+champion alias), run the scoring flow against ``models:/<name>@champion`` (scores,
+quarantine, HTML report), then grade the flags against the injected labels that the model
+never saw. Uses a local sqlite MLflow store in the work directory and Prefect's ephemeral
+server: no network, no other service.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from flows import batch
+from flows.config import Settings, load_settings
 from flows.demo_data import KEY_COLUMNS, DemoData, make_demo_data
-from vae_core import VAEAnomalyDetector
 from vae_core.io import read_table, write_parquet_atomic
 
-STEPS = 5
+STEPS = 4
 
 
 def _step(number: int, text: str) -> None:
@@ -33,17 +33,6 @@ def write_inputs(data: DemoData, workdir: Path) -> tuple[Path, Path]:
     labels = pd.concat([data.score[list(KEY_COLUMNS)], data.score_labels, data.score_kinds], axis=1)
     write_parquet_atomic(labels, workdir / "score_labels.parquet")
     return train_path, score_path
-
-
-def reload_and_check(
-    detector: VAEAnomalyDetector, model_dir: Path, sample: pd.DataFrame
-) -> VAEAnomalyDetector:
-    """Reload the saved model and confirm it scores exactly like the one in memory."""
-    loaded = VAEAnomalyDetector.load(model_dir)
-    same = np.array_equal(detector.decision_function(sample), loaded.decision_function(sample))
-    files = ", ".join(sorted(p.name for p in model_dir.iterdir()))
-    print(f"saved to {model_dir} ({files}); reloaded scores identical: {'yes' if same else 'NO'}")
-    return loaded
 
 
 def grade(scores_path: Path, data: DemoData) -> None:
@@ -65,34 +54,46 @@ def grade(scores_path: Path, data: DemoData) -> None:
     )
 
 
+def demo_settings(workdir: Path, train_path: Path, score_path: Path) -> Settings:
+    store = (workdir / "mlflow.db").resolve()
+    overrides = {
+        "tracking": {"tracking_uri": f"sqlite:///{store}"},
+        "train": {"data_path": str(train_path), "artifacts_dir": str(workdir / "train")},
+        "score": {"input_path": str(score_path), "output_dir": str(workdir / "scores")},
+    }
+    return load_settings(job="train", overrides=overrides, environ={})
+
+
 def run(workdir: Path, seed: int = 0) -> int:
+    from flows.score_flow import score_flow
+    from flows.train_flow import train_flow
+
     workdir.mkdir(parents=True, exist_ok=True)
     _step(1, f"generating demo payments (seed {seed})")
     data = make_demo_data(seed=seed)
-    train_path, score_path = write_inputs(data, workdir)
+    train_path, score_path = write_inputs(data, workdir / "data")
     print(
         f"{len(data.train):,} training rows -> {train_path}, {len(data.score):,} rows to score "
         f"-> {score_path}; about 2% of each are injected anomalies"
     )
+    settings = demo_settings(workdir, train_path, score_path)
 
-    _step(2, "fitting VAEAnomalyDetector with default settings")
-    train = read_table(train_path)
-    detector = VAEAnomalyDetector(key_columns=KEY_COLUMNS, random_state=seed, verbose=True)
-    model_dir = workdir / "model"
-    seconds = batch.fit_and_save(detector, train, model_dir, overwrite=True)
-    for line in batch.fit_summary(detector, len(train), seconds):
-        print(line)
+    _step(2, "training flow: fit, log to MLflow, register, promote")
+    trained = train_flow(settings)
+    print(f"{trained.model_name} v{trained.version} -> {trained.alias} ({trained.reason})")
 
-    _step(3, "saving and reloading the model")
-    loaded = reload_and_check(detector, model_dir, data.score.head(256))
-
-    scores_path = workdir / "scores.parquet"
-    _step(4, f"scoring {score_path}")
-    summary = batch.score_file(loaded, str(score_path), scores_path)
-    batch.print_score_summary(
-        summary, loaded, scores_path, extra=data.score_kinds.rename("injected")
+    _step(3, f"scoring flow: {settings.score.model_uri} on {score_path}")
+    scored = score_flow(settings)
+    print(
+        f"{scored.rows_in:,} rows in = {scored.rows_scored:,} scored + "
+        f"{scored.rows_quarantined:,} quarantined; {scored.n_flagged:,} flagged"
     )
+    top = read_table(scored.scores_path).nlargest(10, "score").reset_index(drop=True)
+    top.insert(0, "row", top.index)
+    print(batch.format_top(top, list(KEY_COLUMNS)))
 
-    _step(5, "grading against the injected labels (never shown to the detector)")
-    grade(scores_path, data)
+    _step(4, "grading against the injected labels (never shown to the model)")
+    grade(scored.scores_path, data)
+    print(f"\nreport:  {scored.report_path}\nscores:  {scored.scores_path}")
+    print(f"MLflow:  mlflow ui --backend-store-uri {settings.tracking.tracking_uri}")
     return 0

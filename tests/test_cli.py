@@ -66,11 +66,13 @@ def model_dir(demo_files: dict[str, Path]) -> Path:
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--help")
     assert code == 0
-    for name in ("version", "fit", "score", "demo"):
+    for name in ("version", "fit", "score-file", "train", "score", "demo", "serve", "config-schema"):
         assert name in out
 
 
-@pytest.mark.parametrize("name", ["version", "fit", "score", "demo"])
+@pytest.mark.parametrize(
+    "name", ["version", "fit", "score-file", "train", "score", "demo", "serve", "config-schema"]
+)
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str], name: str) -> None:
     code, out, _ = run(capsys, name, "--help")
     assert code == 0
@@ -110,7 +112,7 @@ def test_threads_option_does_not_leak_out_of_main(capsys: pytest.CaptureFixture[
         (["fit", "x.parquet", "--model-dir", "m", "--epochs", "0"], "not a positive integer"),
         (["fit", "x.parquet", "--model-dir", "m", "--threshold-method", "max"], "'max'"),
         (["fit", "x.parquet", "--model-dir", "m", "--contamination", "0.7"], "between 0 and 0.5"),
-        (["score", "x.parquet", "--model-dir", "m"], "--output"),
+        (["score-file", "x.parquet", "--model-dir", "m"], "--output"),
         (["fit", "x.parquet", "--model-dir", "m", "--device", "tpu:x"], "not a torch device"),
     ],
 )
@@ -243,7 +245,7 @@ def test_score_writes_keys_and_scores_in_input_order(
 ) -> None:
     output = tmp_path / "out" / "scores.parquet"
     code, out, err = run(
-        capsys, "score", demo_files["score"], "--model-dir", model_dir,
+        capsys, "score-file", demo_files["score"], "--model-dir", model_dir,
         "--output", output, "--top", "4",
     )  # fmt: skip
     assert code == 0, err
@@ -271,7 +273,7 @@ def test_score_in_small_batches_matches_one_batch(
     outputs = []
     for size in ("7", "100000"):
         output = tmp_path / f"scores-{size}.parquet"
-        argv = ["score", demo_files["score"], "--model-dir", model_dir, "--output", output]
+        argv = ["score-file", demo_files["score"], "--model-dir", model_dir, "--output", output]
         assert run(capsys, *argv, "--batch-size", size, "--top", "0")[0] == 0
         outputs.append(read_table(output))
     pd.testing.assert_frame_equal(outputs[0], outputs[1])
@@ -285,7 +287,7 @@ def test_score_reads_a_partitioned_directory(
         write_parquet_atomic(frame.iloc[rows], tmp_path / "in" / f"part={part}" / "0.parquet")
     output = tmp_path / "scores.parquet"
     code, _, err = run(
-        capsys, "score", tmp_path / "in", "--model-dir", model_dir, "--output", output
+        capsys, "score-file", tmp_path / "in", "--model-dir", model_dir, "--output", output
     )
     assert code == 0, err
     assert read_table(output)["payment_id"].tolist() == frame["payment_id"].tolist()
@@ -295,7 +297,7 @@ def test_score_with_a_missing_model_exits_2(
     capsys: pytest.CaptureFixture[str], demo_files: dict[str, Path], tmp_path: Path
 ) -> None:
     code, _, err = run(
-        capsys, "score", demo_files["score"], "--model-dir", tmp_path / "none",
+        capsys, "score-file", demo_files["score"], "--model-dir", tmp_path / "none",
         "--output", tmp_path / "o.parquet",
     )  # fmt: skip
     assert code == 2
@@ -309,7 +311,7 @@ def test_score_with_a_missing_feature_exits_2_and_leaves_the_old_output(
     output.write_bytes(b"previous results")
     data = read_table(demo_files["score"]).drop(columns=["fee"])
     source = write_parquet_atomic(data, tmp_path / "nofee.parquet")
-    code, _, err = run(capsys, "score", source, "--model-dir", model_dir, "--output", output)
+    code, _, err = run(capsys, "score-file", source, "--model-dir", model_dir, "--output", output)
     assert code == 2
     assert_one_line_error(err, "['fee']", "nofee.parquet")
     assert output.read_bytes() == b"previous results"
@@ -322,7 +324,7 @@ def test_score_with_a_missing_key_column_exits_2(
     data = read_table(demo_files["score"]).drop(columns=["payment_id"])
     source = write_parquet_atomic(data, tmp_path / "nokey.parquet")
     code, _, err = run(
-        capsys, "score", source, "--model-dir", model_dir, "--output", tmp_path / "o.parquet"
+        capsys, "score-file", source, "--model-dir", model_dir, "--output", tmp_path / "o.parquet"
     )
     assert code == 2
     assert_one_line_error(err, "key column(s) ['payment_id']")
@@ -332,7 +334,7 @@ def test_score_refuses_to_overwrite_its_input(
     capsys: pytest.CaptureFixture[str], demo_files: dict[str, Path], model_dir: Path
 ) -> None:
     data = demo_files["score"]
-    code, _, err = run(capsys, "score", data, "--model-dir", model_dir, "--output", data)
+    code, _, err = run(capsys, "score-file", data, "--model-dir", model_dir, "--output", data)
     assert code == 2
     assert_one_line_error(err, "is the input file")
 
@@ -379,18 +381,3 @@ def test_demo_data_is_mixed_type_with_missing_values() -> None:
     assert train.isna().any().sum() >= 2
     assert np.corrcoef(train["amount"], train["avg_amount_30d"])[0, 1] > 0.5
     assert labels.isin([0, 1]).all()
-
-
-@pytest.mark.slow
-def test_demo_runs_end_to_end(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    workdir = tmp_path / "demo"
-    code, out, err = run(capsys, "demo", "--workdir", workdir)
-    assert code == 0, err
-    expected = {"train.parquet", "score.parquet", "score_labels.parquet", "scores.parquet", "model"}
-    assert expected <= {p.name for p in workdir.iterdir()}
-    assert "reloaded scores identical: yes" in out
-    assert "top 10 rows by score" in out
-    auc = float(out.split("ROC AUC of score: ")[1].split()[0])
-    assert auc > 0.8
-    assert "precision of is_anomaly" in out
-    assert len(read_table(workdir / "scores.parquet")) == 2000

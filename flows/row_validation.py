@@ -1,0 +1,79 @@
+"""Row-level validation at scoring time: keep every good row, quarantine the rest with a reason.
+
+File-level problems (a feature column missing altogether, an unreadable file) are errors
+that stop the run; row-level problems (a key that is null, a value in a numeric column that
+is not a number) send that row to quarantine so that one bad record does not cost the batch.
+NaN, +-inf and extreme magnitudes are data: the model scores them (as missing, or as very
+far out), they are not quarantined.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from vae_core.errors import ColumnTypeError, SchemaError
+from vae_core.schema import FeatureSchema, is_numeric_dtype
+
+REASON_COLUMN = "reason"
+
+
+def _first_reason(reasons: pd.Series, mask: np.ndarray, text: pd.Series | str) -> pd.Series:
+    """Set ``text`` where ``mask`` holds and no earlier reason was recorded."""
+    fresh = mask & reasons.isna().to_numpy()
+    if isinstance(text, str):
+        reasons[fresh] = text
+    else:
+        reasons[fresh] = text[fresh]
+    return reasons
+
+
+def split_valid_rows(
+    batch: pd.DataFrame,
+    schema: FeatureSchema,
+    source: str,
+    numeric_errors: Literal["quarantine", "fail"] = "quarantine",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return (rows to score, quarantined rows as text with a ``reason`` column)."""
+    missing = [c for c in (*schema.feature_names, *schema.key_columns) if c not in batch.columns]
+    if missing:
+        raise SchemaError(
+            f"{source}: column(s) {missing} required by the model are missing; score data "
+            "with the columns the model was trained on."
+        )
+    batch = batch.reset_index(drop=True)
+    reasons = pd.Series([None] * len(batch), dtype=object)
+    for key in schema.key_columns:
+        _first_reason(reasons, batch[key].isna().to_numpy(), f"key column '{key}' is null")
+    coerced: dict[str, pd.Series] = {}
+    for spec in schema.columns:
+        column = batch[spec.name]
+        if spec.kind != "numeric" or is_numeric_dtype(column) or pd.api.types.is_bool_dtype(
+            column
+        ):
+            continue
+        numbers = pd.to_numeric(column, errors="coerce")
+        bad = (numbers.isna() & column.notna()).to_numpy()
+        if bad.any():
+            if numeric_errors == "fail":
+                row = int(np.flatnonzero(bad)[0])
+                raise ColumnTypeError(
+                    f"{source}: column '{spec.name}' row {row} holds {column.iloc[row]!r}, "
+                    "not a number (score.numeric_errors=fail; set it to quarantine to keep "
+                    "the other rows)."
+                )
+            text = "column '" + spec.name + "' value " + column.astype(str).map(repr) + (
+                " is not a number"
+            )
+            _first_reason(reasons, bad, text)
+        coerced[spec.name] = numbers
+    bad_rows = reasons.notna().to_numpy()
+    valid = batch.loc[~bad_rows].copy()
+    for name, numbers in coerced.items():
+        valid[name] = numbers[~bad_rows].astype("float64")
+    # Text keeps one schema for the quarantine file whatever the bad values were.
+    quarantined = batch.loc[bad_rows].astype("string")
+    quarantined[REASON_COLUMN] = reasons[bad_rows].to_numpy()
+    return valid, quarantined

@@ -1,0 +1,338 @@
+"""The retraining flow: load -> validate -> split -> fit -> evaluate -> log -> register -> promote.
+
+Tasks are thin: each calls ``vae_core`` or ``flows.tracking`` and returns plain values. The
+MLflow run id is passed explicitly from task to task (the active run is thread-local and
+Prefect runs tasks in worker threads). Any failure marks the MLflow run FAILED and leaves
+the registry's aliases untouched: the champion only moves in the last task, after the new
+version has been registered and compared on the same holdout data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+
+from flows import promotion, report, tracking
+from flows.config import Settings, TrainSettings
+from vae_core import VAEAnomalyDetector
+from vae_core.errors import EmptyInputError, SchemaError, TooFewRowsError
+from vae_core.io import read_table
+
+CHAMPION, CHALLENGER = "champion", "challenger"
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    run_id: str
+    model_name: str
+    version: str
+    alias: str
+    promoted: bool
+    reason: str
+    metrics: dict[str, float]
+
+
+# -- data ---------------------------------------------------------------------------------
+def data_fingerprint(frame: pd.DataFrame) -> str:
+    """Content hash of the training frame (row order included), for lineage tags."""
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    digest = hashlib.sha256(hashed.tobytes())
+    digest.update(",".join(map(str, frame.columns)).encode())
+    return digest.hexdigest()[:16]
+
+
+def _needed_columns(cfg: TrainSettings) -> list[str] | None:
+    if cfg.columns is None:
+        return None
+    extra = [*cfg.key_columns, *([cfg.timestamp_column] if cfg.timestamp_column else [])]
+    return list(dict.fromkeys([*cfg.columns, *extra]))
+
+
+@task(cache_policy=NO_CACHE)
+def load_training_data(cfg: TrainSettings) -> pd.DataFrame:
+    frame = read_table(cfg.data_path, columns=_needed_columns(cfg))
+    if cfg.timestamp_column and (cfg.time_window_start or cfg.time_window_end):
+        stamps = _timestamps(frame, cfg.timestamp_column, cfg.data_path)
+        keep = pd.Series(True, index=frame.index)
+        if cfg.time_window_start:
+            keep &= stamps >= _as_utc(cfg.time_window_start)
+        if cfg.time_window_end:
+            keep &= stamps < _as_utc(cfg.time_window_end)
+        frame = frame.loc[keep.to_numpy()].reset_index(drop=True)
+        if frame.empty:
+            raise EmptyInputError(
+                f"{cfg.data_path}: no rows between time_window_start={cfg.time_window_start} "
+                f"and time_window_end={cfg.time_window_end}; widen the window."
+            )
+    get_run_logger().info("loaded %d rows x %d columns from %s", *frame.shape, cfg.data_path)
+    return frame
+
+
+def _as_utc(moment: Any) -> pd.Timestamp:
+    stamp = pd.Timestamp(moment)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _timestamps(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
+    if column not in frame.columns:
+        raise SchemaError(f"{source}: timestamp column '{column}' is missing.")
+    stamps = pd.to_datetime(frame[column], errors="coerce", utc=True)
+    bad = stamps.isna() & frame[column].notna()
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise SchemaError(
+            f"{source}: timestamp column '{column}' row {row} holds "
+            f"{frame[column].iloc[row]!r}, which is not a timestamp."
+        )
+    return stamps
+
+
+@task(cache_policy=NO_CACHE)
+def validate_training_data(frame: pd.DataFrame, cfg: TrainSettings) -> dict[str, Any]:
+    """Fail on what makes training meaningless; report what is merely worth knowing."""
+    source = cfg.data_path
+    if len(frame) < cfg.min_rows:
+        raise TooFewRowsError(
+            f"{source}: {len(frame)} rows, fewer than train.min_rows={cfg.min_rows}; "
+            "train on a longer history or lower min_rows."
+        )
+    absent = [c for c in cfg.key_columns if c not in frame.columns]
+    if absent:
+        raise SchemaError(f"{source}: key column(s) {absent} are missing.")
+    if cfg.timestamp_column:
+        _timestamps(frame, cfg.timestamp_column, source)
+    duplicated = int(frame.duplicated(subset=cfg.key_columns).sum()) if cfg.key_columns else 0
+    null_share = {c: float(v) for c, v in frame.isna().mean().items() if v > 0}
+    summary = {"rows": len(frame), "columns": len(frame.columns),
+               "duplicate_keys": duplicated, "null_share": null_share}
+    get_run_logger().info("validation: %s", json.dumps(summary)[:500])
+    return summary
+
+
+@task(cache_policy=NO_CACHE)
+def split_holdout(frame: pd.DataFrame, cfg: TrainSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Holdout = the latest rows by time when there is a timestamp, else a seeded sample."""
+    n_holdout = max(1, int(round(cfg.holdout_fraction * len(frame))))
+    if cfg.timestamp_column:
+        stamps = _timestamps(frame, cfg.timestamp_column, cfg.data_path)
+        order = np.argsort(stamps.to_numpy(), kind="stable")
+    else:
+        seed = cfg.detector.random_state or 0
+        order = np.random.default_rng(seed).permutation(len(frame))
+    holdout = frame.iloc[np.sort(order[-n_holdout:])].reset_index(drop=True)
+    train = frame.iloc[np.sort(order[:-n_holdout])].reset_index(drop=True)
+    return train, holdout
+
+
+# -- model ----------------------------------------------------------------------------------
+@task(cache_policy=NO_CACHE)
+def fit_detector(train: pd.DataFrame, cfg: TrainSettings, run_id: str) -> VAEAnomalyDetector:
+    detector = VAEAnomalyDetector(**cfg.detector.estimator_params(cfg.key_columns))
+    detector.fit(train, epoch_callback=tracking.epoch_logger(run_id))
+    result = detector.training_results_[0]
+    get_run_logger().info(
+        "trained %d epochs (best %d, val loss %.4f) on %s",
+        len(result.history), result.best_epoch + 1, result.best_val_loss, detector.device_,
+    )
+    return detector
+
+
+def holdout_metrics(detector: VAEAnomalyDetector, holdout: pd.DataFrame) -> dict[str, float]:
+    """Label-free figures on the shared holdout; the promotion gate compares these."""
+    scores = detector.decision_function(holdout)
+    threshold = detector.threshold_
+    metrics = {
+        "threshold": threshold.value,
+        "expected_alert_rate": threshold.expected_alert_rate,
+        "val_alert_rate": float(np.mean(scores > threshold.value)),
+        "val_score_median": float(np.median(scores)),
+    }
+    for level in (0.5, 0.9, 0.99):
+        metrics[f"val_score_q{int(level * 100)}"] = float(np.quantile(scores, level))
+    return metrics
+
+
+def labelled_metrics(detector: VAEAnomalyDetector, cfg: TrainSettings) -> dict[str, float]:
+    evaluation = cfg.evaluation
+    if evaluation is None:
+        return {}
+    frame = read_table(evaluation.path)
+    if evaluation.label_column not in frame.columns:
+        raise SchemaError(
+            f"{evaluation.path}: label column '{evaluation.label_column}' is missing."
+        )
+    labels = (frame.pop(evaluation.label_column) == evaluation.positive_label).to_numpy()
+    if labels.all() or not labels.any():
+        raise SchemaError(
+            f"{evaluation.path}: column '{evaluation.label_column}' needs both anomalies "
+            f"(== {evaluation.positive_label!r}) and normal rows to compute ROC AUC."
+        )
+    scores = detector.decision_function(frame)
+    return {
+        "eval_roc_auc": float(roc_auc_score(labels, scores)),
+        "eval_average_precision": float(average_precision_score(labels, scores)),
+        "eval_f1": float(f1_score(labels, scores > detector.threshold_.value)),
+    }
+
+
+@task(cache_policy=NO_CACHE)
+def evaluate(
+    detector: VAEAnomalyDetector, holdout: pd.DataFrame, cfg: TrainSettings
+) -> dict[str, float]:
+    return {**holdout_metrics(detector, holdout), **labelled_metrics(detector, cfg)}
+
+
+@task(cache_policy=NO_CACHE)
+def log_training(
+    run_id: str,
+    settings: Settings,
+    detector: VAEAnomalyDetector,
+    holdout: pd.DataFrame,
+    metrics: dict[str, float],
+    validation: dict[str, Any],
+) -> None:
+    tracking.log_params(run_id, settings.train.model_dump(mode="json"))
+    tracking.log_params(run_id, {"tracking": settings.tracking.model_dump(mode="json")})
+    tracking.log_metrics(run_id, metrics)
+    tracking.log_text(
+        run_id, yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False),
+        "config/resolved.yaml",
+    )
+    tracking.log_text(
+        run_id, json.dumps(detector.schema_.to_dict(), indent=2), "model_info/schema.json"
+    )
+    scores = detector.decision_function(holdout)
+    png = report.score_histogram_png(scores, detector.threshold_.value, "Holdout scores")
+    tracking.log_figure_png(run_id, png, "plots/holdout_scores.png")
+    tracking.log_text(run_id, training_report(detector, metrics, validation), "training_report.md")
+
+
+def training_report(
+    detector: VAEAnomalyDetector, metrics: dict[str, float], validation: dict[str, Any]
+) -> str:
+    lines = ["# Training report", "", "## Data", "", f"- rows: {validation['rows']}",
+             f"- duplicate keys: {validation['duplicate_keys']}",
+             f"- columns with missing values: {len(validation['null_share'])}", "",
+             "## Training", ""]
+    for result in detector.training_results_:
+        lines.append(
+            f"- member {result.history[0].member if result.history else 0}: "
+            f"{len(result.history)} epochs, best {result.best_epoch + 1}, "
+            f"validation loss {result.best_val_loss:.4f}"
+            + (" (stopped early)" if result.stopped_early else "")
+        )
+    threshold = detector.threshold_
+    lines += ["", "## Threshold", "", f"- method: {threshold.method} {threshold.params}",
+              f"- value: {threshold.value:.6g}",
+              f"- expected alert rate: {threshold.expected_alert_rate:.4%}", "",
+              "## Holdout metrics", ""]
+    lines += [f"- {k}: {v:.6g}" for k, v in sorted(metrics.items())]
+    return "\n".join(lines) + "\n"
+
+
+@task(cache_policy=NO_CACHE)
+def register(
+    run_id: str, detector: VAEAnomalyDetector, holdout: pd.DataFrame, name: str
+) -> tracking.RegisteredVersion:
+    features = [*detector.schema_.key_columns, *detector.schema_.feature_names]
+    example = holdout[[c for c in features if c in holdout.columns]].head(5)
+    return tracking.log_detector_model(run_id, detector, name, example)
+
+
+@task(cache_policy=NO_CACHE)
+def promote(
+    run_id: str,
+    registered: tracking.RegisteredVersion,
+    candidate_metrics: dict[str, float],
+    holdout: pd.DataFrame,
+    cfg: TrainSettings,
+) -> promotion.PromotionDecision:
+    """Score the same holdout (and labelled set) with the champion, then move the alias."""
+    logger = get_run_logger()
+    name = registered.name
+    champion_version = tracking.get_alias_version(name, CHAMPION)
+    champion_metrics = None
+    if champion_version is not None:
+        resolved = tracking.resolve_model(f"models:/{name}/{champion_version}")
+        champion = tracking.load_detector(resolved)
+        champion_metrics = {
+            **holdout_metrics(champion, holdout), **labelled_metrics(champion, cfg)
+        }
+    decision = promotion.decide(
+        candidate_metrics, champion_metrics, labelled=cfg.evaluation is not None,
+        tolerance=cfg.promotion_tolerance,
+    )
+    tracking.set_alias(name, decision.alias, registered.version)
+    tracking.set_version_tag(name, registered.version, "promotion", decision.reason[:500])
+    tracking.log_metrics(run_id, {"promoted": float(decision.promote)})
+    tracking.log_text(run_id, json.dumps(asdict(decision), indent=2, default=str),
+                      "promotion/decision.json")
+    if champion_metrics:
+        tracking.log_metrics(
+            run_id, {f"champion_{k}": v for k, v in champion_metrics.items()}
+        )
+    logger.info(
+        "version %s -> %s (previous champion: %s): %s",
+        registered.version, decision.alias, champion_version, decision.reason,
+    )
+    return decision
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+@flow(name="vae-train", log_prints=True)
+def train_flow(settings: Settings) -> TrainOutcome:
+    """Train on the configured data and register the model; promote it if it is better."""
+    cfg, track = settings.train, settings.tracking
+    tracking.configure_tracking(track.tracking_uri, track.registry_uri)
+    tags = {"data_path": cfg.data_path, "job": "train"}
+    commit = git_commit()
+    if commit:
+        tags["git_commit"] = commit
+    run_id = tracking.start_run(track.experiment, "train", tags)
+    try:
+        frame = load_training_data(cfg)
+        validation = validate_training_data(frame, cfg)
+        tracking.set_run_tags(run_id, {
+            "row_count": str(len(frame)), "data_fingerprint": data_fingerprint(frame),
+        })
+        train, holdout = split_holdout(frame, cfg)
+        detector = fit_detector(train, cfg, run_id)
+        metrics = evaluate(detector, holdout, cfg)
+        log_training(run_id, settings, detector, holdout, metrics, validation)
+        registered = register(run_id, detector, holdout, track.registered_model)
+        decision = promote(run_id, registered, metrics, holdout, cfg)
+    except BaseException:
+        tracking.end_run(run_id, "FAILED")
+        raise
+    tracking.end_run(run_id, "FINISHED")
+    create_markdown_artifact(
+        key="training-summary",
+        markdown=f"# Model {registered.name} v{registered.version}: {decision.alias}\n\n"
+        f"{decision.reason}\n\n"
+        + "\n".join(f"- {k}: {v:.6g}" for k, v in sorted(metrics.items())),
+        description="Training run summary",
+    )
+    return TrainOutcome(
+        run_id, registered.name, registered.version, decision.alias, decision.promote,
+        decision.reason, metrics,
+    )
