@@ -31,6 +31,11 @@ UNSEEN_LEVEL = "__unseen__"
 DEFAULT_SOFT_CLIP = 20.0
 
 
+#: A non-negative column whose 99th percentile exceeds this many times its median (or 1)
+#: is modelled on a log1p scale.
+LOG_SPAN_RATIO = 100.0
+
+
 class ConstantColumnWarning(UserWarning):
     """A column carries no information in the training data and is not modelled."""
 
@@ -82,6 +87,19 @@ def _robust_centre_scale(values: np.ndarray) -> tuple[float, float]:
     if scale <= 0 or not math.isfinite(scale):
         scale = 1.0
     return centre, scale
+
+
+def use_log_scale(values: np.ndarray) -> bool:
+    """Model a column on a log scale when it is non-negative and spans orders of magnitude.
+
+    Byte counts, durations and amounts are right-skewed: on a linear scale their bulk
+    collapses into a sliver near zero and every large-but-normal value looks extreme.
+    """
+    finite = values[np.isfinite(values)]
+    if finite.size == 0 or finite.min() < 0:
+        return False
+    q50, q99 = np.percentile(finite, [50, 99])
+    return bool(q99 > LOG_SPAN_RATIO * max(q50, 1.0))
 
 
 def compress_tail(z: np.ndarray, soft_clip: float) -> np.ndarray:
@@ -155,8 +173,11 @@ class Preprocessor:
                 if not np.isfinite(observed).any():
                     dropped.append(f"{spec.name} (only infinite values)")
                     continue
-                centre, scale = _robust_centre_scale(observed)
-                numeric.append({"name": spec.name, "centre": centre, "scale": scale})
+                log = use_log_scale(observed)
+                centre, scale = _robust_centre_scale(np.log1p(observed) if log else observed)
+                numeric.append(
+                    {"name": spec.name, "centre": centre, "scale": scale, "log1p": log}
+                )
             else:
                 counts = series.dropna().astype(str).value_counts()
                 if len(counts) <= 1:
@@ -207,7 +228,12 @@ class Preprocessor:
         for j, col in enumerate(self.state["numeric"]):
             raw = pd.to_numeric(frame[col["name"]], errors="coerce").to_numpy(np.float64)
             observed = ~np.isnan(raw)
-            with np.errstate(over="ignore", invalid="ignore"):
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                if col.get("log1p"):
+                    # Below -1 log1p is undefined: such values map to -inf, then to the
+                    # lower cap, i.e. as far out as anything can be.
+                    defined = raw > -1
+                    raw = np.where(defined, np.log1p(np.where(defined, raw, 0.0)), -np.inf)
                 z = (raw - col["centre"]) / col["scale"]
             z = compress_tail(np.where(observed, z, 0.0), soft_clip)
             numeric[:, j] = z

@@ -241,3 +241,22 @@ def test_encoded_dtypes():
     assert encoded.categories.dtype == np.int64
     assert len(encoded) == 4
     assert math.isfinite(float(encoded.inputs.sum()))
+
+
+def test_skewed_non_negative_columns_are_modelled_on_a_log_scale() -> None:
+    from vae_core.features import Preprocessor
+    from vae_core.schema import infer_schema
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({
+        "bytes": rng.lognormal(3, 2.5, 2000),  # spans orders of magnitude
+        "ratio": rng.uniform(0, 1, 2000),  # bounded: stays linear
+        "signed": rng.normal(0, 1, 2000),
+    })
+    prep = Preprocessor.fit(frame, infer_schema(frame))
+    flags = {c["name"]: c["log1p"] for c in prep.state["numeric"]}
+    assert flags == {"bytes": True, "ratio": False, "signed": False}
+    encoded = prep.transform(pd.DataFrame({"bytes": [10.0, 1e6, -5.0], "ratio": 0.5, "signed": 0}))
+    column = encoded.numeric[:, 0]
+    assert np.isfinite(column).all()
+    assert column[1] > column[0] > 0 > column[2]  # order kept; impossible negatives far out
