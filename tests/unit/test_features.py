@@ -256,7 +256,7 @@ def test_skewed_non_negative_columns_are_modelled_on_a_log_scale() -> None:
     prep = Preprocessor.fit(frame, infer_schema(frame))
     flags = {c["name"]: c["log1p"] for c in prep.state["numeric"]}
     assert flags == {"bytes": True, "ratio": False, "signed": False}
-    encoded = prep.transform(pd.DataFrame({"bytes": [10.0, 1e6, -5.0], "ratio": 0.5, "signed": 0}))
+    encoded = prep.transform(pd.DataFrame({"bytes": [100.0, 1e6, -5.0], "ratio": 0.5, "signed": 0}))
     column = encoded.numeric[:, 0]
     assert np.isfinite(column).all()
     assert column[1] > column[0] > 0 > column[2]  # order kept; impossible negatives far out
