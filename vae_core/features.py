@@ -32,8 +32,8 @@ DEFAULT_SOFT_CLIP = 20.0
 
 
 #: A non-negative column whose 99th percentile exceeds this many times its median (or 1)
-#: (10 beat 100 on the mixed-type benchmark and changed nothing on the tabular ones)
-#: is modelled on a log1p scale.
+#: is modelled on a log1p scale. 10 beat 100 on the mixed-type benchmark and changed nothing
+#: on the tabular ones.
 LOG_SPAN_RATIO = 10.0
 
 
