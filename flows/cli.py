@@ -40,6 +40,8 @@ from vae_core.threshold import THRESHOLD_METHODS
 PROG = "vae-anomaly"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 #: Errors the user can fix by changing the command line or the files: exit code 2.
+#: (flows.tracking.ModelResolutionError is an InputError: a model URI that resolves to
+#: nothing is a configuration to fix.)
 USER_ERRORS: tuple[type[BaseException], ...] = (InputError, ModelFileError, FileExistsError)
 
 

@@ -139,7 +139,9 @@ def split_holdout(frame: pd.DataFrame, cfg: TrainSettings) -> tuple[pd.DataFrame
 @task(cache_policy=NO_CACHE)
 def fit_detector(train: pd.DataFrame, cfg: TrainSettings, run_id: str) -> VAEAnomalyDetector:
     detector = VAEAnomalyDetector(**cfg.detector.estimator_params(cfg.key_columns))
-    detector.fit(train, epoch_callback=tracking.epoch_logger(run_id))
+    detector.fit(
+        train, epoch_callback=tracking.epoch_logger(run_id, cfg.detector.n_models)
+    )
     result = detector.training_results_[0]
     get_run_logger().info(
         "trained %d epochs (best %d, val loss %.4f) on %s",
