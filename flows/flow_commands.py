@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from flows.cli import EXIT_OK, command, positive_int
 from flows.config import Settings, json_schema, load_settings
+
+# The flows run offline by default (Prefect's ephemeral server on a laptop or in CI): its
+# telemetry would only print connection errors. A deployment can set the variable itself.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:

@@ -22,7 +22,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows import report, tracking
-from flows.config import ScoreSettings, Settings
+from flows.config import ScoreSettings, Settings, load_settings
 from flows.row_validation import split_valid_rows
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import VAEAnomalyError
@@ -238,8 +238,13 @@ class ScoreOutcome:
 
 
 @flow(name="vae-score", log_prints=True)
-def score_flow(settings: Settings) -> ScoreOutcome:
-    """Score the configured input with the configured model version (default: champion)."""
+def score_flow(settings: Settings | None = None) -> ScoreOutcome:
+    """Score the configured input with the configured model version (default: champion).
+
+    Without ``settings`` (a scheduled deployment), the config layers in ``configs/`` of the
+    working directory are read, with environment overrides.
+    """
+    settings = settings if settings is not None else load_settings(job="score")
     cfg, track = settings.score, settings.tracking
     tracking.configure_tracking(track.tracking_uri, track.registry_uri)
     resolved, detector = resolve_champion(cfg.model_uri)

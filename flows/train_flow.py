@@ -24,7 +24,7 @@ from prefect.cache_policies import NO_CACHE
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 from flows import promotion, report, tracking
-from flows.config import Settings, TrainSettings
+from flows.config import Settings, TrainSettings, load_settings
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import EmptyInputError, SchemaError, TooFewRowsError
 from vae_core.io import read_table
@@ -302,8 +302,13 @@ def git_commit() -> str | None:
 
 
 @flow(name="vae-train", log_prints=True)
-def train_flow(settings: Settings) -> TrainOutcome:
-    """Train on the configured data and register the model; promote it if it is better."""
+def train_flow(settings: Settings | None = None) -> TrainOutcome:
+    """Train on the configured data and register the model; promote it if it is better.
+
+    Without ``settings`` (a scheduled deployment), the config layers in ``configs/`` of the
+    working directory are read, with environment overrides.
+    """
+    settings = settings if settings is not None else load_settings(job="train")
     cfg, track = settings.train, settings.tracking
     tracking.configure_tracking(track.tracking_uri, track.registry_uri)
     tags = {"data_path": cfg.data_path, "job": "train"}

@@ -186,3 +186,41 @@ def test_invalid_rows_are_quarantined_and_accounted(
     row9 = scores.loc[scores["payment_id"] == frame.loc[9, "payment_id"]]
     assert bool(row9["is_anomaly"].iloc[0]) and row9["top_feature_1"].iloc[0] == "fee"
     assert "MISMATCH" not in outcome.report_path.read_text()
+
+
+def test_scoring_run_is_logged_with_the_model_version(trained) -> None:
+    settings, outcome, scored = trained
+    client = MlflowClient(settings.tracking.tracking_uri)
+    run = client.get_run(scored.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["model_version"] == outcome.version
+    assert run.data.tags["model_uri"] == f"models:/payments/{outcome.version}"
+    metrics = run.data.metrics
+    assert metrics["n_rows"] == scored.rows_in and metrics["n_flagged"] == scored.n_flagged
+    assert metrics["alert_rate"] == pytest.approx(scored.n_flagged / scored.rows_scored)
+    assert {"score_q0.5", "score_q0.99"} <= set(metrics)
+    assert "report" in {a.path for a in client.list_artifacts(scored.run_id)}
+
+
+def test_labelled_evaluation_and_time_window(
+    tmp_path: Path, data_dir: Path, mlflow_store_factory
+) -> None:
+    _, score, labels = make_demo_frames(seed=4, n_train=10, n_score=400)
+    evaluation = write_parquet_atomic(
+        score.assign(label=labels.to_numpy().astype(int)), tmp_path / "eval.parquet"
+    )
+    train = read_table(data_dir / "train.parquet")
+    start = train["created_at"].sort_values().iloc[100]
+    store = mlflow_store_factory(tmp_path)
+    settings = make_settings(store, data_dir, tmp_path, name="labelled")
+    settings = settings.model_copy(update={"train": settings.train.model_copy(update={
+        "evaluation": {"path": str(evaluation), "label_column": "label"},
+        "time_window_start": start.to_pydatetime(),
+    })})
+    settings = type(settings).model_validate(settings.model_dump())
+    outcome = train_flow(settings)
+    assert outcome.metrics["eval_roc_auc"] > 0.7
+    assert 0 <= outcome.metrics["eval_average_precision"] <= 1
+    run = MlflowClient(store).get_run(outcome.run_id)
+    assert run.data.tags["row_count"] == str(int((train["created_at"] >= start).sum()))
+    assert "eval_f1" in run.data.metrics
