@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # would pull gigabytes of CUDA libraries.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench-quality clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,14 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(BIN)/ruff check vae_core flows tests benchmarks
 
-bench: $(VENV)/.bench
-	$(BIN)/python benchmarks/bench_quality.py
+# Detection quality against the anchors, with the shared evaluation harnesses beside the
+# repository (../shared); each run appends to benchmarks/results/ and resumes if stopped.
+SHARED ?= ../shared
+bench-quality: $(VENV)/.bench
+	$(BIN)/python $(SHARED)/eval/bench_tabular.py $(SHARED)/datasets/adbench benchmarks/results/adbench.jsonl project iforest ecod pyod_vae pyod_ae
+	$(BIN)/python $(SHARED)/eval/bench_tabular.py $(SHARED)/datasets/adbench-small benchmarks/results/adbench_small.jsonl project iforest ecod pyod_vae pyod_ae
+	$(BIN)/python $(SHARED)/eval/bench_mixed.py $(SHARED)/datasets/nslkdd/kddtest_plus.parquet benchmarks/results/nslkdd.jsonl project iforest ecod
+	$(BIN)/python benchmarks/summarize_quality.py benchmarks/results/*.jsonl
 
 clean:
 	rm -rf $(VENV) .pytest_cache demo_output

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
-METRICS = {"auroc": "mean ROC AUC", "ap": "mean AP", "f1": "mean flag F1", "fit_s": "mean fit s"}
+METRICS = {
+    "auroc": "mean ROC AUC", "ap": "mean AP", "f1": "mean flag F1", "fit_s": "mean fit s",
+    "seconds": "mean fit+score s",
+}
 
 
 def to_markdown(table: pd.DataFrame) -> str:
@@ -60,7 +63,9 @@ def main(paths: list[str]) -> int:
         return 2
     for name in paths:
         results = load(Path(name))
-        print(f"## {name}\n\n{summary_table(results)}\n\n{per_dataset_table(results)}\n")
+        print(f"## {name}\n\n{summary_table(results)}\n")
+        if "dataset" in results:
+            print(f"{per_dataset_table(results)}\n")
     return 0
 
 
