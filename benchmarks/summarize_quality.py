@@ -28,7 +28,7 @@ def to_markdown(table: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, row in table.iterrows():
         cells = [
-            str(int(v)) if name in ("runs", "failed") else f"{v:.3f}"
+            "-" if pd.isna(v) else str(int(v)) if name in ("runs", "failed") else f"{v:.3f}"
             for name, v in row.items()
         ]
         lines.append("| " + " | ".join([str(label), *cells]) + " |")
@@ -44,8 +44,9 @@ def summary_table(results: pd.DataFrame) -> str:
     ok = results[results.get("error").isna()] if "error" in results else results
     present = [m for m in METRICS if m in ok.columns]
     table = ok.groupby("detector")[present].mean().sort_values(present[0], ascending=False)
+    table = table.reindex([*table.index, *sorted(set(results["detector"]) - set(table.index))])
     table.columns = [METRICS[m] for m in present]
-    table["runs"] = ok.groupby("detector").size()
+    table["runs"] = ok.groupby("detector").size().reindex(table.index).fillna(0)
     if "error" in results:
         table["failed"] = results.groupby("detector")["error"].count()
     return to_markdown(table)
