@@ -95,7 +95,6 @@ class TrainSettings(_Frozen):
     detector: DetectorSettings = DetectorSettings()
     evaluation: EvaluationSettings | None = None
     promotion_tolerance: float = Field(0.05, ge=0)
-    artifacts_dir: str = "demo_output/train"
 
 
 class ScoreSettings(_Frozen):

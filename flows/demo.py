@@ -58,7 +58,7 @@ def demo_settings(workdir: Path, train_path: Path, score_path: Path) -> Settings
     store = (workdir / "mlflow.db").resolve()
     overrides = {
         "tracking": {"tracking_uri": f"sqlite:///{store}"},
-        "train": {"data_path": str(train_path), "artifacts_dir": str(workdir / "train")},
+        "train": {"data_path": str(train_path)},
         "score": {"input_path": str(score_path), "output_dir": str(workdir / "scores")},
     }
     return load_settings(job="train", overrides=overrides, environ={})

@@ -47,7 +47,6 @@ def make_settings(
                 "data_path": str(data_dir / "train.parquet"),
                 "key_columns": ["payment_id"],
                 "timestamp_column": "created_at",
-                "artifacts_dir": str(out / "train"),
                 "detector": {**FAST_DETECTOR, **(detector or {})},
             },
             "score": {
