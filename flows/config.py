@@ -155,14 +155,55 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def _field_path(loc: tuple[Any, ...]) -> str:
+    """Dotted key of an error location, without pydantic's union-branch labels.
+
+    For a field typed ``int | Literal["auto"]`` pydantic reports one error per branch, at
+    locations like ``(..., "latent_dim", "int")``: walk the models and keep only real keys.
+    """
+    model: Any = Settings
+    parts: list[str] = []
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if fields is None or part not in fields:
+            if fields is None and isinstance(part, int):
+                parts.append(str(part))  # a list index
+                continue
+            break
+        parts.append(str(part))
+        annotation = fields[part].annotation
+        model = next(
+            (a for a in (annotation, *getattr(annotation, "__args__", ()))
+             if isinstance(a, type) and issubclass(a, BaseModel)),
+            None,
+        )
+    return ".".join(parts) or ".".join(map(str, loc))
+
+
 def _describe(error: dict[str, Any]) -> str:
-    key = ".".join(str(part) for part in error["loc"])
+    key = _field_path(tuple(error["loc"]))
     value = error.get("input")
     if error["type"] == "extra_forbidden":
+        key = ".".join(str(part) for part in error["loc"])
         return f"unknown key '{key}' (value {value!r}); check the spelling against " \
             "`vae-anomaly config-schema`"
     allowed = error.get("ctx", {}).get("expected") or error["msg"]
     return f"key '{key}' has value {value!r}: {allowed}"
+
+
+def _merge_problems(errors: list[dict[str, Any]]) -> str:
+    """One message per key: union branches of the same field are joined with 'or'."""
+    by_key: dict[str, list[str]] = {}
+    for error in errors:
+        text = _describe(error)
+        key = text.split("'")[1]
+        by_key.setdefault(key, []).append(text)
+    merged = []
+    for texts in by_key.values():
+        first = texts[0]
+        extra = [t.split(": ", 1)[1] for t in texts[1:] if ": " in t]
+        merged.append(" or ".join([first, *extra]))
+    return "; ".join(merged)
 
 
 def default_files(job: str | None) -> list[Path]:
@@ -192,7 +233,7 @@ def load_settings(
         return Settings.model_validate(tree)
     except ValidationError as exc:
         where = ", ".join(str(p) for p in sources) or "defaults"
-        problems = "; ".join(_describe(e) for e in exc.errors())
+        problems = _merge_problems(exc.errors())
         raise ConfigError(f"invalid configuration ({where}): {problems}") from None
 
 

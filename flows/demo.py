@@ -58,7 +58,13 @@ def demo_settings(workdir: Path, train_path: Path, score_path: Path) -> Settings
     store = (workdir / "mlflow.db").resolve()
     overrides = {
         "tracking": {"tracking_uri": f"sqlite:///{store}"},
-        "train": {"data_path": str(train_path)},
+        # Keys and timestamp are the demo data's own: the demo must not depend on which
+        # configs/ (if any) the current directory holds.
+        "train": {
+            "data_path": str(train_path),
+            "key_columns": list(KEY_COLUMNS),
+            "timestamp_column": "created_at",
+        },
         "score": {"input_path": str(score_path), "output_dir": str(workdir / "scores")},
     }
     return load_settings(job="train", overrides=overrides, environ={})

@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -238,13 +239,17 @@ class ScoreOutcome:
 
 
 @flow(name="vae-score", log_prints=True)
-def score_flow(settings: Settings | None = None) -> ScoreOutcome:
+def score_flow(
+    settings: Settings | None = None, overrides: dict[str, Any] | None = None
+) -> ScoreOutcome:
     """Score the configured input with the configured model version (default: champion).
 
     Without ``settings`` (a scheduled deployment), the config layers in ``configs/`` of the
-    working directory are read, with environment overrides.
+    working directory are read, then environment variables, then ``overrides`` (a nested
+    mapping of only the keys to change, e.g. ``{"score": {"input_path": "..."}}``).
     """
-    settings = settings if settings is not None else load_settings(job="score")
+    if settings is None:
+        settings = load_settings(job="score", overrides=overrides)
     cfg, track = settings.score, settings.tracking
     tracking.configure_tracking(track.tracking_uri, track.registry_uri)
     resolved, detector = resolve_champion(cfg.model_uri)

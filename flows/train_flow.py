@@ -302,13 +302,17 @@ def git_commit() -> str | None:
 
 
 @flow(name="vae-train", log_prints=True)
-def train_flow(settings: Settings | None = None) -> TrainOutcome:
+def train_flow(
+    settings: Settings | None = None, overrides: dict[str, Any] | None = None
+) -> TrainOutcome:
     """Train on the configured data and register the model; promote it if it is better.
 
     Without ``settings`` (a scheduled deployment), the config layers in ``configs/`` of the
-    working directory are read, with environment overrides.
+    working directory are read, then environment variables, then ``overrides`` (a nested
+    mapping of only the keys to change, e.g. ``{"score": {"input_path": "..."}}``).
     """
-    settings = settings if settings is not None else load_settings(job="train")
+    if settings is None:
+        settings = load_settings(job="train", overrides=overrides)
     cfg, track = settings.train, settings.tracking
     tracking.configure_tracking(track.tracking_uri, track.registry_uri)
     tags = {"data_path": cfg.data_path, "job": "train"}

@@ -66,7 +66,8 @@ def model_dir(demo_files: dict[str, Path]) -> Path:
 def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--help")
     assert code == 0
-    for name in ("version", "fit", "score-file", "train", "score", "demo", "serve", "config-schema"):
+    names = ("version", "fit", "score-file", "train", "score", "demo", "serve", "config-schema")
+    for name in names:
         assert name in out
 
 

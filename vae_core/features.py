@@ -174,6 +174,18 @@ class Preprocessor:
                 if not np.isfinite(observed).any():
                     dropped.append(f"{spec.name} (only infinite values)")
                     continue
+                distinct = np.unique(observed)
+                if distinct.size == 2 and np.isfinite(distinct).all():
+                    # A two-valued column (a flag) is a Bernoulli variable: as a Gaussian on
+                    # a robust scale, a flag set in 2% of rows would sit 50 units out and
+                    # outweigh every other column whenever it is set.
+                    categorical.append({
+                        "name": spec.name,
+                        "levels": [repr(float(v)) for v in distinct] + [UNSEEN_LEVEL],
+                        "rare": [],
+                        "numeric_values": [float(v) for v in distinct],
+                    })
+                    continue
                 log = use_log_scale(observed)
                 centre, scale = _robust_centre_scale(np.log1p(observed) if log else observed)
                 numeric.append(
@@ -258,6 +270,15 @@ class Preprocessor:
 
     def _encode_levels(self, series: pd.Series, j: int) -> np.ndarray:
         levels = self.state["categorical"][j]["levels"]
+        numeric_values = self.state["categorical"][j].get("numeric_values")
+        if numeric_values is not None:
+            # Compared as numbers, so 1, 1.0 and True all match the level seen as 1.0.
+            values = pd.to_numeric(series, errors="coerce").to_numpy(np.float64)
+            codes = np.full(len(values), len(levels) - 1, dtype=np.int64)
+            for code, value in enumerate(numeric_values):
+                codes[values == value] = code
+            codes[np.isnan(values)] = -1
+            return codes
         index = self._level_index[j]
         unseen = len(levels) - 1
         rare_code = index.get(RARE_LEVEL, unseen)

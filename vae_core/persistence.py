@@ -116,7 +116,9 @@ def load_model(
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"{manifest_path} is not valid JSON ({exc}); re-save the model.") from exc
+        raise ModelFileError(
+            f"{manifest_path} is not valid JSON ({exc}); re-save the model."
+        ) from exc
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise ModelFileError(

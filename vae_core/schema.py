@@ -96,7 +96,7 @@ def as_frame(X: Any) -> tuple[pd.DataFrame, bool]:
         # A mixed-type array is dtype object throughout: give each column the type its
         # values have, so numbers stay numeric instead of becoming categories.
         frame = frame.infer_objects()
-        for name in frame.columns[frame.dtypes == object]:
+        for name in [c for c in frame.columns if frame[c].dtype == np.dtype(object)]:
             as_number = pd.to_numeric(frame[name], errors="coerce")
             if as_number.notna().sum() == frame[name].notna().sum():
                 frame[name] = as_number

@@ -178,7 +178,9 @@ def test_invalid_rows_are_quarantined_and_accounted(
     assert outcome.rows_quarantined == 2
     assert outcome.rows_scored == len(frame) - 2
     quarantine = read_table(outcome.quarantine_path)
-    reasons = dict(zip(quarantine["payment_id"].fillna("<null>"), quarantine["reason"]))
+    reasons = dict(
+        zip(quarantine["payment_id"].fillna("<null>"), quarantine["reason"], strict=True)
+    )
     assert reasons[frame.loc[3, "payment_id"]] == "column 'amount' value 'twelve' is not a number"
     assert reasons["<null>"] == "key column 'payment_id' is null"
     scores = read_table(outcome.scores_path)
