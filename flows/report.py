@@ -22,7 +22,6 @@ import base64
 import html
 import math
 import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -41,6 +40,7 @@ from flows.charts import (
     top_features_png,
     training_histogram_png,
 )
+from vae_core.io import write_bytes_atomic
 
 __all__ = [
     "ALERT_RATE_HIGH",
@@ -523,38 +523,7 @@ def render_html(data: ReportData) -> str:
 
 def write_report(data: ReportData, path: str | os.PathLike[str]) -> Path:
     """Write :func:`render_html` to ``path`` atomically (temp file, fsync, rename)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    content = render_html(data).encode("utf-8")
-    descriptor, temp_name = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp_name, 0o644)
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    _fsync_directory(target.parent)
-    return target
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename durable where the platform allows opening a directory."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    return write_bytes_atomic(render_html(data).encode("utf-8"), path)
 
 
 # ----------------------------------------------------------------------------- Prefect

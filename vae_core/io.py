@@ -322,6 +322,24 @@ def write_parquet_atomic(frame: pd.DataFrame, path: PathLike) -> Path:
     return target
 
 
+def write_bytes_atomic(payload: bytes, path: PathLike) -> Path:
+    """Write ``payload`` to ``path`` atomically (temp file beside it, fsync, rename)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = _temporary_sibling(target)
+    try:
+        with open(staging, "xb") as handle:
+            handle.write(payload)
+            _sync_and_close(handle)
+        os.chmod(staging, 0o644)  # a report is for people to read, like any output
+        os.replace(staging, target)
+    except BaseException:
+        _remove_quietly(staging)
+        raise
+    _fsync_directory(target.parent)
+    return target
+
+
 class ParquetBatchWriter:
     """Write a Parquet file batch by batch; it appears at ``path`` only on success.
 
