@@ -49,7 +49,6 @@ class RunSummary:
     reasons: dict[str, int] = field(default_factory=dict)
     top: pd.DataFrame | None = None
     sample: pd.DataFrame | None = None
-    seen_for_sample: int = 0
 
     def keep_top(self, scored: pd.DataFrame, top_n: int) -> None:
         if top_n <= 0 or scored.empty:
@@ -58,19 +57,15 @@ class RunSummary:
         self.top = pool.nlargest(top_n, "score")
 
     def keep_sample(self, scored: pd.DataFrame, rng: np.random.Generator) -> None:
-        """Reservoir sampling by batch: every scored row is kept with equal probability."""
-        pool = scored if self.sample is None else pd.concat([self.sample, scored])
-        self.seen_for_sample += len(scored)
+        """Keep a uniform sample of at most SAMPLE_SIZE scored rows of the whole run.
+
+        Bottom-k sampling: every row draws a random key and the rows with the smallest keys
+        are kept, which is a uniform sample without replacement however the run is batched.
+        """
+        keyed = scored.assign(_sample_key=rng.random(len(scored)))
+        pool = keyed if self.sample is None else pd.concat([self.sample, keyed])
         if len(pool) > SAMPLE_SIZE:
-            # Keep each row with probability SAMPLE_SIZE / seen: weight the old sample by
-            # the rows it stands for so the result stays uniform over the whole run.
-            old = 0 if self.sample is None else len(self.sample)
-            weights = np.r_[
-                np.full(old, (self.seen_for_sample - len(scored)) / max(old, 1)),
-                np.ones(len(scored)),
-            ]
-            pick = rng.choice(len(pool), SAMPLE_SIZE, replace=False, p=weights / weights.sum())
-            pool = pool.iloc[np.sort(pick)]
+            pool = pool.nsmallest(SAMPLE_SIZE, "_sample_key")
         self.sample = pool
 
 
