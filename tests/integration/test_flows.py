@@ -214,11 +214,10 @@ def test_labelled_evaluation_and_time_window(
     start = train["created_at"].sort_values().iloc[100]
     store = mlflow_store_factory(tmp_path)
     settings = make_settings(store, data_dir, tmp_path, name="labelled")
-    settings = settings.model_copy(update={"train": settings.train.model_copy(update={
-        "evaluation": {"path": str(evaluation), "label_column": "label"},
-        "time_window_start": start.to_pydatetime(),
-    })})
-    settings = type(settings).model_validate(settings.model_dump())
+    data = settings.model_dump()
+    data["train"]["evaluation"] = {"path": str(evaluation), "label_column": "label"}
+    data["train"]["time_window_start"] = start.to_pydatetime()
+    settings = Settings.model_validate(data)
     outcome = train_flow(settings)
     assert outcome.metrics["eval_roc_auc"] > 0.7
     assert 0 <= outcome.metrics["eval_average_precision"] <= 1
