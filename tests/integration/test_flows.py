@@ -224,3 +224,17 @@ def test_labelled_evaluation_and_time_window(
     run = MlflowClient(store).get_run(outcome.run_id)
     assert run.data.tags["row_count"] == str(int((train["created_at"] >= start).sum()))
     assert "eval_f1" in run.data.metrics
+
+
+def test_scoring_without_a_champion_fails_fast_naming_what_it_tried(
+    tmp_path: Path, data_dir: Path, mlflow_store_factory
+) -> None:
+    from flows.tracking import ModelResolutionError
+
+    store = mlflow_store_factory(tmp_path)
+    settings = make_settings(store, data_dir, tmp_path, name="nobody")
+    with pytest.raises(ModelResolutionError) as caught:
+        score_flow(settings)
+    message = str(caught.value)
+    assert "nobody" in message and "champion" in message and store in message
+    assert not (tmp_path / "scores").exists()  # nothing written before the model resolved
