@@ -225,11 +225,13 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         self.n_features_in_ = len(schema.columns)
         self.feature_names_in_ = np.asarray(schema.feature_names, dtype=object)
 
-        reference = EncodedData(*(a[val_index] for a in _arrays(encoded)))
-        if n_val < MIN_REFERENCE_ROWS:
-            # A quantile of a few dozen scores is noise; the training rows' scores are a
-            # little optimistic, but many more of them give a steadier threshold.
-            reference = encoded
+        # A quantile of a few dozen scores is noise: below MIN_REFERENCE_ROWS held-out rows
+        # the threshold uses every training row's score (a little optimistic, far steadier).
+        reference = (
+            EncodedData(*(a[val_index] for a in _arrays(encoded)))
+            if n_val >= MIN_REFERENCE_ROWS
+            else encoded
+        )
         reference_scores = self._score_arrays(reference).score
         self.threshold_: Threshold = fit_threshold(
             reference_scores,
