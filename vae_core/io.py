@@ -19,7 +19,7 @@ import glob
 import os
 import secrets
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -300,44 +300,37 @@ def _frame_to_table(frame: pd.DataFrame, schema: pa.Schema | None = None) -> pa.
         return pa.Table.from_pandas(frame, schema=schema, preserve_index=keep_index)
 
 
-def write_parquet_atomic(frame: pd.DataFrame, path: PathLike) -> Path:
-    """Write ``frame`` to ``path`` so readers see the old file or the whole new one.
+def _write_atomic(path: PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """Run ``write`` on a temporary file beside ``path``, fsync it, then rename it into place.
 
-    The parent directory is created if needed. The temporary file is removed if anything
-    fails, and an existing file at ``path`` stays untouched in that case.
+    Readers see the old file or the whole new one. The parent directory is created if
+    needed; if anything fails the temporary file is removed and ``path`` is left as it was.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    table = _frame_to_table(frame)
     staging = _temporary_sibling(target)
     try:
         with open(staging, "xb") as handle:
-            pq.write_table(table, handle)
+            write(handle)
             _sync_and_close(handle)
+        os.chmod(staging, 0o644)  # outputs are for people and other jobs to read
         os.replace(staging, target)
     except BaseException:
         _remove_quietly(staging)
         raise
     _fsync_directory(target.parent)
     return target
+
+
+def write_parquet_atomic(frame: pd.DataFrame, path: PathLike) -> Path:
+    """Write ``frame`` to ``path`` atomically (temp file beside it, fsync, rename)."""
+    table = _frame_to_table(frame)
+    return _write_atomic(path, lambda handle: pq.write_table(table, handle))
 
 
 def write_bytes_atomic(payload: bytes, path: PathLike) -> Path:
     """Write ``payload`` to ``path`` atomically (temp file beside it, fsync, rename)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = _temporary_sibling(target)
-    try:
-        with open(staging, "xb") as handle:
-            handle.write(payload)
-            _sync_and_close(handle)
-        os.chmod(staging, 0o644)  # a report is for people to read, like any output
-        os.replace(staging, target)
-    except BaseException:
-        _remove_quietly(staging)
-        raise
-    _fsync_directory(target.parent)
-    return target
+    return _write_atomic(path, lambda handle: handle.write(payload))
 
 
 class ParquetBatchWriter:
