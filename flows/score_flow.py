@@ -248,21 +248,14 @@ def score_flow(
     cfg, track = settings.score, settings.tracking
     tracking.configure_tracking(track.tracking_uri, track.registry_uri)
     resolved, detector = resolve_champion(cfg.model_uri)
-    run_id = tracking.start_run(
-        track.experiment, "score",
-        {"job": "score", "input_path": cfg.input_path, "model_name": resolved.name,
-         "model_version": str(resolved.version), "model_uri": resolved.uri},
-    )
-    try:
+    tags = {"job": "score", "input_path": cfg.input_path, "model_name": resolved.name,
+            "model_version": str(resolved.version), "model_uri": resolved.uri}
+    with tracking.tracked_run(track.experiment, "score", tags) as run_id:
         output_dir = Path(cfg.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
         summary = score_stream(detector, cfg, output_dir)
         data = build_report_data(summary, detector, resolved, cfg, output_dir, run_id)
         report_path = publish_report(data, output_dir, run_id)
-    except BaseException:
-        tracking.end_run(run_id, "FAILED")
-        raise
-    tracking.end_run(run_id, "FINISHED")
     quarantine = output_dir / QUARANTINE_FILE
     print(
         f"model {resolved.name} v{resolved.version}: {summary.rows_in} rows in, "

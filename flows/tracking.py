@@ -172,6 +172,20 @@ def end_run(run_id: str, status: str = "FINISHED") -> None:
     _client().set_terminated(run_id, status=status)
 
 
+@contextlib.contextmanager
+def tracked_run(
+    experiment: str, run_name: str, tags: Mapping[str, Any] | None = None
+) -> Iterator[str]:
+    """Start a run, yield its id, and end it FINISHED, or FAILED if the block raises."""
+    run_id = start_run(experiment, run_name, tags)
+    try:
+        yield run_id
+    except BaseException:
+        end_run(run_id, "FAILED")
+        raise
+    end_run(run_id, "FINISHED")
+
+
 def set_run_tags(run_id: str, tags: Mapping[str, Any]) -> None:
     items = [RunTag(k, _truncate(v, MAX_TAG_VAL_LENGTH)) for k, v in tags.items()]
     for chunk in _chunks(items, MAX_PARAMS_TAGS_PER_BATCH):

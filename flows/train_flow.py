@@ -319,8 +319,7 @@ def train_flow(
     commit = git_commit()
     if commit:
         tags["git_commit"] = commit
-    run_id = tracking.start_run(track.experiment, "train", tags)
-    try:
+    with tracking.tracked_run(track.experiment, "train", tags) as run_id:
         frame = load_training_data(cfg)
         validation = validate_training_data(frame, cfg)
         tracking.set_run_tags(run_id, {
@@ -332,10 +331,6 @@ def train_flow(
         log_training(run_id, settings, detector, holdout, metrics, validation)
         registered = register(run_id, detector, holdout, track.registered_model)
         decision = promote(run_id, registered, metrics, holdout, cfg)
-    except BaseException:
-        tracking.end_run(run_id, "FAILED")
-        raise
-    tracking.end_run(run_id, "FINISHED")
     create_markdown_artifact(
         key="training-summary",
         markdown=f"# Model {registered.name} v{registered.version}: {decision.alias}\n\n"
