@@ -18,6 +18,7 @@ import pandas as pd
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import InputError, SchemaError
 from vae_core.io import DEFAULT_BATCH_SIZE, ParquetBatchWriter, iter_batches
+from vae_core.prefetch import prefetch
 
 #: How many of the highest-scoring rows are printed by default.
 DEFAULT_TOP = 10
@@ -87,7 +88,8 @@ def carried_columns(detector: VAEAnomalyDetector, batch: pd.DataFrame, source: s
 def _scored_batches(
     detector: VAEAnomalyDetector, data: str, batch_size: int
 ) -> Iterator[pd.DataFrame]:
-    for batch in iter_batches(data, batch_size=batch_size):
+    # Read ahead in a background thread while the model scores the current batch.
+    for batch in prefetch(iter_batches(data, batch_size=batch_size)):
         carried = batch[carried_columns(detector, batch, data)]
         scores = detector.score_frame(batch, source=data)
         yield pd.concat([carried, scores], axis=1)

@@ -105,6 +105,8 @@ class ScoreSettings(_Frozen):
     top_n: int = Field(20, ge=0)
     numeric_errors: Literal["quarantine", "fail"] = "quarantine"
     report_title: str = "Batch anomaly report"
+    concurrency: int = Field(2, ge=1)
+    partition_rows: int | None = Field(None, ge=1)
 
 
 class Settings(_Frozen):

@@ -11,7 +11,9 @@ the flow checks that rows read = rows scored + rows quarantined before it report
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import secrets
+import shutil
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,52 +23,29 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import report, tracking
 from flows.config import ScoreSettings, Settings, load_settings
-from flows.row_validation import split_valid_rows
+from flows.partition_scoring import (
+    SAMPLE_SIZE,
+    PartitionResult,
+    RowAccountingError,
+    concatenate_parts,
+    score_partition,
+    staging_directory,
+    time_columns,
+)
 from vae_core import VAEAnomalyDetector
-from vae_core.errors import VAEAnomalyError
-from vae_core.io import ParquetBatchWriter, iter_batches
+from vae_core.errors import EmptyInputError
+from vae_core.io import Partition, list_partitions, write_bytes_atomic
+
+__all__ = ["SAMPLE_SIZE", "RowAccountingError", "score_flow"]
 
 SCORES_FILE, QUARANTINE_FILE, REPORT_FILE = "scores.parquet", "quarantine.parquet", "report.html"
-#: Scores kept for the histogram and the time plot: a uniform reservoir of the run.
-SAMPLE_SIZE = 50_000
-
-
-class RowAccountingError(VAEAnomalyError, RuntimeError):
-    """Rows read differ from rows scored plus rows quarantined: something was lost."""
-
-
-@dataclass
-class RunSummary:
-    """What the streaming loop keeps: counts, the top rows and a bounded sample."""
-
-    rows_in: int = 0
-    rows_scored: int = 0
-    rows_quarantined: int = 0
-    n_flagged: int = 0
-    reasons: dict[str, int] = field(default_factory=dict)
-    top: pd.DataFrame | None = None
-    sample: pd.DataFrame | None = None
-
-    def keep_top(self, scored: pd.DataFrame, top_n: int) -> None:
-        if top_n <= 0 or scored.empty:
-            return
-        pool = scored if self.top is None else pd.concat([self.top, scored])
-        self.top = pool.nlargest(top_n, "score")
-
-    def keep_sample(self, scored: pd.DataFrame, rng: np.random.Generator) -> None:
-        """Keep a uniform sample of at most SAMPLE_SIZE scored rows of the whole run.
-
-        Bottom-k sampling: every row draws a random key and the rows with the smallest keys
-        are kept, which is a uniform sample without replacement however the run is batched.
-        """
-        keyed = scored.assign(_sample_key=rng.random(len(scored)))
-        pool = keyed if self.sample is None else pd.concat([self.sample, keyed])
-        if len(pool) > SAMPLE_SIZE:
-            pool = pool.nsmallest(SAMPLE_SIZE, "_sample_key")
-        self.sample = pool
+MANIFEST_FILE = "manifest.json"
+#: Written into the manifest so that readers can refuse a layout they do not know.
+MANIFEST_VERSION = 1
 
 
 @task(cache_policy=NO_CACHE)
@@ -77,76 +56,99 @@ def resolve_champion(model_uri: str) -> tuple[tracking.ResolvedModel, VAEAnomaly
     return resolved, detector
 
 
-def carried_columns(detector: VAEAnomalyDetector, columns: pd.Index) -> list[str]:
-    schema = detector.schema_
-    return [c for c in (*schema.key_columns, *schema.ignored_columns) if c in columns]
+@task(cache_policy=NO_CACHE, task_run_name="score-{label}")
+def score_partition_task(
+    detector: VAEAnomalyDetector,
+    cfg: ScoreSettings,
+    partition: Partition | None,
+    scores_path: Path,
+    quarantine_path: Path,
+    label: str,
+) -> PartitionResult:
+    result = score_partition(
+        detector, cfg.input_path, partition, scores_path, quarantine_path,
+        batch_size=cfg.batch_size, top_n=cfg.top_n, numeric_errors=cfg.numeric_errors,
+    )
+    get_run_logger().info(
+        "%s: %d rows, %d scored, %d quarantined, %d flagged",
+        label, result.rows_in, result.rows_scored, result.rows_quarantined, result.n_flagged,
+    )
+    return result
 
 
-@task(cache_policy=NO_CACHE)
 def score_stream(
     detector: VAEAnomalyDetector, cfg: ScoreSettings, output_dir: Path
-) -> RunSummary:
-    """Validate, score and write every record batch; return counts and summaries."""
-    logger = get_run_logger()
-    summary = RunSummary()
-    rng = np.random.default_rng(0)
-    scores_out = ParquetBatchWriter(output_dir / SCORES_FILE)
-    quarantine_out = ParquetBatchWriter(output_dir / QUARANTINE_FILE)
-    try:
-        for number, batch in enumerate(iter_batches(cfg.input_path, batch_size=cfg.batch_size)):
-            valid, quarantined = split_valid_rows(
-                batch, detector.schema_, cfg.input_path, cfg.numeric_errors
-            )
-            summary.rows_in += len(batch)
-            if len(quarantined):
-                quarantine_out.write(quarantined)
-                summary.rows_quarantined += len(quarantined)
-                for reason, count in quarantined["reason"].value_counts().items():
-                    summary.reasons[str(reason)] = summary.reasons.get(str(reason), 0) + int(count)
-            # Scored even when empty: the first batch fixes the output's columns, so a run
-            # whose rows are all quarantined still writes a (0-row) scores file.
-            scores = detector.score_frame(valid, source=cfg.input_path)
-            scored = pd.concat(
-                [valid[carried_columns(detector, valid.columns)], scores], axis=1
-            ).reset_index(drop=True)
-            scores_out.write(scored)
-            summary.rows_scored += len(scored)
-            summary.n_flagged += int(scored["is_anomaly"].sum())
-            summary.keep_top(scored, cfg.top_n)
-            summary.keep_sample(scored[["score", "is_anomaly", *_time_columns(detector)]], rng)
-            logger.info(
-                "batch %d: %d rows, %d scored so far, %d quarantined",
-                number, len(batch), summary.rows_scored, summary.rows_quarantined,
-            )
-        check_accounting(summary)
-    except BaseException:
-        scores_out.abort()
-        quarantine_out.abort()
-        raise
-    scores_out.close()
-    if summary.rows_quarantined:
-        quarantine_out.close()
-    else:
-        quarantine_out.abort()
-        # A quarantine file left by an earlier run of this input would now be a lie.
-        (output_dir / QUARANTINE_FILE).unlink(missing_ok=True)
-    return summary
+) -> PartitionResult:
+    """Score every partition of the input into ``output_dir``; return counts and summaries.
 
-
-def _time_columns(detector: VAEAnomalyDetector) -> list[str]:
-    return list(detector.schema_.ignored_columns[:1])
-
-
-def check_accounting(summary: RunSummary) -> None:
-    if summary.rows_in != summary.rows_scored + summary.rows_quarantined:
-        raise RowAccountingError(
-            f"rows read {summary.rows_in} != rows scored {summary.rows_scored} + rows "
-            f"quarantined {summary.rows_quarantined}; the outputs are incomplete."
+    One partition is written straight to the outputs. Several are scored ``concurrency`` at
+    a time into a staging directory, each into its own part, then concatenated in input
+    order into the outputs: the files are the same whatever the concurrency, and a run
+    killed before the end leaves the previous outputs in place.
+    """
+    partitions = list_partitions(cfg.input_path, cfg.partition_rows)
+    if len(partitions) == 1:
+        return score_partition_task(
+            detector, cfg, None, output_dir / SCORES_FILE, output_dir / QUARANTINE_FILE,
+            label=Path(partitions[0].file).name,
         )
+    staging = staging_directory(output_dir, secrets.token_hex(6))
+    try:
+        with ThreadPoolTaskRunner(max_workers=cfg.concurrency) as runner:
+            futures = [
+                runner.submit(score_partition_task, parameters={
+                    "detector": detector, "cfg": cfg, "partition": part,
+                    "scores_path": staging / f"{part.name}.scores.parquet",
+                    "quarantine_path": staging / f"{part.name}.quarantine.parquet",
+                    "label": f"{part.name} ({Path(part.file).name})",
+                })
+                for part in partitions
+            ]
+            results = [future.result() for future in futures]
+        total = PartitionResult()
+        for result in results:
+            total.merge(result, cfg.top_n)
+        if total.rows_in == 0:
+            raise EmptyInputError(f"{cfg.input_path}: the data has 0 rows.")
+        total.check_accounting()
+        concatenate_parts(
+            [staging / f"{p.name}.scores.parquet" for p in partitions], output_dir / SCORES_FILE
+        )
+        concatenate_parts(
+            [staging / f"{p.name}.quarantine.parquet" for p in partitions],
+            output_dir / QUARANTINE_FILE,
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return total
+
+
+def write_manifest(
+    summary: PartitionResult, resolved: tracking.ResolvedModel, cfg: ScoreSettings,
+    output_dir: Path, run_id: str,
+) -> Path:
+    """Record what produced the outputs: model version, input, partitions and row counts."""
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "model": {"name": resolved.name, "version": str(resolved.version), "uri": resolved.uri},
+        "input_path": cfg.input_path,
+        "mlflow_run_id": run_id,
+        "rows": {"in": summary.rows_in, "scored": summary.rows_scored,
+                 "quarantined": summary.rows_quarantined, "flagged": summary.n_flagged},
+        "outputs": {
+            "scores": SCORES_FILE,
+            "quarantine": QUARANTINE_FILE if summary.rows_quarantined else None,
+            "report": REPORT_FILE,
+        },
+        "partitions": summary.partitions,
+    }
+    return write_bytes_atomic(
+        json.dumps(manifest, indent=2).encode(), output_dir / MANIFEST_FILE
+    )
 
 
 def build_report_data(
-    summary: RunSummary,
+    summary: PartitionResult,
     detector: VAEAnomalyDetector,
     resolved: tracking.ResolvedModel,
     cfg: ScoreSettings,
@@ -157,7 +159,7 @@ def build_report_data(
         {"score": [], "is_anomaly": []}
     )
     scores = sample["score"].to_numpy(dtype=float)
-    time_column = next((c for c in _time_columns(detector) if c in sample.columns), None)
+    time_column = next((c for c in time_columns(detector) if c in sample.columns), None)
     series = None
     if time_column is not None and len(sample):
         series = sample[[time_column, "score", "is_anomaly"]].rename(
@@ -256,6 +258,7 @@ def score_flow(
         summary = score_stream(detector, cfg, output_dir)
         data = build_report_data(summary, detector, resolved, cfg, output_dir, run_id)
         report_path = publish_report(data, output_dir, run_id)
+        write_manifest(summary, resolved, cfg, output_dir, run_id)
     quarantine = output_dir / QUARANTINE_FILE
     print(
         f"model {resolved.name} v{resolved.version}: {summary.rows_in} rows in, "

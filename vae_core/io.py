@@ -20,6 +20,7 @@ import os
 import secrets
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -225,24 +226,30 @@ def iter_batches(
     path: PathLike,
     batch_size: int = DEFAULT_BATCH_SIZE,
     columns: Sequence[str] | None = None,
+    partition: Partition | None = None,
 ) -> Iterator[pd.DataFrame]:
     """Yield the data as DataFrames of at most ``batch_size`` rows, one file at a time.
 
     Only one record batch is held in memory, so files larger than memory can be scored.
     Empty batches are skipped; data with no rows at all raises ``EmptyInputError`` (after
-    the last file), so a job never reports success on nothing.
+    the last file), so a job never reports success on nothing. With ``partition`` (from
+    ``list_partitions(path)``) only that part of the data is read, and an empty part is
+    not an error: emptiness is a property of the whole dataset.
     """
     if batch_size < 1:
         raise InputError(f"batch_size={batch_size!r} must be at least 1.")
     dataset = _open_dataset(path)
     _check_columns(dataset, columns, path)
+    fragments = _fragments(dataset)
+    if partition is not None:
+        fragments = [_partition_fragment(fragments, partition, path)]
     n_rows = 0
-    for fragment in _fragments(dataset):
+    for fragment in fragments:
         for batch in _fragment_batches(fragment, dataset.schema, columns, batch_size):
             if batch.num_rows:
                 n_rows += batch.num_rows
                 yield _to_frame(batch)
-    if n_rows == 0:
+    if n_rows == 0 and partition is None:
         raise EmptyInputError(f"{os.fspath(path)}: the data has 0 rows.")
 
 
@@ -251,11 +258,89 @@ def _fragment_batches(
 ) -> Iterator[pa.RecordBatch]:
     _check_fragment_columns(fragment, schema, columns)
     try:
+        # A small read-ahead bounds memory: pyarrow's default of 16 batches in flight
+        # would hold a gigabyte of a wide file for no gain in a single-consumer loop.
         yield from fragment.to_batches(
-            schema=schema, columns=_column_list(columns), batch_size=batch_size
+            schema=schema, columns=_column_list(columns), batch_size=batch_size,
+            batch_readahead=2, fragment_readahead=1,
         )
     except _ARROW_ERRORS as exc:
         raise _file_error(fragment.path, exc) from exc
+
+
+# -- partitions ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Partition:
+    """A unit of parallel work: one file, or a range of row groups of a large file.
+
+    Plain data (picklable), so it can be sent to another process or machine, which reads
+    it with ``iter_batches(source, partition=partition)``.
+    """
+
+    index: int
+    file: str
+    row_groups: tuple[int, ...] | None  # None: the whole file
+    n_rows: int
+
+    @property
+    def name(self) -> str:
+        """A stable name for the partition's outputs, sortable in input order."""
+        return f"part-{self.index:05d}"
+
+
+def list_partitions(path: PathLike, max_rows: int | None = None) -> list[Partition]:
+    """Split the data at ``path`` into partitions, in the order ``iter_batches`` reads it.
+
+    Each file is one partition; with ``max_rows``, a file with more rows is split at
+    row-group boundaries into partitions of about ``max_rows`` rows (a row group is the
+    smallest unit Parquet can read on its own, so a single larger group stays whole).
+    """
+    if max_rows is not None and max_rows < 1:
+        raise InputError(f"max_rows={max_rows!r} must be at least 1.")
+    dataset = _open_dataset(path)
+    partitions: list[Partition] = []
+    for fragment in _fragments(dataset):
+        try:
+            sizes = [group.num_rows for group in fragment.row_groups]
+        except _ARROW_ERRORS as exc:
+            raise _file_error(fragment.path, exc) from exc
+        for groups in _group_ranges(sizes, max_rows):
+            partitions.append(Partition(
+                index=len(partitions),
+                file=fragment.path,
+                row_groups=None if len(groups) == len(sizes) else tuple(groups),
+                n_rows=sum(sizes[g] for g in groups),
+            ))
+    return partitions
+
+
+def _group_ranges(sizes: Sequence[int], max_rows: int | None) -> list[list[int]]:
+    """Consecutive row groups packed into ranges of at most ``max_rows`` rows (or one group)."""
+    if max_rows is None or sum(sizes) <= max_rows:
+        return [list(range(len(sizes)))]
+    ranges: list[list[int]] = [[]]
+    rows = 0
+    for group, size in enumerate(sizes):
+        if ranges[-1] and rows + size > max_rows:
+            ranges.append([])
+            rows = 0
+        ranges[-1].append(group)
+        rows += size
+    return ranges
+
+
+def _partition_fragment(
+    fragments: Sequence[ds.Fragment], partition: Partition, path: PathLike
+) -> ds.Fragment:
+    for fragment in fragments:
+        if fragment.path == partition.file:
+            if partition.row_groups is None:
+                return fragment
+            return fragment.subset(row_group_ids=list(partition.row_groups))
+    raise DataPathError(
+        f"{partition.file}: this file of {os.fspath(path)} has gone since the partitions "
+        "were listed; rerun the job on the current data."
+    )
 
 
 # -- writing ---------------------------------------------------------------------------
@@ -372,6 +457,23 @@ class ParquetBatchWriter:
     def write(self, frame: pd.DataFrame) -> None:
         """Append the rows of ``frame``; its columns must match the first batch's."""
         table = self._table_for(frame)
+        if self._writer is None:
+            self._open(table.schema)
+        assert self._writer is not None
+        self._writer.write_table(table)
+        self.rows_written += table.num_rows
+
+    def write_arrow(self, data: pa.Table | pa.RecordBatch) -> None:
+        """Append Arrow data as it is, cast to the file's schema once it has one."""
+        table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
+        if self.schema is not None:
+            try:
+                table = table.select(self.schema.names).cast(self.schema)
+            except (pa.ArrowException, KeyError) as exc:
+                raise InputError(
+                    f"{self.path}: data starting at row {self.rows_written} does not match "
+                    f"the schema of the first batch ({_first_line(exc)})."
+                ) from exc
         if self._writer is None:
             self._open(table.schema)
         assert self._writer is not None

@@ -1,0 +1,205 @@
+"""Score one partition of the input, and combine partitions into the run's outputs.
+
+A partition (a file, or row groups of a large file) is read in record batches, validated,
+scored and written batch by batch, with the next batches read in a background thread while
+the model works. Only bounded summaries are kept: the top rows and a uniform sample. The
+functions here take plain data and know nothing of Prefect or MLflow, so the same code runs
+in the flow's process, in a thread pool, or on a remote worker.
+
+Determinism: the sample keys of a partition come from a generator seeded by the partition
+index, and partition outputs are combined in partition order, so a run gives the same output
+files whether its partitions ran one after another or concurrently.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from flows.row_validation import split_valid_rows
+from vae_core import VAEAnomalyDetector
+from vae_core.errors import VAEAnomalyError
+from vae_core.io import ParquetBatchWriter, Partition, iter_batches
+from vae_core.prefetch import prefetch
+
+#: Scores kept for the histogram and the time plot: a uniform sample of the run.
+SAMPLE_SIZE = 50_000
+#: Staging directories of partition outputs start with this; a killed run's are removed.
+STAGING_PREFIX = ".parts-"
+
+
+class RowAccountingError(VAEAnomalyError, RuntimeError):
+    """Rows read differ from rows scored plus rows quarantined: something was lost."""
+
+
+@dataclass
+class PartitionResult:
+    """What scoring a partition (or a whole run, once merged) produced: counts and summaries."""
+
+    rows_in: int = 0
+    rows_scored: int = 0
+    rows_quarantined: int = 0
+    n_flagged: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    top: pd.DataFrame | None = None
+    sample: pd.DataFrame | None = None
+    partitions: list[dict[str, object]] = field(default_factory=list)
+
+    def keep_top(self, scored: pd.DataFrame, top_n: int) -> None:
+        if top_n <= 0 or scored.empty:
+            return
+        pool = scored if self.top is None else pd.concat([self.top, scored])
+        self.top = pool.nlargest(top_n, "score")
+
+    def keep_sample(self, keyed: pd.DataFrame) -> None:
+        """Keep the SAMPLE_SIZE rows with the smallest ``_sample_key`` seen so far.
+
+        Bottom-k sampling: with uniform random keys, the rows with the smallest keys are a
+        uniform sample without replacement however the rows were batched or partitioned.
+        """
+        pool = keyed if self.sample is None else pd.concat([self.sample, keyed])
+        if len(pool) > SAMPLE_SIZE:
+            pool = pool.nsmallest(SAMPLE_SIZE, "_sample_key")
+        self.sample = pool
+
+    def add_reasons(self, reasons: dict[str, int]) -> None:
+        for reason, count in reasons.items():
+            self.reasons[reason] = self.reasons.get(reason, 0) + count
+
+    def merge(self, other: PartitionResult, top_n: int) -> None:
+        """Fold ``other`` (the next partition in input order) into this result."""
+        self.rows_in += other.rows_in
+        self.rows_scored += other.rows_scored
+        self.rows_quarantined += other.rows_quarantined
+        self.n_flagged += other.n_flagged
+        self.add_reasons(other.reasons)
+        if other.top is not None:
+            self.keep_top(other.top, top_n)
+        if other.sample is not None:
+            self.keep_sample(other.sample)
+        self.partitions.extend(other.partitions)
+
+    def check_accounting(self) -> None:
+        if self.rows_in != self.rows_scored + self.rows_quarantined:
+            raise RowAccountingError(
+                f"rows read {self.rows_in} != rows scored {self.rows_scored} + rows "
+                f"quarantined {self.rows_quarantined}; the outputs are incomplete."
+            )
+
+
+def carried_columns(detector: VAEAnomalyDetector, columns: pd.Index) -> list[str]:
+    """Columns copied into the scores: keys (to trace rows) and ignored ones (timestamps)."""
+    schema = detector.schema_
+    return [c for c in (*schema.key_columns, *schema.ignored_columns) if c in columns]
+
+
+def time_columns(detector: VAEAnomalyDetector) -> list[str]:
+    return list(detector.schema_.ignored_columns[:1])
+
+
+def score_partition(
+    detector: VAEAnomalyDetector,
+    source: str,
+    partition: Partition | None,
+    scores_path: Path,
+    quarantine_path: Path,
+    *,
+    batch_size: int,
+    top_n: int,
+    numeric_errors: Literal["quarantine", "fail"] = "quarantine",
+) -> PartitionResult:
+    """Validate, score and write every batch of ``partition`` (all of ``source`` if None).
+
+    ``scores_path`` is written when the partition has rows (with 0 rows if every row was
+    quarantined);
+    ``quarantine_path`` only when rows were quarantined, and an older file there is removed
+    otherwise, since it would describe another run. Both appear only when complete.
+    """
+    result = PartitionResult()
+    seed = 0 if partition is None else partition.index
+    rng = np.random.default_rng([seed, 0x5CA1E])
+    where = source if partition is None else partition.file
+    scores_out = ParquetBatchWriter(scores_path)
+    quarantine_out = ParquetBatchWriter(quarantine_path)
+    batches = prefetch(iter_batches(source, batch_size=batch_size, partition=partition))
+    try:
+        for batch in batches:
+            valid, quarantined = split_valid_rows(batch, detector.schema_, where, numeric_errors)
+            result.rows_in += len(batch)
+            if len(quarantined):
+                quarantine_out.write(quarantined)
+                result.rows_quarantined += len(quarantined)
+                counts = quarantined["reason"].value_counts()
+                result.add_reasons({str(k): int(v) for k, v in counts.items()})
+            # Scored even when empty: the first batch fixes the output's columns, so a
+            # partition whose rows are all quarantined still writes a (0-row) scores file.
+            scores = detector.score_frame(valid, source=where)
+            scored = pd.concat(
+                [valid[carried_columns(detector, valid.columns)], scores], axis=1
+            ).reset_index(drop=True)
+            scores_out.write(scored)
+            result.rows_scored += len(scored)
+            result.n_flagged += int(scored["is_anomaly"].sum())
+            result.keep_top(scored, top_n)
+            kept = scored[["score", "is_anomaly", *time_columns(detector)]]
+            result.keep_sample(kept.assign(_sample_key=rng.random(len(kept))))
+        result.check_accounting()
+    except BaseException:
+        batches.close()
+        scores_out.abort()
+        quarantine_out.abort()
+        raise
+    if result.rows_in:
+        scores_out.close()
+    else:
+        scores_out.abort()  # an empty file of a dataset: nothing to write, nothing lost
+    if result.rows_quarantined:
+        quarantine_out.close()
+    else:
+        quarantine_out.abort()
+        quarantine_path.unlink(missing_ok=True)
+    result.partitions.append({
+        "index": seed,
+        "file": where,
+        "row_groups": None if partition is None else partition.row_groups,
+        "rows_in": result.rows_in,
+        "rows_scored": result.rows_scored,
+        "rows_quarantined": result.rows_quarantined,
+    })
+    return result
+
+
+def concatenate_parts(parts: Sequence[Path], target: Path) -> int:
+    """Stream the Parquet ``parts`` in order into ``target`` (atomically); return rows written.
+
+    Nothing is written when ``parts`` is empty; an older ``target`` is then removed, since
+    it would describe another run.
+    """
+    existing = [p for p in parts if p.exists()]
+    if not existing:
+        target.unlink(missing_ok=True)
+        return 0
+    # The first part with rows fixes the schema: an empty part may carry null-typed columns.
+    ordered = sorted(existing, key=lambda p: pq.ParquetFile(p).metadata.num_rows == 0)
+    schema = pq.read_schema(ordered[0])
+    with ParquetBatchWriter(target, schema=schema) as writer:
+        for part in existing:
+            for batch in pq.ParquetFile(part).iter_batches():
+                writer.write_arrow(batch)
+        return writer.rows_written
+
+
+def staging_directory(output_dir: Path, token: str) -> Path:
+    """A fresh directory for this run's partition outputs; stale ones of killed runs go."""
+    for stale in output_dir.glob(f"{STAGING_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = output_dir / f"{STAGING_PREFIX}{token}"
+    staging.mkdir(parents=True)
+    return staging

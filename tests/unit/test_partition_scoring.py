@@ -1,0 +1,89 @@
+"""Partition scoring's bounded summaries and the concatenation of partition outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from flows import partition_scoring
+from flows.partition_scoring import PartitionResult, RowAccountingError, concatenate_parts
+
+
+def batch(start: int, n: int, rng: np.random.Generator | None = None) -> pd.DataFrame:
+    rows = np.arange(start, start + n)
+    frame = pd.DataFrame({"row": rows, "score": rows.astype(float), "is_anomaly": False})
+    if rng is not None:
+        frame["_sample_key"] = rng.random(n)
+    return frame
+
+
+def test_top_rows_are_the_highest_scores_across_batches() -> None:
+    summary = PartitionResult()
+    for start in range(0, 1000, 100):
+        summary.keep_top(batch(start, 100), top_n=5)
+    assert summary.top["row"].tolist() == [999, 998, 997, 996, 995]
+
+
+def test_sample_is_bounded_and_uniform_over_the_whole_run(monkeypatch) -> None:
+    monkeypatch.setattr(partition_scoring, "SAMPLE_SIZE", 2000)
+    summary = PartitionResult()
+    rng = np.random.default_rng(0)
+    # uneven batches: a batch-weighted scheme would over-represent the small ones
+    starts, sizes = np.cumsum([0, 100, 50_000, 300, 29_600])[:-1], [100, 50_000, 300, 29_600]
+    for start, size in zip(starts, sizes, strict=True):
+        summary.keep_sample(batch(int(start), size, rng))
+    rows = summary.sample["row"].to_numpy()
+    assert len(rows) == 2000 and len(set(rows)) == 2000
+    # each quarter of the run holds about a quarter of the sample
+    quarters = np.histogram(rows, bins=4, range=(0, 80_000))[0]
+    assert quarters == pytest.approx([500] * 4, abs=100)
+
+
+def test_merging_partitions_equals_one_pass_over_all_rows(monkeypatch) -> None:
+    monkeypatch.setattr(partition_scoring, "SAMPLE_SIZE", 300)
+    rng = np.random.default_rng(1)
+    parts = [batch(0, 400, rng), batch(400, 250, rng), batch(650, 500, rng)]
+    one_pass = PartitionResult()
+    for part in parts:
+        one_pass.keep_top(part, top_n=7)
+        one_pass.keep_sample(part)
+    merged = PartitionResult()
+    for part in parts:
+        piece = PartitionResult(rows_in=len(part), rows_scored=len(part), reasons={"x": 1})
+        piece.keep_top(part, top_n=7)
+        piece.keep_sample(part)
+        merged.merge(piece, top_n=7)
+    assert merged.rows_in == merged.rows_scored == 1150
+    assert merged.reasons == {"x": 3}
+    assert merged.top["row"].tolist() == one_pass.top["row"].tolist()
+    assert sorted(merged.sample["row"]) == sorted(one_pass.sample["row"])
+
+
+def test_accounting_mismatch_is_an_error() -> None:
+    with pytest.raises(RowAccountingError, match="rows read 10 != rows scored 9"):
+        PartitionResult(rows_in=10, rows_scored=9, rows_quarantined=0).check_accounting()
+
+
+def test_concatenate_parts_keeps_order_and_skips_absent_parts(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    pd.DataFrame({"id": [1, 2], "label": ["x", "y"]}).to_parquet(first)
+    # an empty part whose text column has no type: the schema comes from a part with rows
+    pd.DataFrame({"id": pd.Series([], dtype="int64"), "label": pd.Series([], dtype=object)}
+                 ).to_parquet(second)
+    third = tmp_path / "c.parquet"
+    pd.DataFrame({"id": [3], "label": ["z"]}).to_parquet(third)
+    target = tmp_path / "out.parquet"
+    rows = concatenate_parts([second, first, tmp_path / "absent.parquet", third], target)
+    assert rows == 3
+    assert pq.read_table(target).to_pandas()["id"].tolist() == [1, 2, 3]
+
+
+def test_concatenate_nothing_removes_a_stale_target(tmp_path: Path) -> None:
+    target = tmp_path / "quarantine.parquet"
+    pd.DataFrame({"a": [1]}).to_parquet(target)
+    assert concatenate_parts([tmp_path / "absent.parquet"], target) == 0
+    assert not target.exists()
