@@ -35,6 +35,7 @@ from flows.batch import (
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import InputError, ModelFileError
 from vae_core.io import DEFAULT_BATCH_SIZE, read_table
+from vae_core.sampling import sample_rows
 from vae_core.threshold import THRESHOLD_METHODS
 
 PROG = "vae-anomaly"
@@ -213,6 +214,12 @@ def _configure_fit(parser: argparse.ArgumentParser) -> None:
         "--overwrite", action="store_true", help="replace an existing model at --model-dir."
     )
     parser.add_argument("--progress", action="store_true", help="show a training progress bar.")
+    parser.add_argument(
+        "--max-train-rows",
+        type=positive_int,
+        help="train on a uniform random sample of at most this many rows, drawn in one "
+        "streaming pass (for data larger than memory); reproducible with --seed.",
+    )
 
 
 #: fit option -> VAEAnomalyDetector parameter; options left unset keep the detector defaults.
@@ -240,7 +247,12 @@ def detector_from_args(args: argparse.Namespace) -> VAEAnomalyDetector:
 @command("fit", "train a detector on Parquet data and save it", _configure_fit)
 def run_fit(args: argparse.Namespace) -> int:
     refuse_existing(args.model_dir, args.overwrite)
-    frame = read_table(args.data)
+    if args.max_train_rows is None:
+        frame = read_table(args.data)
+    else:
+        frame, info = sample_rows(args.data, args.max_train_rows, seed=args.seed or 0)
+        if info.sampled:
+            print(f"sampled {info.rows_sampled:,} of {info.rows_seen:,} rows (seed {info.seed})")
     detector = detector_from_args(args)
     seconds = fit_and_save(detector, frame, args.model_dir, args.overwrite)
     for line in fit_summary(detector, len(frame), seconds):

@@ -90,6 +90,9 @@ class TrainSettings(_Frozen):
     timestamp_column: str | None = None
     time_window_start: datetime | None = None
     time_window_end: datetime | None = None
+    #: Train on a uniform sample of at most this many rows, drawn in one streaming pass,
+    #: so a history larger than memory never has to be loaded whole. None: every row.
+    max_train_rows: int | None = Field(None, ge=10)
     holdout_fraction: float = Field(0.2, gt=0, lt=0.5)
     min_rows: int = Field(50, ge=10)
     detector: DetectorSettings = DetectorSettings()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -28,6 +29,7 @@ from flows.config import Settings, TrainSettings, load_settings
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import EmptyInputError, SchemaError, TooFewRowsError
 from vae_core.io import read_table
+from vae_core.sampling import SampleInfo, sample_rows
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -60,23 +62,47 @@ def _needed_columns(cfg: TrainSettings) -> list[str] | None:
 
 
 @task(cache_policy=NO_CACHE)
-def load_training_data(cfg: TrainSettings) -> pd.DataFrame:
-    frame = read_table(cfg.data_path, columns=_needed_columns(cfg))
-    if cfg.timestamp_column and (cfg.time_window_start or cfg.time_window_end):
-        stamps = _timestamps(frame, cfg.timestamp_column, cfg.data_path)
+def load_training_data(cfg: TrainSettings) -> tuple[pd.DataFrame, SampleInfo]:
+    """The training rows inside the time window; a uniform sample if ``max_train_rows``."""
+    columns = _needed_columns(cfg)
+    in_window = _window_filter(cfg)
+    if cfg.max_train_rows is not None:
+        seed = cfg.detector.random_state if cfg.detector.random_state is not None else 0
+        frame, info = sample_rows(cfg.data_path, cfg.max_train_rows, seed, columns, in_window)
+    else:
+        frame = read_table(cfg.data_path, columns=columns)
+        if in_window is not None:
+            frame = frame.loc[in_window(frame)].reset_index(drop=True)
+        info = SampleInfo(rows_seen=len(frame), rows_sampled=len(frame), seed=0)
+    if frame.empty:
+        raise EmptyInputError(
+            f"{cfg.data_path}: no rows between time_window_start={cfg.time_window_start} "
+            f"and time_window_end={cfg.time_window_end}; widen the window."
+        )
+    logger = get_run_logger()
+    logger.info("loaded %d rows x %d columns from %s", *frame.shape, cfg.data_path)
+    if info.sampled:
+        logger.info("trained on a uniform sample: %d of %d rows (max_train_rows=%d, seed %d)",
+                    info.rows_sampled, info.rows_seen, cfg.max_train_rows, info.seed)
+    return frame, info
+
+
+def _window_filter(cfg: TrainSettings) -> Callable[[pd.DataFrame], np.ndarray] | None:
+    """Rows inside [time_window_start, time_window_end), or None when there is no window."""
+    column = cfg.timestamp_column
+    if not column or not (cfg.time_window_start or cfg.time_window_end):
+        return None
+
+    def in_window(frame: pd.DataFrame) -> np.ndarray:
+        stamps = _timestamps(frame, column, cfg.data_path)
         keep = pd.Series(True, index=frame.index)
         if cfg.time_window_start:
             keep &= stamps >= _as_utc(cfg.time_window_start)
         if cfg.time_window_end:
             keep &= stamps < _as_utc(cfg.time_window_end)
-        frame = frame.loc[keep.to_numpy()].reset_index(drop=True)
-        if frame.empty:
-            raise EmptyInputError(
-                f"{cfg.data_path}: no rows between time_window_start={cfg.time_window_start} "
-                f"and time_window_end={cfg.time_window_end}; widen the window."
-            )
-    get_run_logger().info("loaded %d rows x %d columns from %s", *frame.shape, cfg.data_path)
-    return frame
+        return keep.to_numpy()
+
+    return in_window
 
 
 def _as_utc(moment: Any) -> pd.Timestamp:
@@ -320,10 +346,11 @@ def train_flow(
     if commit:
         tags["git_commit"] = commit
     with tracking.tracked_run(track.experiment, "train", tags) as run_id:
-        frame = load_training_data(cfg)
+        frame, sample = load_training_data(cfg)
         validation = validate_training_data(frame, cfg)
         tracking.set_run_tags(run_id, {
             "row_count": str(len(frame)), "data_fingerprint": data_fingerprint(frame),
+            "rows_seen": str(sample.rows_seen), "sampled": str(sample.sampled).lower(),
         })
         train, holdout = split_holdout(frame, cfg)
         detector = fit_detector(train, cfg, run_id)

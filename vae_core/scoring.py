@@ -42,8 +42,11 @@ def _term_to_feature_matrix(layout: FeatureLayout) -> tuple[torch.Tensor, tuple[
     return matrix, names
 
 
-def _unexpected_missing_terms(data: EncodedData, layout: FeatureLayout) -> np.ndarray:
-    """Per-term NLL of cells missing in columns that had no missing values in training."""
+def _unexpected_missing_terms(data: EncodedData, layout: FeatureLayout) -> np.ndarray | None:
+    """Per-term NLL of cells missing in columns that had no missing values in training.
+
+    None when there are no such cells, the common case, which spares a full-size array.
+    """
     flagged = set(layout.missing_columns)
     numeric = (data.numeric_mask == 0) & np.array(
         [name not in flagged for name in layout.numeric_columns], dtype=bool
@@ -51,6 +54,8 @@ def _unexpected_missing_terms(data: EncodedData, layout: FeatureLayout) -> np.nd
     categorical = (data.categories < 0) & np.array(
         [name not in flagged for name in layout.categorical_columns], dtype=bool
     )
+    if not (numeric.any() or categorical.any()):
+        return None
     indicators = np.zeros((len(data), len(layout.missing_columns)), dtype=bool)
     unexpected = np.concatenate([numeric, categorical, indicators], axis=1)
     return unexpected.astype(np.float32) * layout.unexpected_missing_nll
@@ -62,10 +67,13 @@ def score_encoded(
     layout: FeatureLayout,
     beta: float,
     device: torch.device | str = "cpu",
-    batch_size: int = 8192,
+    batch_size: int = 65_536,
 ) -> ScoreArrays:
     """Score encoded rows with every member of ``models`` and average."""
     assignment, names = _term_to_feature_matrix(layout)
+    # With only numeric columns and no missing-value flags, each loss term is one column:
+    # the matrix is the identity and the product is skipped.
+    one_term_per_column = assignment.shape[0] == assignment.shape[1]
     assignment = assignment.to(device)
     n_rows = len(data)
     kl = np.zeros(n_rows, dtype=np.float64)
@@ -83,15 +91,20 @@ def score_encoded(
                 data.missing[start:stop],
             )
             batch = Batch.from_encoded(chunk, device)
-            unexpected = torch.from_numpy(_unexpected_missing_terms(chunk, layout)).to(device)
+            unexpected = _unexpected_missing_terms(chunk, layout)
+            extra = None if unexpected is None else torch.from_numpy(unexpected).to(device)
             for model in models:
                 out = model(batch.inputs, sample=False)
                 terms = reconstruction_terms(out, batch, layout.cardinalities, False)
-                terms = terms + unexpected
-                per_feature[start:stop] += (terms @ assignment).double().cpu().numpy()
-                kl[start:stop] += kl_to_standard_normal(out.mu, out.logvar).double().cpu().numpy()
-    per_feature /= len(models)
-    kl /= len(models)
+                if extra is not None:
+                    terms = terms + extra
+                if not one_term_per_column:
+                    terms = terms @ assignment
+                per_feature[start:stop] += terms.cpu().numpy()
+                kl[start:stop] += kl_to_standard_normal(out.mu, out.logvar).cpu().numpy()
+    if len(models) > 1:
+        per_feature /= len(models)
+        kl /= len(models)
     recon = per_feature.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         shares = np.where(recon[:, None] > 0, per_feature / recon[:, None], 0.0)

@@ -1,0 +1,187 @@
+"""Streaming scoring: rows/s Parquet in -> Parquet out, peak memory, and the model ceiling.
+
+For each size, a Parquet file of that many rows (an id key and ``--columns`` numeric
+features, written in row groups) is generated without ever holding it in memory. One model
+is trained on a sample. Each size is then scored in a fresh subprocess, so that its peak
+RSS is its own, by the scoring flow's per-partition function (read in record batches,
+validate, preprocess, score, write batch by batch). In the same subprocess, the model's
+scoring pass (forward pass plus the per-feature likelihood terms, the work that produces a
+score) runs on the same batches already encoded in memory: that rate is the ceiling the
+end-to-end rate is compared with. The bare ``model(x)`` rate is printed too.
+
+    python benchmarks/bench_scoring.py --rows 1000000 3000000 10000000
+    python benchmarks/bench_scoring.py --rows 20000 --json out.json   # a quick check
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+ROW_GROUP = 262_144
+#: Batches encoded in memory for the ceiling: enough for a steady rate, bounded memory.
+CEILING_ROWS = 1_048_576
+
+
+def generate(path: Path, n_rows: int, n_columns: int, seed: int = 0) -> None:
+    """Correlated numeric features with a few outliers, written one row group at a time."""
+    rng = np.random.default_rng(seed)
+    mixing = rng.normal(size=(4, n_columns))
+    schema = pa.schema([("id", pa.int64())] + [(f"x{j}", pa.float64()) for j in range(n_columns)])
+    with pq.ParquetWriter(path, schema) as writer:
+        for start in range(0, n_rows, ROW_GROUP):
+            n = min(ROW_GROUP, n_rows - start)
+            values = rng.normal(size=(n, 4)) @ mixing + 0.3 * rng.normal(size=(n, n_columns))
+            outliers = rng.random(n) < 0.001
+            values[outliers] += rng.normal(scale=8.0, size=(int(outliers.sum()), n_columns))
+            columns = [pa.array(np.arange(start, start + n))] + [
+                pa.array(values[:, j]) for j in range(n_columns)
+            ]
+            writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+
+
+def train(data: Path, model_dir: Path, threads: int) -> None:
+    import torch
+
+    from vae_core import VAEAnomalyDetector
+
+    torch.set_num_threads(threads)
+    sample = pq.ParquetFile(data).read_row_group(0).to_pandas().iloc[:20_000]
+    VAEAnomalyDetector(random_state=0, key_columns=("id",), max_epochs=20).fit(sample).save(
+        model_dir
+    )
+
+
+def measure(data: Path, model_dir: Path, out: Path, batch_size: int, threads: int) -> dict:
+    """Run in a fresh process: end-to-end scoring, then the ceiling on the same batches."""
+    import torch
+
+    from flows.partition_scoring import score_partition
+    from vae_core import VAEAnomalyDetector
+    from vae_core.io import iter_batches
+    from vae_core.scoring import score_encoded
+
+    torch.set_num_threads(threads)
+    detector = VAEAnomalyDetector.load(model_dir)
+    n_rows = pq.ParquetFile(data).metadata.num_rows
+    started = time.perf_counter()
+    result = score_partition(
+        detector, str(data), None, out, out.with_name("quarantine.parquet"),
+        batch_size=batch_size, top_n=20,
+    )
+    end_to_end_s = time.perf_counter() - started
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert result.rows_scored == n_rows == pq.ParquetFile(out).metadata.num_rows
+
+    encoded, n_encoded = [], 0
+    for frame in iter_batches(data, batch_size=batch_size):
+        encoded.append(detector.preprocessor_.transform(frame))
+        n_encoded += len(frame)
+        if n_encoded >= min(n_rows, CEILING_ROWS):
+            break
+    layout, models = detector.preprocessor_.layout, detector.models_
+    started = time.perf_counter()
+    for batch in encoded:
+        score_encoded(models, batch, layout, detector.beta, "cpu")
+    ceiling_s = time.perf_counter() - started
+    inputs = [torch.from_numpy(batch.inputs) for batch in encoded]
+    started = time.perf_counter()
+    with torch.inference_mode():
+        for x in inputs:
+            models[0](x, sample=False)
+    bare_s = time.perf_counter() - started
+    return {
+        "rows": n_rows,
+        "end_to_end_rows_per_s": n_rows / end_to_end_s,
+        "end_to_end_s": end_to_end_s,
+        "ceiling_rows_per_s": n_encoded / ceiling_s,
+        "bare_forward_rows_per_s": n_encoded / bare_s,
+        "peak_rss_mb": rss_mb,
+    }
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+         if line.startswith("model name")), platform.processor(),
+    ) if Path("/proc/cpuinfo").exists() else platform.processor()
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 3_000_000, 10_000_000])
+    parser.add_argument("--columns", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=65_536)
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    parser.add_argument("--workdir", type=Path, default=None, help="default: a temp dir")
+    parser.add_argument("--_measure", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args._measure:  # the child process
+        data, model_dir, out = map(Path, args._measure)
+        print(json.dumps(measure(data, model_dir, out, args.batch_size, args.threads)))
+        return 0
+
+    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+        root = Path(tmp)
+        rows_list = sorted(args.rows)
+        generate(root / "train.parquet", min(rows_list[0], ROW_GROUP), args.columns, seed=1)
+        train(root / "train.parquet", root / "model", args.threads)
+        results = []
+        for n_rows in rows_list:
+            data = root / f"data-{n_rows}.parquet"
+            generate(data, n_rows, args.columns)
+            child = subprocess.run(
+                [sys.executable, __file__, "--batch-size", str(args.batch_size),
+                 "--threads", str(args.threads),
+                 "--_measure", str(data), str(root / "model"), str(root / "scores.parquet")],
+                capture_output=True, text=True, check=False,
+            )
+            if child.returncode:
+                sys.stderr.write(child.stderr)
+                return child.returncode
+            figures = json.loads(child.stdout.strip().splitlines()[-1])
+            figures["ratio_to_ceiling"] = (
+                figures["end_to_end_rows_per_s"] / figures["ceiling_rows_per_s"]
+            )
+            results.append(figures)
+            data.unlink()
+
+    report = {"benchmark": "scoring", "columns": args.columns, "batch_size": args.batch_size,
+              "threads": args.threads, "machine": machine(), "results": results}
+    table = pd.DataFrame(results)[[
+        "rows", "end_to_end_rows_per_s", "ceiling_rows_per_s", "ratio_to_ceiling",
+        "bare_forward_rows_per_s", "peak_rss_mb", "end_to_end_s",
+    ]]
+    cpu = report["machine"]
+    print(f"scoring, {args.columns} numeric columns + id, batch {args.batch_size:,}, "
+          f"{args.threads} threads, {cpu['cpu']} ({cpu['cores']} cores)")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
