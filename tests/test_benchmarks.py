@@ -26,3 +26,44 @@ def test_summarize_quality_prints_means_per_detector(tmp_path: Path) -> None:
     project = next(line for line in out.splitlines() if line.startswith("| project"))
     assert project.split(" | ")[1:5] == ["0.800", "0.400", "0.300", "2.000"]
     assert "| iforest" in out  # the failed run is counted, not hidden
+
+
+BENCHMARKS = SCRIPT.parent
+
+
+def run_benchmark(name: str, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / name), "--threads", "1", *args],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_scoring_benchmark_runs_on_a_tiny_size(tmp_path: Path) -> None:
+    out = tmp_path / "scoring.json"
+    printed = run_benchmark("bench_scoring.py", "--rows", "3000", "7000", "--columns", "5",
+                            "--batch-size", "1024", "--json", str(out))
+    report = json.loads(out.read_text())
+    assert [r["rows"] for r in report["results"]] == [3000, 7000]
+    for row in report["results"]:
+        assert row["end_to_end_rows_per_s"] > 0 and row["ceiling_rows_per_s"] > 0
+        assert row["peak_rss_mb"] > 0
+        assert row["ratio_to_ceiling"] == row["end_to_end_rows_per_s"] / row["ceiling_rows_per_s"]
+    assert "ratio_to_ceiling" in printed and report["machine"]["cores"] >= 1
+
+
+def test_training_benchmark_runs_on_a_tiny_size(tmp_path: Path) -> None:
+    out = tmp_path / "training.json"
+    printed = run_benchmark("bench_training.py", "--rows", "1500", "--columns", "6",
+                            "--epochs", "1", "--json", str(out))
+    report = json.loads(out.read_text())
+    for comparison in ("same_batch", "defaults"):
+        figures = report[comparison]
+        assert figures["speedup"] > 0
+        for detector in ("project", "pyod_vae"):
+            assert 0.0 <= figures[detector]["roc_auc"] <= 1.0
+            assert figures[detector]["epochs"] == 1
+    assert report["same_batch"]["pyod_vae"]["batch_size"] == 256
+    assert report["defaults"]["pyod_vae"]["batch_size"] == 32
+    assert "speedup (samples/s), same batch" in printed

@@ -71,14 +71,14 @@ def reconstruction_terms(
         nll = F.cross_entropy(column_logits, codes.clamp(min=0), reduction="none")
         category_nll.append(nll * observed)
         start += cardinality
-    missing_nll = F.binary_cross_entropy_with_logits(
-        out.missing_logits.float(), batch.missing, reduction="none"
-    )
     parts = [numeric_nll]
     if category_nll:
         parts.append(torch.stack(category_nll, dim=1))
-    parts.append(missing_nll)
-    return torch.cat(parts, dim=1)
+    if batch.missing.shape[1]:  # skipped when no column had missing values in training
+        parts.append(F.binary_cross_entropy_with_logits(
+            out.missing_logits.float(), batch.missing, reduction="none"
+        ))
+    return torch.cat(parts, dim=1) if len(parts) > 1 else numeric_nll
 
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
