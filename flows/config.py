@@ -110,6 +110,8 @@ class ScoreSettings(_Frozen):
     report_title: str = "Batch anomaly report"
     concurrency: int = Field(2, ge=1)
     partition_rows: int | None = Field(None, ge=1)
+    task_runner: Literal["local", "dask"] = "local"
+    dask_address: str | None = None
 
 
 class Settings(_Frozen):

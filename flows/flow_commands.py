@@ -84,6 +84,18 @@ def _configure_score(parser: argparse.ArgumentParser) -> None:
                         "(overrides score.model_uri; default the champion).")
     parser.add_argument("--batch-size", type=positive_int,
                         help="rows per record batch (overrides score.batch_size).")
+    parser.add_argument("--concurrency", type=positive_int,
+                        help="partitions scored at the same time: threads, or the worker "
+                        "processes of a local Dask cluster (overrides score.concurrency).")
+    parser.add_argument("--partition-rows", type=positive_int,
+                        help="split files larger than this many rows into row-group "
+                        "partitions (overrides score.partition_rows).")
+    parser.add_argument("--task-runner", choices=("local", "dask"),
+                        help="where partitions run: local threads, or Dask worker processes "
+                        "(overrides score.task_runner).")
+    parser.add_argument("--dask-address", metavar="tcp://HOST:8786",
+                        help="score on this existing Dask cluster (implies --task-runner "
+                        "dask; overrides score.dask_address).")
 
 
 @command("score", "run the scoring flow: champion model, scores, quarantine, report",
@@ -94,6 +106,9 @@ def run_score(args: argparse.Namespace) -> int:
     overrides = {"score": _section({
         "input_path": args.input, "output_dir": args.output_dir,
         "model_uri": args.model_uri, "batch_size": args.batch_size,
+        "concurrency": args.concurrency, "partition_rows": args.partition_rows,
+        "task_runner": "dask" if args.dask_address else args.task_runner,
+        "dask_address": args.dask_address,
     })}
     outcome = score_flow(_settings(args, "score", overrides))
     print(f"scores: {outcome.scores_path}\nreport: {outcome.report_path}")

@@ -27,7 +27,7 @@ from flows.row_validation import split_valid_rows
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import VAEAnomalyError
 from vae_core.io import ParquetBatchWriter, Partition, iter_batches
-from vae_core.prefetch import prefetch
+from vae_core.prefetch import WriteBehind, prefetch
 
 #: Scores kept for the histogram and the time plot: a uniform sample of the run.
 SAMPLE_SIZE = 50_000
@@ -55,6 +55,12 @@ class PartitionResult:
     def keep_top(self, scored: pd.DataFrame, top_n: int) -> None:
         if top_n <= 0 or scored.empty:
             return
+        if len(scored) > top_n:
+            # Preselect on the score array: sorting whole frames with text columns costs
+            # more than scoring them. Ties at the cut are kept, so nlargest still decides.
+            values = scored["score"].to_numpy()
+            cut = np.partition(values, len(values) - top_n)[len(values) - top_n]
+            scored = scored.loc[values >= cut]
         pool = scored if self.top is None else pd.concat([self.top, scored])
         self.top = pool.nlargest(top_n, "score")
 
@@ -129,6 +135,7 @@ def score_partition(
     scores_out = ParquetBatchWriter(scores_path)
     quarantine_out = ParquetBatchWriter(quarantine_path)
     batches = prefetch(iter_batches(source, batch_size=batch_size, partition=partition))
+    scores_behind = WriteBehind(scores_out.write)
     try:
         for batch in batches:
             valid, quarantined = split_valid_rows(batch, detector.schema_, where, numeric_errors)
@@ -144,15 +151,25 @@ def score_partition(
             scored = pd.concat(
                 [valid[carried_columns(detector, valid.columns)], scores], axis=1
             ).reset_index(drop=True)
-            scores_out.write(scored)
+            scores_behind.submit(scored)
             result.rows_scored += len(scored)
             result.n_flagged += int(scored["is_anomaly"].sum())
             result.keep_top(scored, top_n)
             kept = scored[["score", "is_anomaly", *time_columns(detector)]]
             result.keep_sample(kept.assign(_sample_key=rng.random(len(kept))))
+        scores_behind.flush()
         result.check_accounting()
+        if scores_out.rows_written != result.rows_scored:
+            raise RowAccountingError(
+                f"{scores_path}: {scores_out.rows_written} rows written, "
+                f"{result.rows_scored} scored; the output is incomplete."
+            )
     except BaseException:
         batches.close()
+        try:
+            scores_behind.flush()
+        except BaseException:  # noqa: BLE001 - the first error is the one raised
+            pass
         scores_out.abort()
         quarantine_out.abort()
         raise

@@ -70,6 +70,9 @@ def split_valid_rows(
             _first_reason(reasons, bad, text)
         coerced[spec.name] = numbers
     bad_rows = reasons.notna().to_numpy()
+    if not bad_rows.any() and not coerced:
+        # The common case: every row is good as it is; no copy of the batch.
+        return batch, pd.DataFrame(columns=[*batch.columns, REASON_COLUMN])
     valid = batch.loc[~bad_rows].copy()
     for name, numbers in coerced.items():
         valid[name] = numbers[~bad_rows].astype("float64")

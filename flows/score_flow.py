@@ -23,7 +23,6 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows import report, tracking
 from flows.config import ScoreSettings, Settings, load_settings
@@ -36,6 +35,7 @@ from flows.partition_scoring import (
     staging_directory,
     time_columns,
 )
+from flows.task_runners import ModelRef, make_task_runner, model_ref, worker_detector
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import EmptyInputError
 from vae_core.io import Partition, list_partitions, write_bytes_atomic
@@ -58,13 +58,15 @@ def resolve_champion(model_uri: str) -> tuple[tracking.ResolvedModel, VAEAnomaly
 
 @task(cache_policy=NO_CACHE, task_run_name="score-{label}")
 def score_partition_task(
-    detector: VAEAnomalyDetector,
+    model: VAEAnomalyDetector | ModelRef,
     cfg: ScoreSettings,
     partition: Partition | None,
     scores_path: Path,
     quarantine_path: Path,
     label: str,
 ) -> PartitionResult:
+    """Score one partition; a ``ModelRef`` (other processes) is loaded once per process."""
+    detector = model if isinstance(model, VAEAnomalyDetector) else worker_detector(model)
     result = score_partition(
         detector, cfg.input_path, partition, scores_path, quarantine_path,
         batch_size=cfg.batch_size, top_n=cfg.top_n, numeric_errors=cfg.numeric_errors,
@@ -77,27 +79,33 @@ def score_partition_task(
 
 
 def score_stream(
-    detector: VAEAnomalyDetector, cfg: ScoreSettings, output_dir: Path
+    detector: VAEAnomalyDetector, cfg: ScoreSettings, output_dir: Path,
+    ref: ModelRef | None = None,
 ) -> PartitionResult:
     """Score every partition of the input into ``output_dir``; return counts and summaries.
 
-    One partition is written straight to the outputs. Several are scored ``concurrency`` at
-    a time into a staging directory, each into its own part, then concatenated in input
-    order into the outputs: the files are the same whatever the concurrency, and a run
-    killed before the end leaves the previous outputs in place.
+    One partition (with the local runner) is written straight to the outputs. Otherwise
+    partitions are scored ``concurrency`` at a time (threads, or Dask workers loading the
+    model from ``ref``) into a staging directory, each into its own part, then
+    concatenated in input order into the outputs: the files are the same whatever the
+    runner or the concurrency, and a run killed before the end leaves the previous outputs
+    in place. A partition re-run after a lost worker rewrites its own part, atomically, so
+    retries never duplicate rows.
     """
     partitions = list_partitions(cfg.input_path, cfg.partition_rows)
-    if len(partitions) == 1:
+    if len(partitions) == 1 and cfg.task_runner == "local":
         return score_partition_task(
             detector, cfg, None, output_dir / SCORES_FILE, output_dir / QUARANTINE_FILE,
             label=Path(partitions[0].file).name,
         )
     staging = staging_directory(output_dir, secrets.token_hex(6))
     try:
-        with ThreadPoolTaskRunner(max_workers=cfg.concurrency) as runner:
+        model = detector if cfg.task_runner == "local" or ref is None else ref
+        runner = make_task_runner(cfg.task_runner, cfg.concurrency, cfg.dask_address)
+        with runner:
             futures = [
                 runner.submit(score_partition_task, parameters={
-                    "detector": detector, "cfg": cfg, "partition": part,
+                    "model": model, "cfg": cfg, "partition": part,
                     "scores_path": staging / f"{part.name}.scores.parquet",
                     "quarantine_path": staging / f"{part.name}.quarantine.parquet",
                     "label": f"{part.name} ({Path(part.file).name})",
@@ -255,7 +263,8 @@ def score_flow(
     with tracking.tracked_run(track.experiment, "score", tags) as run_id:
         output_dir = Path(cfg.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        summary = score_stream(detector, cfg, output_dir)
+        ref = model_ref(resolved, track.tracking_uri, track.registry_uri)
+        summary = score_stream(detector, cfg, output_dir, ref)
         data = build_report_data(summary, detector, resolved, cfg, output_dir, run_id)
         report_path = publish_report(data, output_dir, run_id)
         write_manifest(summary, resolved, cfg, output_dir, run_id)

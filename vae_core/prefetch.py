@@ -1,15 +1,15 @@
-"""Overlap reading with computing: run an iterator ahead in a background thread.
+"""Overlap I/O with computing: read ahead and write behind in background threads.
 
-Parquet decoding and the Arrow-to-pandas conversion release the GIL, so while the model
-scores batch ``n`` the next batches can already be read. The queue is bounded, so at most
-``depth`` batches wait in memory whatever the size of the input.
+Parquet decoding, encoding and the Arrow conversions release the GIL, so while the model
+scores batch ``n`` the next batches can already be read and the previous one written.
+Queues are bounded, so at most ``depth`` batches wait in memory whatever the input size.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -67,3 +67,45 @@ def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
     finally:
         stop.set()
         worker.join()
+
+
+class WriteBehind:
+    """Hand frames to ``write`` in a background thread, at most ``depth`` waiting.
+
+    Parquet encoding and compression release the GIL, so the next batch is scored while
+    the previous one is written. ``flush()`` waits for every write and re-raises the first
+    error of the writer thread; after an error further ``submit`` calls raise it too.
+    """
+
+    def __init__(self, write: Callable[[T], None], depth: int = 2):
+        if depth < 1:
+            raise ValueError(f"depth={depth!r} must be at least 1.")
+        self._write = write
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="write-behind", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            if self._error is None:  # after a failure, drain without writing
+                try:
+                    self._write(item)  # type: ignore[arg-type]
+                except BaseException as error:  # re-raised in the submitting thread
+                    self._error = error
+
+    def submit(self, item: T) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(item)
+
+    def flush(self) -> None:
+        """Wait for every submitted write; raise the writer thread's error, if any."""
+        if self._thread.is_alive():
+            self._queue.put(_DONE)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error

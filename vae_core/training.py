@@ -116,6 +116,7 @@ def fit(
 ) -> TrainingResult:
     """Train ``model`` in place, restore the weights of the best validation epoch."""
     device = torch.device(config.device)
+    check_each_step = device.type == "cpu"
     # bf16 autocast on CUDA; on CPU plain float32 (no context object built per step).
     def autocast() -> contextlib.AbstractContextManager[object]:
         if device.type == "cuda":
@@ -145,8 +146,10 @@ def fit(
         order = torch.randperm(len(train), generator=generator).to(device)
         shuffled = train.select(order)
         trim = config.trim_fraction if epoch >= config.warmup_epochs else 0.0
-        # Summed on the device and read once per epoch: a per-step .item() would make the
-        # CPU wait for the GPU after every batch.
+        # Summed on the device and read once per epoch. On CPU each loss is also checked
+        # before its step, so no weight ever takes a non-finite update; on a GPU that check
+        # would make the CPU wait for the device after every batch, so there the epoch's
+        # sum is checked instead (the run fails either way, before a best-weights copy).
         total, n_batches = torch.zeros((), device=device), 0
         for start in range(0, len(train), config.batch_size):
             batch = Batch(*(t[start : start + config.batch_size] for t in shuffled))
@@ -154,6 +157,8 @@ def fit(
                 continue  # a 1-row remainder adds noise and nothing else
             with autocast():
                 loss = trimmed_mean(loss_fn(model, batch).float(), trim)
+            if check_each_step:
+                _check_finite(loss, epoch, "training")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm, foreach=True)

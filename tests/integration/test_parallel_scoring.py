@@ -97,8 +97,14 @@ def test_outputs_do_not_depend_on_concurrency_or_partitioning(setup, tmp_path) -
     _, split, q_split = run(setup, root / "single.parquet", tmp_path / "d", partition_rows=250)
     manifest = json.loads((tmp_path / "d" / MANIFEST_FILE).read_text())
     assert len(manifest["partitions"]) == 6  # groups of 100 rows, two per 250-row part
+    # Exactly the same rows, keys, flags and top features. Scores agree to float32
+    # rounding: the network's matrix kernels round differently for batches of different
+    # sizes, and file boundaries change the batches.
     for frame in (many_serial, whole, split):
-        pd.testing.assert_frame_equal(frame, many_parallel)
+        pd.testing.assert_frame_equal(frame, many_parallel, check_exact=False, rtol=1e-4)
+        for column in ("payment_id", "is_anomaly", "top_feature_1"):
+            assert frame[column].tolist() == many_parallel[column].tolist()
+    pd.testing.assert_frame_equal(many_serial, many_parallel)  # same batches: bit for bit
     for frame in (q_serial, q_whole, q_split):
         pd.testing.assert_frame_equal(frame, q_parallel)
     report_a = (tmp_path / "a" / "report.html").read_text()

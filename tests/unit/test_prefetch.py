@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from vae_core.prefetch import prefetch
+from vae_core.prefetch import WriteBehind, prefetch
 
 
 def test_items_arrive_in_order() -> None:
@@ -46,3 +46,26 @@ def test_stopping_early_stops_the_producer() -> None:
 def test_depth_must_be_positive() -> None:
     with pytest.raises(ValueError, match="depth"):
         next(prefetch(iter([1]), depth=0))
+
+
+def test_write_behind_writes_everything_in_order() -> None:
+    written = []
+    behind = WriteBehind(written.append, depth=2)
+    for item in range(50):
+        behind.submit(item)
+    behind.flush()
+    assert written == list(range(50))
+
+
+def test_a_write_error_is_raised_by_flush_and_later_submits() -> None:
+    def write(item: int) -> None:
+        if item == 3:
+            raise OSError("disk full")
+
+    behind = WriteBehind(write, depth=1)
+    with pytest.raises(OSError, match="disk full"):
+        for item in range(100):
+            behind.submit(item)
+        behind.flush()
+    with pytest.raises(OSError, match="disk full"):
+        behind.flush()

@@ -134,3 +134,14 @@ def test_to_frame_top_k_is_capped_by_the_number_of_features(top_k, expected):
         expected
     )
     assert list(frame.columns[:4]) == ["recon_error", "kl", "score", "is_anomaly"]
+
+
+def test_top_k_columns_matches_a_stable_sort_including_ties() -> None:
+    from vae_core.scoring import top_k_columns
+
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 4, size=(500, 9)).astype(float)  # many ties
+    values[3] = 0.0
+    values[7, 2] = np.nan  # never ranked above a number
+    expected = np.argsort(-np.nan_to_num(values, nan=-np.inf), axis=1, kind="stable")[:, :3]
+    np.testing.assert_array_equal(top_k_columns(values, 3), expected)
