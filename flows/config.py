@@ -93,6 +93,10 @@ class TrainSettings(_Frozen):
     #: Train on a uniform sample of at most this many rows, drawn in one streaming pass,
     #: so a history larger than memory never has to be loaded whole. None: every row.
     max_train_rows: int | None = Field(None, ge=10)
+    #: Where the per-partition sampling of ``max_train_rows`` runs (see ScoreSettings).
+    task_runner: Literal["local", "dask"] = "local"
+    dask_address: str | None = None
+    concurrency: int = Field(2, ge=1)
     holdout_fraction: float = Field(0.2, gt=0, lt=0.5)
     min_rows: int = Field(50, ge=10)
     detector: DetectorSettings = DetectorSettings()

@@ -62,7 +62,7 @@ def make_task_runner(kind: RunnerKind, workers: int, address: str | None) -> Tas
     # processes sidestep the GIL for the pandas parts of scoring.
     return DaskTaskRunner(cluster_kwargs={
         "n_workers": workers, "threads_per_worker": 1, "processes": True,
-        "dashboard_address": None,
+        "dashboard_address": ":0",  # any free port: several runs may share a machine
     })
 
 

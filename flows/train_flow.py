@@ -26,10 +26,11 @@ from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 from flows import promotion, report, tracking
 from flows.config import Settings, TrainSettings, load_settings
+from flows.task_runners import make_task_runner
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import EmptyInputError, SchemaError, TooFewRowsError
-from vae_core.io import read_table
-from vae_core.sampling import SampleInfo, sample_rows
+from vae_core.io import Partition, list_partitions, read_table
+from vae_core.sampling import PartitionSample, SampleInfo, merge_samples, sample_partition
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -61,24 +62,52 @@ def _needed_columns(cfg: TrainSettings) -> list[str] | None:
     return list(dict.fromkeys([*cfg.columns, *extra]))
 
 
-@task(cache_policy=NO_CACHE)
+@task(cache_policy=NO_CACHE, task_run_name="sample-{partition.name}")
+def sample_partition_task(
+    cfg: TrainSettings, partition: Partition, seed: int
+) -> PartitionSample:
+    return sample_partition(cfg.data_path, partition, cfg.max_train_rows or 0, seed,
+                            _needed_columns(cfg), _window_filter(cfg))
+
+
+def sample_training_rows(cfg: TrainSettings) -> tuple[pd.DataFrame, SampleInfo]:
+    """Sample every partition as a task (threads or Dask workers), then merge the samples.
+
+    Only the per-partition samples reach this process, so a history spread over many files
+    never passes through it in full; the result equals a one-process ``sample_rows``.
+    """
+    assert cfg.max_train_rows is not None
+    seed = cfg.detector.random_state if cfg.detector.random_state is not None else 0
+    partitions = list_partitions(cfg.data_path)
+    with make_task_runner(cfg.task_runner, cfg.concurrency, cfg.dask_address) as runner:
+        futures = [
+            runner.submit(sample_partition_task,
+                          parameters={"cfg": cfg, "partition": part, "seed": seed})
+            for part in partitions
+        ]
+        samples = [future.result() for future in futures]
+    frame, seen = merge_samples(samples, cfg.max_train_rows)
+    return frame, SampleInfo(rows_seen=seen, rows_sampled=len(frame), seed=seed)
+
+
 def load_training_data(cfg: TrainSettings) -> tuple[pd.DataFrame, SampleInfo]:
     """The training rows inside the time window; a uniform sample if ``max_train_rows``."""
     columns = _needed_columns(cfg)
     in_window = _window_filter(cfg)
     if cfg.max_train_rows is not None:
-        seed = cfg.detector.random_state if cfg.detector.random_state is not None else 0
-        frame, info = sample_rows(cfg.data_path, cfg.max_train_rows, seed, columns, in_window)
+        frame, info = sample_training_rows(cfg)
     else:
         frame = read_table(cfg.data_path, columns=columns)
         if in_window is not None:
             frame = frame.loc[in_window(frame)].reset_index(drop=True)
         info = SampleInfo(rows_seen=len(frame), rows_sampled=len(frame), seed=0)
-    if frame.empty:
+    if frame.empty and in_window is not None:
         raise EmptyInputError(
             f"{cfg.data_path}: no rows between time_window_start={cfg.time_window_start} "
             f"and time_window_end={cfg.time_window_end}; widen the window."
         )
+    if frame.empty:
+        raise EmptyInputError(f"{cfg.data_path}: the data has 0 rows.")
     logger = get_run_logger()
     logger.info("loaded %d rows x %d columns from %s", *frame.shape, cfg.data_path)
     if info.sampled:

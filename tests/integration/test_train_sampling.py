@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
+from prefect import flow
 
 from flows import cli
 from flows.config import load_settings
@@ -38,6 +40,28 @@ def test_train_flow_samples_and_records_the_sample(history: Path, tmp_path: Path
     outcome = train_flow(settings)
     tags = MlflowClient(store).get_run(outcome.run_id).data.tags
     assert (tags["row_count"], tags["rows_seen"], tags["sampled"]) == ("400", "900", "true")
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_sampling_as_dask_tasks_gives_the_same_sample(history: Path, tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    from flows.train_flow import sample_training_rows
+    from vae_core.sampling import sample_rows
+
+    base = {"data_path": str(history), "max_train_rows": 333,
+            "detector": {"random_state": 5}}
+    expected, _ = sample_rows(history, 333, seed=5)
+
+    @flow
+    def sample_with(runner: str) -> tuple:
+        cfg = load_settings(files=[], environ={}, overrides={
+            "train": {**base, "task_runner": runner, "concurrency": 2}}).train
+        return sample_training_rows(cfg)
+
+    for runner in ("local", "dask"):
+        frame, info = sample_with(runner)
+        pd.testing.assert_frame_equal(frame, expected)
+        assert (info.rows_seen, info.rows_sampled) == (900, 333)
 
 
 def test_cli_fit_trains_on_a_reproducible_sample(history: Path, tmp_path: Path, capsys) -> None:
