@@ -67,3 +67,18 @@ def test_training_benchmark_runs_on_a_tiny_size(tmp_path: Path) -> None:
     assert report["same_batch"]["pyod_vae"]["batch_size"] == 256
     assert report["defaults"]["pyod_vae"]["batch_size"] == 32
     assert "speedup (samples/s), same batch" in printed
+
+
+def test_dask_benchmark_runs_on_a_tiny_size(tmp_path: Path) -> None:
+    out = tmp_path / "dask.json"
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "bench_dask.py"), "--files", "2",
+         "--rows-per-file", "500", "--columns", "4", "--workers", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert [(r["runner"], r["workers"]) for r in report["results"]] == [
+        ("in-process", 1), ("dask", 1)
+    ]
+    assert all(r["rows_per_s"] > 0 for r in report["results"])

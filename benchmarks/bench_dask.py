@@ -1,0 +1,101 @@
+"""The scoring flow on Dask: rows/s with 1, 2 and 4 worker processes against in-process.
+
+Generates ``--files`` Parquet files, trains and registers a model in a throwaway MLflow
+store, then runs the real scoring flow (Prefect, MLflow run, report, manifest) on the same
+data: once in-process (``task_runner: local``), then on a local Dask cluster of 1, 2 and 4
+single-threaded worker processes, started before the clock starts. Each Dask run is timed
+cold (workers load the model) and warm (model cached in the workers). Outputs are checked
+equal to the in-process run's.
+
+    python benchmarks/bench_dask.py                       # 8 files x 250,000 rows
+    python benchmarks/bench_dask.py --files 4 --rows-per-file 2000 --workers 1 2  # quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=8)
+    parser.add_argument("--rows-per-file", type=int, default=250_000)
+    parser.add_argument("--columns", type=int, default=20)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+    import distributed
+    from bench_scoring import generate, machine
+
+    from flows.config import load_settings
+    from flows.score_flow import score_flow
+    from flows.train_flow import train_flow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        generate(root / "train.parquet", 20_000, args.columns, seed=1)
+        (root / "data").mkdir()
+        for number in range(args.files):
+            generate(root / "data" / f"part-{number:03d}.parquet", args.rows_per_file,
+                     args.columns, seed=100 + number)
+        n_rows = args.files * args.rows_per_file
+
+        def settings(out: str, **score):
+            return load_settings(files=[], environ={}, overrides={
+                "tracking": {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+                             "registered_model": "bench"},
+                "train": {"data_path": str(root / "train.parquet"), "key_columns": ["id"],
+                          "detector": {"max_epochs": 10, "random_state": 0}},
+                "score": {"input_path": str(root / "data"), "output_dir": str(root / out),
+                          "model_uri": "models:/bench@champion", "top_n": 20, **score},
+            })
+
+        train_flow(settings("unused"))
+        rows = []
+        started = time.perf_counter()
+        score_flow(settings("local", concurrency=1))
+        local_s = time.perf_counter() - started
+        expected = pd.read_parquet(root / "local" / "scores.parquet")
+        rows.append({"runner": "in-process", "workers": 1, "cold_s": local_s,
+                     "warm_s": local_s, "rows_per_s": n_rows / local_s, "vs_in_process": 1.0})
+        for n_workers in args.workers:
+            with distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1,
+                                          processes=True, dashboard_address=":0") as cluster:
+                times = []
+                for run in ("cold", "warm"):
+                    out = f"dask-{n_workers}-{run}"
+                    started = time.perf_counter()
+                    score_flow(settings(out, task_runner="dask",
+                                        dask_address=cluster.scheduler_address))
+                    times.append(time.perf_counter() - started)
+                    got = pd.read_parquet(root / out / "scores.parquet")
+                    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-4)
+            rows.append({"runner": "dask", "workers": n_workers, "cold_s": times[0],
+                         "warm_s": times[1], "rows_per_s": n_rows / times[1],
+                         "vs_in_process": local_s / times[1]})
+
+    report = {"benchmark": "dask", "rows": n_rows, "files": args.files,
+              "columns": args.columns, "machine": machine(), "results": rows}
+    print(f"scoring flow, {n_rows:,} rows in {args.files} files x {args.columns} columns; "
+          f"{report['machine']['cpu']} ({report['machine']['cores']} cores)")
+    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
