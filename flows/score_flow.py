@@ -35,7 +35,13 @@ from flows.partition_scoring import (
     staging_directory,
     time_columns,
 )
-from flows.task_runners import ModelRef, make_task_runner, model_ref, worker_detector
+from flows.task_runners import (
+    ModelRef,
+    make_task_runner,
+    model_ref,
+    threads_per_task,
+    worker_detector,
+)
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import EmptyInputError
 from vae_core.io import Partition, list_partitions, write_bytes_atomic
@@ -102,7 +108,8 @@ def score_stream(
     try:
         model = detector if cfg.task_runner == "local" or ref is None else ref
         runner = make_task_runner(cfg.task_runner, cfg.concurrency, cfg.dask_address)
-        with runner:
+        sharing = threads_per_task(cfg.concurrency if cfg.task_runner == "local" else 1)
+        with sharing, runner:
             futures = [
                 runner.submit(score_partition_task, parameters={
                     "model": model, "cfg": cfg, "partition": part,

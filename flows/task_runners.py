@@ -9,10 +9,14 @@ directory through MLflow, like any other consumer.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import torch
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows import tracking
@@ -77,9 +81,29 @@ def model_ref(resolved: tracking.ResolvedModel, tracking_uri: str,
                     absolute(registry_uri or tracking_uri))
 
 
+@contextlib.contextmanager
+def threads_per_task(concurrency: int) -> Iterator[None]:
+    """Share the cores between ``concurrency`` tasks in this process, then restore.
+
+    torch's thread pool is process-wide: with several partitions scored at once, each
+    using every core, the threads would fight over the cores and spin-wait.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(before, (os.cpu_count() or 1) // max(concurrency, 1))))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @functools.lru_cache(maxsize=4)
 def worker_detector(ref: ModelRef) -> VAEAnomalyDetector:
-    """The model of ``ref``, loaded once per worker process and reused by its tasks."""
+    """The model of ``ref``, loaded once per worker process and reused by its tasks.
+
+    A Dask worker process runs one task at a time and its neighbours share the machine:
+    one torch thread each, parallelism comes from the processes.
+    """
+    torch.set_num_threads(1)
     tracking.configure_tracking(ref.tracking_uri, ref.registry_uri)
     resolved = tracking.ResolvedModel(uri=ref.uri, name=ref.name, version=ref.version,
                                       run_id=None)
