@@ -1,0 +1,302 @@
+"""``SensorVAEDetector``: the VAE detector applied to sliding windows of sensor series.
+
+The windowed detector adds no model of its own: it turns rows into windows
+(``vae_core.windows``) and fits an ordinary ``VAEAnomalyDetector`` on the window matrix, so
+training, scoring, per-feature contributions (named ``channel@t-lag``) and label-free
+thresholds are the tabular ones. What it adds is time:
+
+- each row's score is the score of the window ending at it; rows without a full window keep
+  their place in the output with a ``window_status`` and no score;
+- an optional alarm rule flags a row only when at least ``alarm_k`` of the last ``alarm_n``
+  scored rows of its entity lie above the threshold, which suppresses single-point flicker;
+- ``stream()`` scores a series batch by batch with exactly the scores of one-piece scoring,
+  carrying each entity's tail (windows) and recent flags (alarm rule) across batches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections import deque
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from vae_core.detector import MIN_TRAIN_ROWS, VAEAnomalyDetector
+from vae_core.errors import EmptyInputError, ModelFileError, NotFittedError, TooFewRowsError
+from vae_core.scoring import DEFAULT_TOP_K
+from vae_core.threshold import Threshold
+from vae_core.windows import STATUS_OK, WindowBuilder, WindowSpec, fit_spec
+
+SENSOR_MANIFEST = "sensor.json"
+VAE_SUBDIR = "vae"
+SENSOR_FORMAT_VERSION = 1
+
+
+class SensorVAEDetector:
+    """Windowed VAE anomaly detector for sensor series (timestamp, entities, channels).
+
+    Parameters
+    ----------
+    timestamp_column : str
+        Datetime (or numeric) column that orders each entity's rows.
+    entity_columns : sequence of str
+        Columns that identify a series (device, machine); none means one series.
+    channels : sequence of str or None
+        Channel columns; ``None`` means every numeric column that is not a key.
+    window_length : int
+        Rows per window (the scored row and the ``window_length - 1`` before it).
+    train_stride : int
+        Keep every ``train_stride``-th training window (scoring always scores every row).
+    differences : bool
+        Add the first differences of each channel inside the window as features.
+    gap_tolerance : float, "auto" or None
+        Longest step inside a segment (seconds for datetimes). "auto": 3 median steps of
+        the training data; None: never split.
+    alarm_k, alarm_n : int
+        Flag a row when at least ``alarm_k`` of its entity's last ``alarm_n`` scored rows
+        (itself included) lie above the threshold. 1 and 1 flag every row above it.
+    detector_params : mapping
+        Parameters of the inner ``VAEAnomalyDetector`` (threshold method, seed, ...).
+    """
+
+    def __init__(
+        self,
+        *,
+        timestamp_column: str,
+        entity_columns: Sequence[str] = (),
+        channels: Sequence[str] | None = None,
+        window_length: int = 10,
+        train_stride: int = 1,
+        differences: bool = False,
+        gap_tolerance: float | str | None = "auto",
+        alarm_k: int = 1,
+        alarm_n: int = 1,
+        detector_params: Mapping[str, Any] | None = None,
+    ):
+        self.timestamp_column = timestamp_column
+        self.entity_columns = tuple(entity_columns)
+        self.channels = None if channels is None else tuple(channels)
+        self.window_length = window_length
+        self.train_stride = train_stride
+        self.differences = differences
+        self.gap_tolerance = gap_tolerance
+        self.alarm_k = alarm_k
+        self.alarm_n = alarm_n
+        self.detector_params = dict(detector_params or {})
+
+    def get_params(self) -> dict[str, Any]:
+        return {
+            "timestamp_column": self.timestamp_column,
+            "entity_columns": list(self.entity_columns),
+            "channels": None if self.channels is None else list(self.channels),
+            "window_length": self.window_length,
+            "train_stride": self.train_stride,
+            "differences": self.differences,
+            "gap_tolerance": self.gap_tolerance,
+            "alarm_k": self.alarm_k,
+            "alarm_n": self.alarm_n,
+            "detector_params": dict(self.detector_params),
+        }
+
+    def _check_params(self) -> None:
+        if int(self.train_stride) < 1:
+            raise ValueError(f"train_stride={self.train_stride!r} must be at least 1.")
+        if not 1 <= int(self.alarm_k) <= int(self.alarm_n):
+            raise ValueError(
+                f"alarm_k={self.alarm_k!r}, alarm_n={self.alarm_n!r}: need 1 <= k <= n."
+            )
+        if "key_columns" in self.detector_params:
+            raise ValueError(
+                "detector_params must not set key_columns: the sensor model's keys are "
+                "timestamp_column and entity_columns."
+            )
+
+    # -- fitting -------------------------------------------------------------------------
+    def fit(self, X: pd.DataFrame, y: Any = None, **fit_kwargs: Any) -> SensorVAEDetector:
+        """Window the training series and fit the inner VAE on every full window."""
+        self._check_params()
+        if len(X) == 0:
+            raise EmptyInputError("fit() got 0 rows; pass the training series.")
+        spec = fit_spec(
+            X,
+            self.timestamp_column,
+            self.entity_columns,
+            self.channels,
+            self.window_length,
+            self.differences,
+            self.gap_tolerance,
+        )
+        windows = WindowBuilder(spec).transform(X, "training data", stride=int(self.train_stride))
+        if len(windows.rows) < MIN_TRAIN_ROWS:
+            raise TooFewRowsError(
+                f"the training data gives {len(windows.rows)} full windows of "
+                f"{spec.length} rows (row statuses: {windows.counts()}); at least "
+                f"{MIN_TRAIN_ROWS} are needed. Train on a longer history or shorten the window."
+            )
+        self.detector_ = VAEAnomalyDetector(**self.detector_params).fit(
+            windows.features, **fit_kwargs
+        )
+        self.spec_ = spec
+        self.fit_status_counts_ = windows.counts()
+        self.n_windows_ = int(len(windows.rows))
+        return self
+
+    @property
+    def threshold_(self) -> Threshold:
+        self._check_fitted()
+        return self.detector_.threshold_
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "detector_"):
+            raise NotFittedError(
+                "this SensorVAEDetector is not fitted; call fit(X) or "
+                "SensorVAEDetector.load(path) first."
+            )
+
+    # -- scoring -------------------------------------------------------------------------
+    def stream(self, top_k: int = DEFAULT_TOP_K) -> SensorStream:
+        """A scorer for one series delivered in batches (files, record batches) in time order."""
+        self._check_fitted()
+        return SensorStream(self, top_k)
+
+    def score_frame(
+        self, X: pd.DataFrame, top_k: int = DEFAULT_TOP_K, source: str = "input"
+    ) -> pd.DataFrame:
+        """Score columns for every row of ``X`` (aligned with its index), keys first."""
+        return self.stream(top_k).score(X, source)
+
+    def decision_function(self, X: pd.DataFrame) -> np.ndarray:
+        """Window score per row (NaN for rows without a full window)."""
+        return self.score_frame(X, top_k=0)["score"].to_numpy()
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """1 for flagged rows (after the alarm rule), 0 otherwise."""
+        return self.score_frame(X, top_k=0)["is_anomaly"].to_numpy().astype(np.int64)
+
+    # -- persistence ---------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
+        """Write a model directory: ``sensor.json`` plus the inner VAE under ``vae/``."""
+        self._check_fitted()
+        target = Path(path)
+        if target.exists() and not overwrite:
+            raise FileExistsError(
+                f"{target} already exists; pass overwrite=True to replace it, or save elsewhere."
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            self.detector_.save(staging / VAE_SUBDIR)
+            manifest = {
+                "format_version": SENSOR_FORMAT_VERSION,
+                "params": self.get_params(),
+                "spec": self.spec_.to_dict(),
+                "fit_status_counts": self.fit_status_counts_,
+                "n_windows": self.n_windows_,
+            }
+            with open(staging / SENSOR_MANIFEST, "w", encoding="utf-8") as handle:
+                json.dump(manifest, handle, indent=2, sort_keys=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: str = "cpu") -> SensorVAEDetector:
+        """Load a model saved by ``save`` (JSON + safetensors; nothing is unpickled)."""
+        root = Path(path)
+        manifest_path = root / SENSOR_MANIFEST
+        if not manifest_path.is_file():
+            raise ModelFileError(
+                f"{root} is not a saved sensor model: {SENSOR_MANIFEST} is missing."
+            )
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelFileError(f"{manifest_path} is not valid JSON ({exc}).") from exc
+        if manifest.get("format_version") != SENSOR_FORMAT_VERSION:
+            raise ModelFileError(
+                f"{manifest_path} has format_version {manifest.get('format_version')!r}; "
+                f"this vae_core reads version {SENSOR_FORMAT_VERSION}. Re-train the model."
+            )
+        detector = cls(**manifest["params"])
+        detector.detector_ = VAEAnomalyDetector.load(root / VAE_SUBDIR, device=device)
+        detector.spec_ = WindowSpec.from_dict(manifest["spec"])
+        detector.fit_status_counts_ = manifest["fit_status_counts"]
+        detector.n_windows_ = manifest["n_windows"]
+        return detector
+
+
+def is_sensor_model(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` holds a model saved by ``SensorVAEDetector.save``."""
+    return (Path(path) / SENSOR_MANIFEST).is_file()
+
+
+class SensorStream:
+    """Scores consecutive batches of one data set; state: entity tails and recent flags."""
+
+    def __init__(self, detector: SensorVAEDetector, top_k: int = DEFAULT_TOP_K):
+        self.detector = detector
+        self.top_k = top_k
+        self.builder = WindowBuilder(detector.spec_)
+        self._recent: dict[tuple[Any, ...], deque[bool]] = {}
+
+    def score(self, frame: pd.DataFrame, source: str = "input") -> pd.DataFrame:
+        """Score one batch; rows of later batches must not be older than this one's."""
+        spec = self.detector.spec_
+        windows = self.builder.transform(frame, source)
+        out = frame[list(spec.key_columns)].copy()
+        out["window_status"] = windows.status
+        inner = self.detector.detector_
+        n = len(frame)
+        scores = (
+            inner.score_frame(windows.features, self.top_k, source) if len(windows.rows) else None
+        )
+        for column in ("recon_error", "kl", "score"):
+            values = np.full(n, np.nan)
+            if scores is not None:
+                values[windows.rows] = scores[column].to_numpy()
+            out[column] = values
+        above = np.zeros(n, dtype=bool)
+        if scores is not None:
+            above[windows.rows] = scores["is_anomaly"].to_numpy(dtype=bool)
+        out["above_threshold"] = above
+        out["is_anomaly"] = self._alarm(above, windows.rows, windows.entity_keys)
+        for rank in range(1, min(self.top_k, len(spec.feature_names)) + 1):
+            names = np.full(n, None, dtype=object)
+            shares = np.full(n, np.nan)
+            if scores is not None:
+                names[windows.rows] = scores[f"top_feature_{rank}"].to_numpy()
+                shares[windows.rows] = scores[f"top_feature_{rank}_share"].to_numpy()
+            out[f"top_feature_{rank}"] = names
+            out[f"top_feature_{rank}_share"] = shares
+        return out
+
+    def _alarm(
+        self, above: np.ndarray, rows: np.ndarray, entity_keys: list[tuple[Any, ...]]
+    ) -> np.ndarray:
+        """k-of-n rule over each entity's scored rows in time order (``rows`` is sorted so)."""
+        k, n_last = int(self.detector.alarm_k), int(self.detector.alarm_n)
+        if n_last == 1:
+            return above.copy()
+        alarm = np.zeros_like(above)
+        for row, key in zip(rows, entity_keys, strict=True):
+            recent = self._recent.setdefault(key, deque(maxlen=n_last))
+            recent.append(bool(above[row]))
+            alarm[row] = sum(recent) >= k
+        return alarm
+
+
+def scored_rows(scores: pd.DataFrame) -> pd.Series:
+    """Mask of rows that got a window score."""
+    return scores["window_status"] == STATUS_OK
