@@ -290,13 +290,29 @@ def _thin(frame: pd.DataFrame, limit: int) -> pd.DataFrame:
     return frame.iloc[::step]
 
 
+def _shade_spans(ax: object, spans: pd.DataFrame | None, entity: object, by_position: bool) -> None:
+    if spans is None or spans.empty or by_position:
+        return
+    names = spans["entity"].astype(object).where(spans["entity"].notna(), "(missing)")
+    part = spans if entity is None else spans[(names == entity).to_numpy()]
+    starts, ends = _plain_times(part["start"]), _plain_times(part["end"])
+    if starts is None or ends is None:
+        return
+    for start, end in zip(starts, ends, strict=True):
+        ax.axvspan(start, end, color=FLAG_COLOR, alpha=0.12, linewidth=0)
+
+
 def score_over_time_png(
     time_series: pd.DataFrame | None,
     threshold: float | None,
     entity_column: str | None = None,
     max_panels: int = MAX_PANELS,
+    spans: pd.DataFrame | None = None,
 ) -> bytes:
-    """Score line over time with flagged points in red; one panel per entity (at most 12)."""
+    """Score line over time with flagged points in red; one panel per entity (at most 12).
+
+    ``spans`` (columns entity, start, end) are shaded: the flagged stretches of each series.
+    """
     frame = pd.DataFrame() if time_series is None else time_series
     limit = _finite_threshold(threshold)
     needed = {"timestamp", "score"}
@@ -356,6 +372,7 @@ def score_over_time_png(
                 zorder=3,
                 label=f"flagged ({len(flagged):,})",
             )
+        _shade_spans(ax, spans, entity, by_position)
         if limit is not None:
             ax.axhline(
                 limit,

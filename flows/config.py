@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vae_core.errors import InputError
 
@@ -83,6 +83,27 @@ class EvaluationSettings(_Frozen):
     positive_label: Any = 1
 
 
+class SensorSettings(_Frozen):
+    """Sensor series: present means the model is ``vae_core.SensorVAEDetector`` (windows)."""
+
+    timestamp_column: str
+    entity_columns: list[str] = []  # none: the whole input is one series
+    channels: list[str] | None = None  # null: every numeric column that is not a key
+    window_length: int = Field(20, ge=1)  # rows per window, ending at the scored row
+    window_stride: int = Field(1, ge=1)  # keep every n-th training window
+    differences: bool = True  # add first differences of each channel inside the window
+    gap_tolerance: float | Literal["auto"] | None = "auto"  # seconds; auto: 3 median steps
+    alarm_k: int = Field(1, ge=1)  # flag when k of the last n scored rows are above
+    alarm_n: int = Field(1, ge=1)  # the threshold (1 of 1: every row above it)
+    iqr_factor: float = Field(6.0, gt=0)  # replaces detector.iqr_factor for window scores
+
+    @model_validator(mode="after")
+    def _alarm_rule(self) -> SensorSettings:
+        if self.alarm_k > self.alarm_n:
+            raise ValueError(f"alarm_k={self.alarm_k} must not exceed alarm_n={self.alarm_n}")
+        return self
+
+
 class TrainSettings(_Frozen):
     data_path: str = "demo_output/data/train.parquet"
     columns: list[str] | None = None  # read only these (keys and timestamp are added)
@@ -102,6 +123,19 @@ class TrainSettings(_Frozen):
     detector: DetectorSettings = DetectorSettings()
     evaluation: EvaluationSettings | None = None
     promotion_tolerance: float = Field(0.05, ge=0)
+    sensor: SensorSettings | None = None
+
+    @model_validator(mode="after")
+    def _one_timestamp(self) -> TrainSettings:
+        """The holdout split and the windows order rows by the same column."""
+        if self.sensor and self.timestamp_column not in (None, self.sensor.timestamp_column):
+            raise ValueError(
+                f"timestamp_column={self.timestamp_column!r} differs from "
+                f"sensor.timestamp_column={self.sensor.timestamp_column!r}; use one column"
+            )
+        if self.sensor and self.timestamp_column is None:
+            object.__setattr__(self, "timestamp_column", self.sensor.timestamp_column)
+        return self
 
 
 class ScoreSettings(_Frozen):

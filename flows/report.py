@@ -99,6 +99,11 @@ class ReportData:
     time_series: pd.DataFrame | None = None  # timestamp, score, is_anomaly[, entity_column]
     entity_column: str | None = None
     run_id: str | None = None
+    #: Sensor runs: flagged spans (columns entity, start, end), how many there were in all
+    #: (more than are kept, possibly), and how many rows got each window status.
+    flagged_spans: pd.DataFrame | None = None
+    n_flagged_spans: int = 0
+    window_status_counts: dict[str, int] | None = None
 
     @property
     def alert_rate(self) -> float:
@@ -322,6 +327,11 @@ def _accounting_section(data: ReportData) -> str:
             f"({_count(data.rows_quarantined)}) = {_count(total)}; difference "
             f"{data.rows_in - total:+,} rows. The outputs are incomplete.</p>"
         )
+    if data.window_status_counts:
+        counts += _kv_table(
+            [(f"Window status: {status}", _count(n))
+             for status, n in sorted(data.window_status_counts.items())]
+        )
     reasons = sorted(data.quarantine_reasons.items(), key=lambda kv: (-int(kv[1]), str(kv[0])))
     if reasons:
         body = "".join(
@@ -487,7 +497,15 @@ def _over_time_section(data: ReportData) -> str:
         )
     else:
         note = '<p class="muted">Flagged points in red; the dashed line is the threshold.</p>'
-    png = score_over_time_png(series, data.threshold, data.entity_column)
+    if data.flagged_spans is not None:
+        shown = len(data.flagged_spans)
+        more = f" ({_count(shown)} drawn)" if shown < data.n_flagged_spans else ""
+        note += (
+            f'<p class="muted">{_count(data.n_flagged_spans)} flagged spans{more}, shaded: '
+            "consecutive flagged rows of one series. Each row's score is that of the window "
+            "ending at it.</p>"
+        )
+    png = score_over_time_png(series, data.threshold, data.entity_column, spans=data.flagged_spans)
     chart = _img(png, "Score over time with flagged points")
     return f'<section id="over-time"><h2>Score over time{by}</h2>{note}{chart}</section>'
 

@@ -24,7 +24,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows import report, tracking
+from flows import report, sensor_scoring, tracking
 from flows.config import ScoreSettings, Settings, load_settings
 from flows.partition_scoring import (
     SAMPLE_SIZE,
@@ -42,7 +42,7 @@ from flows.task_runners import (
     threads_per_task,
     worker_detector,
 )
-from vae_core import VAEAnomalyDetector
+from vae_core import SensorVAEDetector, VAEAnomalyDetector
 from vae_core.errors import EmptyInputError
 from vae_core.io import Partition, list_partitions, write_bytes_atomic
 
@@ -270,9 +270,17 @@ def score_flow(
     with tracking.tracked_run(track.experiment, "score", tags) as run_id:
         output_dir = Path(cfg.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        ref = model_ref(resolved, track.tracking_uri, track.registry_uri)
-        summary = score_stream(detector, cfg, output_dir, ref)
+        sensor = isinstance(detector, SensorVAEDetector)
+        if sensor:  # windows reach into the previous batch: one ordered stream, no partitions
+            summary = sensor_scoring.score_sensor_task(
+                detector, cfg, output_dir / SCORES_FILE, output_dir / QUARANTINE_FILE
+            )
+        else:
+            ref = model_ref(resolved, track.tracking_uri, track.registry_uri)
+            summary = score_stream(detector, cfg, output_dir, ref)
         data = build_report_data(summary, detector, resolved, cfg, output_dir, run_id)
+        if sensor:
+            data = sensor_scoring.with_sensor_series(data, summary, detector)
         report_path = publish_report(data, output_dir, run_id)
         write_manifest(summary, resolved, cfg, output_dir, run_id)
     quarantine = output_dir / QUARANTINE_FILE

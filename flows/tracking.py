@@ -58,10 +58,11 @@ from mlflow.utils.validation import (
 )
 
 import vae_core
-from vae_core import VAEAnomalyDetector
+from vae_core import SensorVAEDetector, VAEAnomalyDetector
 from vae_core.errors import InputError
 from vae_core.schema import ColumnSpec
 from vae_core.scoring import DEFAULT_TOP_K
+from vae_core.sensor import load_detector as load_saved_detector
 from vae_core.training import EpochRecord
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -314,13 +315,21 @@ def model_signature(detector: VAEAnomalyDetector) -> ModelSignature:
     schema = detector.schema_
     keys = [ColSpec(AnyType(), key, required=False) for key in schema.key_columns]
     features = [ColSpec(_column_type(spec), spec.name) for spec in schema.columns]
-    outputs = [
-        *keys,
+    scores = [
         ColSpec(DataType.double, "recon_error"),
         ColSpec(DataType.double, "kl"),
         ColSpec(DataType.double, "score"),
         ColSpec(DataType.boolean, "is_anomaly"),
     ]
+    if isinstance(detector, SensorVAEDetector):
+        # Windows need each row's series and place in time: entities and timestamp are
+        # required inputs, and every output row says whether it had a full window.
+        keys = [ColSpec(AnyType(), key) for key in detector.spec_.key_columns]
+        scores = [
+            ColSpec(DataType.string, "window_status"), *scores[:3],
+            ColSpec(DataType.boolean, "above_threshold"), scores[3],
+        ]
+    outputs = [*keys, *scores]
     for rank in range(1, min(DEFAULT_TOP_K, len(schema.columns)) + 1):
         outputs.append(ColSpec(DataType.string, f"top_feature_{rank}"))
         outputs.append(ColSpec(DataType.double, f"top_feature_{rank}_share"))
@@ -366,7 +375,7 @@ def log_detector_model(
     if input_example is not None:
         # Only the columns the signature names: anything else would be stored, then
         # dropped with a warning every time the example is validated.
-        wanted = [*detector.schema_.key_columns, *detector.schema_.feature_names]
+        wanted = model_signature(detector).inputs.input_names()
         input_example = input_example[[c for c in wanted if c in input_example.columns]]
     with tempfile.TemporaryDirectory() as tmp:
         saved = detector.save(Path(tmp) / DETECTOR_ARTIFACT)
@@ -571,4 +580,4 @@ def load_detector(resolved: ResolvedModel, device: str = "cpu") -> VAEAnomalyDet
                 f"cannot download the model files of {resolved.uri} from {_where()}: "
                 f"{_first_line(exc)}"
             ) from exc
-        return VAEAnomalyDetector.load(detector_dir, device=device)
+        return load_saved_detector(detector_dir, device=device)

@@ -26,6 +26,7 @@ from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 from flows import promotion, report, tracking
 from flows.config import Settings, TrainSettings, load_settings
+from flows.sensor_scoring import build_sensor_detector
 from flows.task_runners import make_task_runner
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import EmptyInputError, SchemaError, TooFewRowsError
@@ -193,7 +194,10 @@ def split_holdout(frame: pd.DataFrame, cfg: TrainSettings) -> tuple[pd.DataFrame
 # -- model ----------------------------------------------------------------------------------
 @task(cache_policy=NO_CACHE)
 def fit_detector(train: pd.DataFrame, cfg: TrainSettings, run_id: str) -> VAEAnomalyDetector:
-    detector = VAEAnomalyDetector(**cfg.detector.estimator_params(cfg.key_columns))
+    if cfg.sensor is not None:
+        detector = build_sensor_detector(cfg)
+    else:
+        detector = VAEAnomalyDetector(**cfg.detector.estimator_params(cfg.key_columns))
     detector.fit(
         train, epoch_callback=tracking.epoch_logger(run_id, cfg.detector.n_models)
     )
@@ -207,7 +211,7 @@ def fit_detector(train: pd.DataFrame, cfg: TrainSettings, run_id: str) -> VAEAno
 
 def holdout_metrics(detector: VAEAnomalyDetector, holdout: pd.DataFrame) -> dict[str, float]:
     """Label-free figures on the shared holdout; the promotion gate compares these."""
-    scores = detector.decision_function(holdout)
+    scores = finite_scores(detector.decision_function(holdout))
     threshold = detector.threshold_
     metrics = {
         "threshold": threshold.value,
@@ -218,6 +222,11 @@ def holdout_metrics(detector: VAEAnomalyDetector, holdout: pd.DataFrame) -> dict
     for level in (0.5, 0.9, 0.99):
         metrics[f"val_score_q{int(level * 100)}"] = float(np.quantile(scores, level))
     return metrics
+
+
+def finite_scores(scores: np.ndarray) -> np.ndarray:
+    """Scores of rows that have one: a sensor model leaves rows without a full window NaN."""
+    return scores[np.isfinite(scores)]
 
 
 def labelled_metrics(detector: VAEAnomalyDetector, cfg: TrainSettings) -> dict[str, float]:
@@ -236,6 +245,8 @@ def labelled_metrics(detector: VAEAnomalyDetector, cfg: TrainSettings) -> dict[s
             f"(== {evaluation.positive_label!r}) and normal rows to compute ROC AUC."
         )
     scores = detector.decision_function(frame)
+    windowed = np.isfinite(scores)
+    labels, scores = labels[windowed], scores[windowed]
     return {
         "eval_roc_auc": float(roc_auc_score(labels, scores)),
         "eval_average_precision": float(average_precision_score(labels, scores)),
@@ -269,7 +280,7 @@ def log_training(
     tracking.log_text(
         run_id, json.dumps(detector.schema_.to_dict(), indent=2), "model_info/schema.json"
     )
-    scores = detector.decision_function(holdout)
+    scores = finite_scores(detector.decision_function(holdout))
     png = report.score_histogram_png(scores, detector.threshold_.value, "Holdout scores")
     tracking.log_figure_png(run_id, png, "plots/holdout_scores.png")
     tracking.log_text(run_id, training_report(detector, metrics, validation), "training_report.md")
@@ -302,7 +313,8 @@ def training_report(
 def register(
     run_id: str, detector: VAEAnomalyDetector, holdout: pd.DataFrame, name: str
 ) -> tracking.RegisteredVersion:
-    features = [*detector.schema_.key_columns, *detector.schema_.feature_names]
+    schema = detector.schema_
+    features = [*schema.key_columns, *schema.ignored_columns, *schema.feature_names]
     example = holdout[[c for c in features if c in holdout.columns]].head(5)
     return tracking.log_detector_model(run_id, detector, name, example)
 

@@ -15,6 +15,7 @@ from vae_core.errors import (
     TooFewRowsError,
     VAEAnomalyError,
 )
+from vae_core.sensor import SensorVAEDetector
 
 __version__ = "0.1.0"
 
@@ -26,6 +27,7 @@ __all__ = [
     "NonFiniteLossError",
     "NotFittedError",
     "SchemaError",
+    "SensorVAEDetector",
     "TooFewRowsError",
     "VAEAnomalyDetector",
     "VAEAnomalyError",

@@ -179,7 +179,7 @@ def _steps(
     delta = ts.diff()
     if is_datetime_dtype(ts):
         delta = delta.dt.total_seconds()
-    steps = delta.to_numpy(dtype=np.float64, na_value=np.nan)
+    steps = delta.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
     if entity_columns and len(ordered):
         codes = ordered.groupby(list(entity_columns), sort=False, dropna=False).ngroup().to_numpy()
         first = np.r_[True, codes[1:] != codes[:-1]]
@@ -285,7 +285,8 @@ class WindowBuilder:
             rows=rows_new[full].astype(np.int64),
             status=status,
             entity_codes=codes[full],
-            entity_keys=list(keys),
+            # NaN != NaN: a missing entity value becomes None so that it keys one series.
+            entity_keys=[tuple(None if pd.isna(v) else v for v in key) for key in keys],
         )
 
     def _entity_codes(self, clean: pd.DataFrame) -> np.ndarray:
@@ -317,9 +318,11 @@ class WindowBuilder:
         length = self.spec.length
         lags = np.arange(length - 1, -1, -1)
         stacked = values[ends[:, None] - lags[None, :]]  # (m, length, channels), oldest first
-        parts = [stacked.reshape(len(ends), -1)]
+        n_channels = len(self.spec.channels)
+        parts = [stacked.reshape(len(ends), length * n_channels)]
         if self.spec.differences and length > 1:
-            parts.append(np.diff(stacked, axis=1).reshape(len(ends), -1))
+            diffs = np.diff(stacked, axis=1)
+            parts.append(diffs.reshape(len(ends), (length - 1) * n_channels))
         return np.concatenate(parts, axis=1)
 
     def _keep_tail(self, clean: pd.DataFrame, codes: np.ndarray) -> pd.DataFrame:

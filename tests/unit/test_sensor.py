@@ -1,0 +1,149 @@
+"""SensorVAEDetector: window scores per row, contributions by channel and lag, streaming
+consistency, the alarm rule and persistence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vae_core import SensorVAEDetector, VAEAnomalyDetector
+from vae_core.errors import ModelFileError, NotFittedError, TooFewRowsError
+from vae_core.sensor import SENSOR_MANIFEST, SensorStream, is_sensor_model, load_detector
+from vae_core.windows import STATUS_OK, STATUS_WARMING_UP
+
+FAST = {"max_epochs": 6, "hidden_sizes": (16, 8), "latent_dim": 2, "random_state": 0}
+START = pd.Timestamp("2024-05-01")
+
+
+def sensor_frame(
+    n: int = 240, seed: int = 0, devices: tuple[str, ...] = ("p1", "p2")
+) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    parts = []
+    for k, device in enumerate(devices):
+        t = np.arange(n)
+        phase = np.sin(2 * np.pi * t / 30 + k)
+        parts.append(pd.DataFrame({
+            "ts": START + pd.to_timedelta(t, unit="s"),
+            "device": device,
+            "pressure": phase + 0.05 * rng.normal(size=n),
+            "flow": 0.5 * phase + 0.05 * rng.normal(size=n),
+            "temp": 20 + 0.05 * rng.normal(size=n),
+        }))
+    return pd.concat(parts, ignore_index=True)
+
+
+def make_detector(**kwargs) -> SensorVAEDetector:
+    params = {"timestamp_column": "ts", "entity_columns": ("device",), "window_length": 5,
+              "detector_params": FAST, **kwargs}
+    return SensorVAEDetector(**params)
+
+
+@pytest.fixture(scope="module")
+def fitted() -> SensorVAEDetector:
+    return make_detector().fit(sensor_frame())
+
+
+@pytest.fixture(scope="module")
+def incoming() -> pd.DataFrame:
+    """Later data of both devices, with a pressure spike on p2 at its row 60."""
+    frame = sensor_frame(seed=1)
+    frame["ts"] += pd.Timedelta(hours=1)
+    spike = frame.index[frame["device"] == "p2"][60]
+    frame.loc[spike, "pressure"] += 6.0
+    return frame.sample(frac=1.0, random_state=0)  # arrival order is not time order
+
+
+def test_every_row_gets_a_status_and_full_windows_get_a_score(fitted, incoming) -> None:
+    scores = fitted.score_frame(incoming)
+    assert scores.index.equals(incoming.index)
+    assert list(scores.columns[:3]) == ["device", "ts", "window_status"]
+    warming = scores["window_status"] == STATUS_WARMING_UP
+    assert warming.sum() == 2 * 4  # length - 1 rows per device
+    assert scores.loc[warming, "score"].isna().all()
+    assert not scores.loc[warming, "is_anomaly"].any()
+    assert scores.loc[~warming, "score"].notna().all()
+    assert fitted.spec_.channels == ("pressure", "flow", "temp")
+    assert fitted.fit_status_counts_ == {STATUS_OK: 2 * 236, STATUS_WARMING_UP: 8}
+
+
+def test_a_spike_scores_highest_and_its_contribution_names_channel_and_lag(
+    fitted, incoming
+) -> None:
+    scores = fitted.score_frame(incoming)
+    p2 = scores[scores["device"] == "p2"].sort_values("ts")
+    top = p2["score"].idxmax()
+    spike_time = p2["ts"].iloc[60]
+    # The spike is in the five windows that end at it and after it.
+    assert spike_time <= scores.loc[top, "ts"] <= spike_time + pd.Timedelta(seconds=4)
+    lag = int((scores.loc[top, "ts"] - spike_time).total_seconds())
+    expected = "pressure@t" if lag == 0 else f"pressure@t-{lag}"
+    assert scores.loc[top, "top_feature_1"] in {expected, f"pressure.diff{expected[8:]}"}
+    assert scores.loc[top, "is_anomaly"]
+
+
+@pytest.mark.parametrize("alarm", [(1, 1), (2, 3)])
+def test_scores_streamed_in_pieces_equal_one_piece_scores(incoming, alarm) -> None:
+    """Split the series at several points (mid-window, between devices, one-row batches):
+    every score and flag equals that of scoring it whole."""
+    detector = make_detector(alarm_k=alarm[0], alarm_n=alarm[1]).fit(sensor_frame())
+    ordered = incoming.sort_values("ts", kind="stable")
+    whole = detector.score_frame(ordered)
+    for cuts in ([0, 3, 4, 5, 200, 201, len(ordered)], [0, 137, 300, len(ordered)]):
+        stream = detector.stream()
+        pieces = [
+            stream.score(ordered.iloc[start:stop])
+            for start, stop in zip(cuts[:-1], cuts[1:], strict=True)
+        ]
+        pd.testing.assert_frame_equal(pd.concat(pieces), whole)
+
+
+def test_alarm_rule_needs_k_of_the_last_n_rows(fitted, incoming) -> None:
+    strict = make_detector(alarm_k=3, alarm_n=3)
+    strict.detector_, strict.spec_ = fitted.detector_, fitted.spec_
+    strict.channel_dtypes_ = fitted.channel_dtypes_
+    scores = strict.score_frame(incoming.sort_values(["device", "ts"]))
+    for _, part in scores.groupby("device"):
+        # Over each device's scored rows in time order: warming-up rows neither count nor
+        # get flagged.
+        ok = (part["window_status"] == STATUS_OK).to_numpy()
+        above = part["above_threshold"].to_numpy()[ok].astype(int)
+        rule = np.convolve(above, np.ones(3, dtype=int))[: len(above)] >= 3
+        assert (part["is_anomaly"].to_numpy()[ok] == rule).all()
+        assert not part["is_anomaly"].to_numpy()[~ok].any()
+    assert 0 < scores["is_anomaly"].sum() < scores["above_threshold"].sum()
+
+
+def test_save_and_load_give_the_same_scores(fitted, incoming, tmp_path: Path) -> None:
+    path = fitted.save(tmp_path / "model")
+    assert is_sensor_model(path) and (path / "vae" / "weights.safetensors").is_file()
+    manifest = json.loads((path / SENSOR_MANIFEST).read_text())
+    assert manifest["spec"]["length"] == 5
+    loaded = load_detector(path)
+    assert isinstance(loaded, SensorVAEDetector)
+    pd.testing.assert_frame_equal(loaded.score_frame(incoming), fitted.score_frame(incoming))
+    assert isinstance(load_detector(path / "vae"), VAEAnomalyDetector)
+    with pytest.raises(FileExistsError):
+        fitted.save(path)
+    with pytest.raises(ModelFileError, match=SENSOR_MANIFEST):
+        SensorVAEDetector.load(tmp_path)
+
+
+def test_raw_schema_names_channels_keys_and_timestamp(fitted) -> None:
+    schema = fitted.schema_
+    assert schema.feature_names == ["pressure", "flow", "temp"]
+    assert schema.key_columns == ("device",) and schema.ignored_columns == ("ts",)
+
+
+def test_errors_before_fit_and_on_too_short_series() -> None:
+    with pytest.raises(NotFittedError):
+        make_detector().score_frame(sensor_frame())
+    with pytest.raises(TooFewRowsError, match="full windows"):
+        make_detector(window_length=10).fit(sensor_frame(n=12))
+    with pytest.raises(ValueError, match="alarm_k"):
+        make_detector(alarm_k=3, alarm_n=2).fit(sensor_frame())
+    assert isinstance(make_detector().fit(sensor_frame(n=40)).stream(), SensorStream)
