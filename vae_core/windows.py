@@ -187,6 +187,21 @@ def _steps(
     return steps
 
 
+def parse_timestamps(values: pd.Series, name: str, source: str) -> pd.Series:
+    """Datetimes and numbers as they are; text (JSON, CSV exports) parsed as datetimes."""
+    if is_datetime_dtype(values) or is_numeric_dtype(values):
+        return values
+    parsed = pd.to_datetime(values, errors="coerce", format="ISO8601")
+    bad = parsed.isna() & values.notna()
+    if bad.any():
+        position = int(np.flatnonzero(bad.to_numpy())[0])
+        raise SchemaError(
+            f"{source}: timestamp column '{name}' row {position} holds "
+            f"{values.iloc[position]!r}, which is not a timestamp (ISO 8601) or a number."
+        )
+    return parsed
+
+
 def check_columns(frame: pd.DataFrame, spec: WindowSpec, source: str) -> None:
     """Raise ``SchemaError`` naming a missing key or channel, or a non-numeric channel."""
     absent = [c for c in (*spec.key_columns, *spec.channels) if c not in frame.columns]
@@ -195,12 +210,6 @@ def check_columns(frame: pd.DataFrame, spec: WindowSpec, source: str) -> None:
             f"{source}: column(s) {absent} are not in the data (columns: "
             f"{list(frame.columns)[:20]}); the sensor model needs its timestamp, entity "
             "and channel columns."
-        )
-    ts = frame[spec.timestamp_column]
-    if not (is_datetime_dtype(ts) or is_numeric_dtype(ts)):
-        raise SchemaError(
-            f"{source}: timestamp column '{spec.timestamp_column}' has dtype {ts.dtype}; "
-            "it must hold datetimes or numbers. Parse it (pd.to_datetime) first."
         )
     for channel in spec.channels:
         check_numeric_column(frame[channel], channel, source)
@@ -219,6 +228,8 @@ class WindowBuilder:
         check_columns(frame, spec, source)
         columns = [*spec.key_columns, *spec.channels]
         new = frame[columns].reset_index(drop=True)
+        ts = spec.timestamp_column
+        new[ts] = parse_timestamps(new[ts], ts, source)
         for channel in spec.channels:
             new[channel] = pd.to_numeric(new[channel], errors="coerce").astype(np.float64)
         n = len(new)
@@ -359,9 +370,10 @@ def fit_spec(
         tuple(channels) if channels else resolve_channels(frame, timestamp_column, entity_columns)
     )
     if gap_tolerance == "auto":
-        tolerance = infer_gap_tolerance(
-            frame.dropna(subset=[timestamp_column]), timestamp_column, entity_columns
-        )
+        keys = frame[[*entity_columns, timestamp_column]]
+        stamps = parse_timestamps(keys[timestamp_column], timestamp_column, "training data")
+        keys = keys.assign(**{timestamp_column: stamps}).dropna(subset=[timestamp_column])
+        tolerance = infer_gap_tolerance(keys, timestamp_column, entity_columns)
     elif gap_tolerance is None:
         tolerance = None
     else:
