@@ -343,3 +343,30 @@ def test_estimator_params_with_explicit_sizes():
     got = detector.get_params()
     assert {k: got[k] for k in params} == params
     assert set(DetectorSettings.model_fields) | {"key_columns"} == set(params)
+
+
+# -- the sensor section -------------------------------------------------------------------
+def test_sensor_layer_validates_and_sets_the_split_timestamp(shipped_configs: Path):
+    files = [SHIPPED / "base.yaml", SHIPPED / "train.yaml", SHIPPED / "sensor.yaml"]
+    train = load_settings(files, environ={}).train
+    assert train.sensor is not None and train.sensor.entity_columns == ["rig"]
+    assert train.timestamp_column == "timestamp" == train.sensor.timestamp_column
+    inherited = load_settings([], environ={}, overrides={
+        "train": {"sensor": {"timestamp_column": "ts"}}
+    }).train
+    assert inherited.timestamp_column == "ts" and inherited.sensor.window_length == 20
+
+
+def test_sensor_section_errors_name_the_key():
+    with pytest.raises(ConfigError, match="alarm_k=3 must not exceed alarm_n=2"):
+        load_settings([], environ={}, overrides={
+            "train": {"sensor": {"timestamp_column": "ts", "alarm_k": 3, "alarm_n": 2}}
+        })
+    with pytest.raises(ConfigError, match="differs from sensor.timestamp_column"):
+        load_settings([], environ={}, overrides={
+            "train": {"timestamp_column": "created_at", "sensor": {"timestamp_column": "ts"}}
+        })
+    with pytest.raises(ConfigError, match="train.sensor.window_lenght"):
+        load_settings([], environ={}, overrides={
+            "train": {"sensor": {"timestamp_column": "ts", "window_lenght": 5}}
+        })
