@@ -126,8 +126,14 @@ class TrainSettings(_Frozen):
     sensor: SensorSettings | None = None
 
     @model_validator(mode="after")
-    def _one_timestamp(self) -> TrainSettings:
-        """The holdout split and the windows order rows by the same column."""
+    def _sensor_rules(self) -> TrainSettings:
+        """The holdout split and the windows order rows by the same column, and windows
+        need consecutive rows, which a uniform row sample does not keep."""
+        if self.sensor and self.max_train_rows is not None:
+            raise ValueError(
+                "max_train_rows samples single rows, which breaks the sensor windows; "
+                "narrow the history with time_window_start instead"
+            )
         if self.sensor and self.timestamp_column not in (None, self.sensor.timestamp_column):
             raise ValueError(
                 f"timestamp_column={self.timestamp_column!r} differs from "

@@ -366,6 +366,10 @@ def test_sensor_section_errors_name_the_key():
         load_settings([], environ={}, overrides={
             "train": {"timestamp_column": "created_at", "sensor": {"timestamp_column": "ts"}}
         })
+    with pytest.raises(ConfigError, match="max_train_rows samples single rows"):
+        load_settings([], environ={}, overrides={
+            "train": {"max_train_rows": 1000, "sensor": {"timestamp_column": "ts"}}
+        })
     with pytest.raises(ConfigError, match="train.sensor.window_lenght"):
         load_settings([], environ={}, overrides={
             "train": {"sensor": {"timestamp_column": "ts", "window_lenght": 5}}
