@@ -206,6 +206,10 @@ def fit_detector(train: pd.DataFrame, cfg: TrainSettings, run_id: str) -> VAEAno
         "trained %d epochs (best %d, val loss %.4f) on %s",
         len(result.history), result.best_epoch + 1, result.best_val_loss, detector.device_,
     )
+    if cfg.sensor is not None:  # duplicates, gaps and warm-up rows of the training series
+        tracking.log_metrics(run_id, {
+            f"train_rows_{status}": float(n) for status, n in detector.fit_status_counts_.items()
+        })
     return detector
 
 

@@ -135,10 +135,8 @@ class Windows:
     features: pd.DataFrame  # one row per scored input row, columns = spec.feature_names
     rows: np.ndarray  # input positions (0..n-1) of the rows in ``features``
     status: np.ndarray  # one status per input row, in input order
-    #: Each scored row's place in its entity's time order within the batch, used by the
-    #: alarm rule: sort key (entity code, timestamp order) for ``rows``.
-    entity_codes: np.ndarray
-    entity_keys: list[tuple[Any, ...]]  # entity values of each code
+    #: Entity values of each row in ``features``; rows come sorted by entity, then time.
+    entity_keys: list[tuple[Any, ...]]
 
     def counts(self) -> dict[str, int]:
         values, counts = np.unique(self.status, return_counts=True)
@@ -295,7 +293,6 @@ class WindowBuilder:
             features=pd.DataFrame(features, columns=spec.feature_names),
             rows=rows_new[full].astype(np.int64),
             status=status,
-            entity_codes=codes[full],
             # NaN != NaN: a missing entity value becomes None so that it keys one series.
             entity_keys=[tuple(None if pd.isna(v) else v for v in key) for key in keys],
         )

@@ -89,6 +89,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory, skab_dir: Path, mlflow_sto
 def test_sensor_model_is_registered_and_scores_every_row(trained, skab_dir: Path) -> None:
     settings, outcome, scored = trained
     assert outcome.promoted and outcome.version == "1"
+    client = mlflow.MlflowClient(settings.tracking.tracking_uri)
+    metrics = client.get_run(outcome.run_id).data.metrics
+    assert metrics["train_rows_warming_up"] == 2 * (WINDOW - 1)
     source = read_table(skab_dir / "incoming")
     scores = read_table(scored.scores_path)
     assert scored.rows_in == len(source) == scored.rows_scored == len(scores)
