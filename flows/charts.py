@@ -290,6 +290,16 @@ def _thin(frame: pd.DataFrame, limit: int) -> pd.DataFrame:
     return frame.iloc[::step]
 
 
+def _overlapping_times(frame: pd.DataFrame, entity_column: str, shown: list) -> bool:
+    """Share the time axis only when every shown series overlaps all others in time:
+    devices recorded on different days would each be squeezed into a sliver."""
+    part = frame[frame[entity_column].isin(shown)]
+    if part.empty:
+        return True
+    spans = part.groupby(entity_column, dropna=False)["timestamp"].agg(["min", "max"])
+    return bool(spans["min"].max() <= spans["max"].min())
+
+
 def _shade_spans(ax: object, spans: pd.DataFrame | None, entity: object, by_position: bool) -> None:
     if spans is None or spans.empty or by_position:
         return
@@ -299,7 +309,7 @@ def _shade_spans(ax: object, spans: pd.DataFrame | None, entity: object, by_posi
     if starts is None or ends is None:
         return
     for start, end in zip(starts, ends, strict=True):
-        ax.axvspan(start, end, color=FLAG_COLOR, alpha=0.12, linewidth=0)
+        ax.axvspan(start, end, color=FLAG_COLOR, alpha=0.2, linewidth=0)
 
 
 def score_over_time_png(
@@ -343,7 +353,8 @@ def score_over_time_png(
     ncols = 1 if n_panels <= 4 else 2 if n_panels <= 8 else 3
     nrows = math.ceil(n_panels / ncols)
     fig = Figure(figsize=(11, 1.2 + 2.3 * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, sharex=True, squeeze=False).ravel()
+    share = _overlapping_times(frame, entity_column, shown) if by_entity else True
+    axes = fig.subplots(nrows, ncols, sharex=share, squeeze=False).ravel()
     title = "Score over time"
     if len(entities) > len(shown):
         title += (
