@@ -321,6 +321,7 @@ def model_signature(detector: VAEAnomalyDetector) -> ModelSignature:
         ColSpec(DataType.double, "score"),
         ColSpec(DataType.boolean, "is_anomaly"),
     ]
+    n_contributors = len(schema.columns)
     if isinstance(detector, SensorVAEDetector):
         # Windows need each row's series and place in time: entities and timestamp are
         # required inputs, and every output row says whether it had a full window.
@@ -329,8 +330,9 @@ def model_signature(detector: VAEAnomalyDetector) -> ModelSignature:
             ColSpec(DataType.string, "window_status"), *scores[:3],
             ColSpec(DataType.boolean, "above_threshold"), scores[3],
         ]
+        n_contributors = len(detector.spec_.feature_names)  # channel@lag, not channel
     outputs = [*keys, *scores]
-    for rank in range(1, min(DEFAULT_TOP_K, len(schema.columns)) + 1):
+    for rank in range(1, min(DEFAULT_TOP_K, n_contributors) + 1):
         outputs.append(ColSpec(DataType.string, f"top_feature_{rank}"))
         outputs.append(ColSpec(DataType.double, f"top_feature_{rank}_share"))
     return ModelSignature(inputs=Schema([*keys, *features]), outputs=Schema(outputs))
