@@ -19,6 +19,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +53,22 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def save_model(
-    path: str | os.PathLike[str],
-    manifest: dict[str, Any],
-    members: list[dict[str, torch.Tensor]],
-    overwrite: bool = False,
-) -> Path:
-    """Write the model directory atomically; refuse to replace one unless ``overwrite``."""
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as indented JSON and fsync it (inside a staging directory)."""
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+@contextmanager
+def staged_directory(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty staging directory beside ``path``; move it into place on success.
+
+    Readers see the old directory or the whole new one, never half of it; on an error the
+    staging directory is removed and ``path`` is left as it was. An existing ``path`` is
+    refused unless ``overwrite``.
+    """
     target = Path(path)
     if target.exists() and not overwrite:
         raise FileExistsError(
@@ -66,24 +77,7 @@ def save_model(
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        tensors = {
-            f"member{i}.{key}": value.detach().to("cpu").contiguous()
-            for i, state in enumerate(members)
-            for key, value in state.items()
-        }
-        weights = staging / WEIGHTS_NAME
-        save_file(tensors, str(weights))
-        full = {
-            **manifest,
-            "format_version": FORMAT_VERSION,
-            "n_members": len(members),
-            "weights_file": WEIGHTS_NAME,
-            "weights_sha256": sha256_of(weights),
-        }
-        with open(staging / MANIFEST_NAME, "w", encoding="utf-8") as handle:
-            json.dump(full, handle, indent=2, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield staging
         _fsync_dir(staging)
         if target.exists():
             retired = target.with_name(f".{target.name}.old-{os.getpid()}")
@@ -99,7 +93,32 @@ def save_model(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return target
+
+
+def save_model(
+    path: str | os.PathLike[str],
+    manifest: dict[str, Any],
+    members: list[dict[str, torch.Tensor]],
+    overwrite: bool = False,
+) -> Path:
+    """Write the model directory atomically; refuse to replace one unless ``overwrite``."""
+    with staged_directory(path, overwrite) as staging:
+        tensors = {
+            f"member{i}.{key}": value.detach().to("cpu").contiguous()
+            for i, state in enumerate(members)
+            for key, value in state.items()
+        }
+        weights = staging / WEIGHTS_NAME
+        save_file(tensors, str(weights))
+        full = {
+            **manifest,
+            "format_version": FORMAT_VERSION,
+            "n_members": len(members),
+            "weights_file": WEIGHTS_NAME,
+            "weights_sha256": sha256_of(weights),
+        }
+        write_json(staging / MANIFEST_NAME, full)
+    return Path(path)
 
 
 def load_model(

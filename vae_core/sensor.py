@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vae_core import persistence
 from vae_core.detector import MIN_TRAIN_ROWS, VAEAnomalyDetector
 from vae_core.errors import EmptyInputError, ModelFileError, NotFittedError, TooFewRowsError
 from vae_core.schema import ColumnSpec, FeatureSchema
@@ -209,34 +208,17 @@ class SensorVAEDetector:
     def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
         """Write a model directory: ``sensor.json`` plus the inner VAE under ``vae/``."""
         self._check_fitted()
-        target = Path(path)
-        if target.exists() and not overwrite:
-            raise FileExistsError(
-                f"{target} already exists; pass overwrite=True to replace it, or save elsewhere."
-            )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with persistence.staged_directory(path, overwrite) as staging:
             self.detector_.save(staging / VAE_SUBDIR)
-            manifest = {
+            persistence.write_json(staging / SENSOR_MANIFEST, {
                 "format_version": SENSOR_FORMAT_VERSION,
                 "params": self.get_params(),
                 "spec": self.spec_.to_dict(),
                 "fit_status_counts": self.fit_status_counts_,
                 "n_windows": self.n_windows_,
                 "channel_dtypes": self.channel_dtypes_,
-            }
-            with open(staging / SENSOR_MANIFEST, "w", encoding="utf-8") as handle:
-                json.dump(manifest, handle, indent=2, sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return target
+            })
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str = "cpu") -> SensorVAEDetector:
