@@ -87,3 +87,12 @@ def test_concatenate_nothing_removes_a_stale_target(tmp_path: Path) -> None:
     pd.DataFrame({"a": [1]}).to_parquet(target)
     assert concatenate_parts([tmp_path / "absent.parquet"], target) == 0
     assert not target.exists()
+
+
+def test_batches_of_wide_data_are_cut_to_the_cell_budget() -> None:
+    from flows.partition_scoring import BATCH_CELLS, MIN_BATCH_ROWS, batch_rows
+
+    assert batch_rows(65_536, 20) == 65_536
+    assert batch_rows(65_536, 200) == BATCH_CELLS // 200
+    assert batch_rows(65_536, 10**6) == MIN_BATCH_ROWS
+    assert batch_rows(7, 10**6) == 7  # a small configured batch is kept
