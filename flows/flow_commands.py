@@ -7,8 +7,11 @@ commands, so ``vae-anomaly --help`` and the library commands stay fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,55 @@ def _section(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
+class _WithoutTraceback(logging.Formatter):
+    """Formats a record as ``inner`` would, minus any traceback or stack."""
+
+    def __init__(self, inner: logging.Formatter | None):
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
+def _console_handlers() -> list[logging.Handler]:
+    """Stream handlers of the root and the ``prefect`` loggers (the terminal, not the API)."""
+    loggers = [logging.getLogger()] + [
+        logger for name, logger in logging.Logger.manager.loggerDict.items()
+        if name.startswith("prefect") and isinstance(logger, logging.Logger)
+    ]
+    handlers = {id(h): h for lg in loggers for h in lg.handlers
+                if isinstance(h, logging.StreamHandler)}
+    return list(handlers.values())
+
+
+@contextlib.contextmanager
+def console_tracebacks(shown: bool) -> Iterator[None]:
+    """Keep Prefect's failure logs on the terminal to one line each unless ``shown``.
+
+    Prefect logs every failed task and flow with its full traceback. For a bad input the
+    command's own ``error: ...`` line says all there is to say, and a screen of engine
+    frames buries it; ``--debug`` shows them. Only the terminal handlers change: the logs
+    sent to the Prefect API (and its UI) keep their tracebacks.
+    """
+    if shown:
+        yield
+        return
+    changed = [(handler, handler.formatter) for handler in _console_handlers()]
+    for handler, formatter in changed:
+        handler.setFormatter(_WithoutTraceback(formatter))
+    try:
+        yield
+    finally:
+        for handler, formatter in changed:
+            handler.setFormatter(formatter)
+
+
 # -- train -------------------------------------------------------------------------------
 def _configure_train(parser: argparse.ArgumentParser) -> None:
     _add_config(parser)
@@ -67,7 +119,8 @@ def run_train(args: argparse.Namespace) -> int:
         overrides["train"]["detector"] = {"max_epochs": args.epochs}
     if args.model_name:
         overrides["tracking"] = {"registered_model": args.model_name}
-    outcome = train_flow(_settings(args, "train", overrides))
+    with console_tracebacks(args.debug):
+        outcome = train_flow(_settings(args, "train", overrides))
     print(f"registered {outcome.model_name} version {outcome.version} as {outcome.alias}: "
           f"{outcome.reason}")
     return EXIT_OK
@@ -110,7 +163,8 @@ def run_score(args: argparse.Namespace) -> int:
         "task_runner": "dask" if args.dask_address else args.task_runner,
         "dask_address": args.dask_address,
     })}
-    outcome = score_flow(_settings(args, "score", overrides))
+    with console_tracebacks(args.debug):
+        outcome = score_flow(_settings(args, "score", overrides))
     print(f"scores: {outcome.scores_path}\nreport: {outcome.report_path}")
     if outcome.quarantine_path:
         print(f"quarantine: {outcome.quarantine_path}")

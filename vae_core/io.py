@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import secrets
+import socket
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -41,6 +44,8 @@ _GLOB_CHARACTERS = frozenset("*?[")
 _ARROW_ERRORS = (pa.ArrowException, OSError)
 _STREAMING_SCAN = ds.ParquetFragmentScanOptions(pre_buffer=False)
 _TZ_VALUES_WARNING = "Series.values returning an ndarray that drops timezone"
+#: Columns pandas adds for a stored unnamed index; one file having it is not a disagreement.
+_PANDAS_INDEX_PREFIX = "__index_level_"
 
 
 class DataPathError(InputError, FileNotFoundError):
@@ -91,7 +96,10 @@ def _open_dataset(path: PathLike) -> ds.Dataset:
         return _dataset_or_file_error(text)
     if _is_glob(text):
         return _dataset_or_file_error(_expand_glob(text))
-    raise DataPathError(f"{text}: no such file or directory.")
+    raise DataPathError(
+        f"{text}: no such file or directory. Check the path (and the working directory "
+        "it is relative to)."
+    )
 
 
 def _dataset_or_file_error(source: str | list[str], partitioning: str | None = None) -> ds.Dataset:
@@ -177,8 +185,15 @@ def read_table(path: PathLike, columns: Sequence[str] | None = None) -> pd.DataF
     tables = [_read_fragment(fragment, dataset.schema, columns) for fragment in _fragments(dataset)]
     table = pa.concat_tables(tables) if tables else dataset.schema.empty_table()
     if table.num_rows == 0:
-        raise EmptyInputError(f"{os.fspath(path)}: the data has 0 rows.")
+        raise EmptyInputError(_no_rows_message(path))
     return _to_frame(table)
+
+
+def _no_rows_message(path: PathLike) -> str:
+    return (
+        f"{os.fspath(path)}: the data has 0 rows. Check that the export that writes it "
+        "finished, or point at data that has rows."
+    )
 
 
 def _fragments(dataset: ds.Dataset) -> list[ds.Fragment]:
@@ -217,6 +232,19 @@ def _check_fragment_columns(
             "in the others. Re-export the file, or read only the columns every file has.",
             fragment.path,
         )
+    # The dataset's schema is the first file's: a column only later files have would be
+    # dropped without a word, so files that disagree are an error whichever way round.
+    surplus = [
+        name for name in fragment.physical_schema.names
+        if name not in schema.names and not name.startswith(_PANDAS_INDEX_PREFIX)
+    ]
+    if surplus and columns is None:
+        raise DataFileError(
+            f"{fragment.path}: column(s) {surplus} are in this file but not in the first "
+            "file of the data; the files of one dataset must have the same columns. "
+            "Re-export the files, or read only the columns every file has.",
+            fragment.path,
+        )
 
 
 def _column_list(columns: Sequence[str] | None) -> list[str] | None:
@@ -251,7 +279,7 @@ def iter_batches(
                 n_rows += batch.num_rows
                 yield _to_frame(batch)
     if n_rows == 0 and partition is None:
-        raise EmptyInputError(f"{os.fspath(path)}: the data has 0 rows.")
+        raise EmptyInputError(_no_rows_message(path))
 
 
 def _fragment_batches(
@@ -347,9 +375,70 @@ def _partition_fragment(
 
 
 # -- writing ---------------------------------------------------------------------------
+#: A temporary file not written to for this long is abandoned, whoever wrote it.
+STALE_TEMPORARY_S = 6 * 3600
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+
+
 def _temporary_sibling(target: Path) -> Path:
-    """A fresh hidden name beside ``target``: same filesystem, so the final rename is atomic."""
-    return target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    """A fresh hidden name beside ``target``: same filesystem, so the final rename is atomic.
+
+    The name records the host and process writing it, so that a later run can tell an
+    abandoned temporary file (its writer was killed) from one still being written.
+    """
+    remove_stale_temporaries(target)
+    return target.with_name(f".{target.name}.{_HOST}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+
+
+def _writer_is_gone(host: str, pid: int) -> bool:
+    if host != _HOST:
+        return False  # another machine's process cannot be checked from here
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # it exists but belongs to another user
+    return False
+
+
+def remove_stale_temporaries(
+    target: PathLike, stale_after_s: float = STALE_TEMPORARY_S
+) -> list[Path]:
+    """Delete temporary files left beside ``target`` by writers that died; return them.
+
+    A run killed between creating its temporary file and renaming it (SIGKILL, power loss)
+    cannot clean up after itself. The next write of the same target removes such files:
+    those whose writing process (on this host) no longer exists, and any not modified for
+    ``stale_after_s`` seconds. A temporary file of a live writer is left alone.
+    """
+    target = Path(target)
+    pattern = re.compile(
+        rf"^\.{re.escape(target.name)}\.(?:(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.)?"
+        r"[0-9a-f]{12}\.tmp$"
+    )
+    removed: list[Path] = []
+    try:
+        siblings = list(target.parent.iterdir())
+    except OSError:
+        return removed
+    now = time.time()
+    for path in siblings:
+        match = pattern.match(path.name)
+        if match is None:
+            continue
+        try:
+            idle = now - path.stat().st_mtime
+        except OSError:
+            continue
+        dead = match["pid"] is not None and _writer_is_gone(match["host"], int(match["pid"]))
+        if dead or idle > stale_after_s:
+            try:
+                path.unlink()
+            except OSError:
+                continue
+            removed.append(path)
+    return removed
 
 
 def _fsync_directory(directory: Path) -> None:
