@@ -7,14 +7,16 @@ themselves stay quiet and testable.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from flows.input_checks import InputNotes
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import InputError, SchemaError
 from vae_core.io import DEFAULT_BATCH_SIZE, ParquetBatchWriter, iter_batches
@@ -71,6 +73,7 @@ class ScoreSummary:
     rows: int
     flagged: int
     top: pd.DataFrame  # the highest-scoring rows: 'row', carried columns, score columns
+    notes: list[str] = field(default_factory=list)  # ignored columns, duplicate keys
 
 
 def carried_columns(detector: VAEAnomalyDetector, batch: pd.DataFrame, source: str) -> list[str]:
@@ -86,10 +89,11 @@ def carried_columns(detector: VAEAnomalyDetector, batch: pd.DataFrame, source: s
 
 
 def _scored_batches(
-    detector: VAEAnomalyDetector, data: str, batch_size: int
+    detector: VAEAnomalyDetector, data: str, batch_size: int, notes: InputNotes
 ) -> Iterator[pd.DataFrame]:
     # Read ahead in a background thread while the model scores the current batch.
     for batch in prefetch(iter_batches(data, batch_size=batch_size)):
+        notes.observe(batch)
         carried = batch[carried_columns(detector, batch, data)]
         scores = detector.score_frame(batch, source=data)
         yield pd.concat([carried, scores], axis=1)
@@ -107,8 +111,9 @@ def score_file(
         raise InputError(f"output {output} is the input file; write the scores elsewhere.")
     rows = flagged = 0
     best: list[pd.DataFrame] = []
+    notes = InputNotes.for_model(detector.schema_, data)
     with ParquetBatchWriter(output) as writer:
-        for scored in _scored_batches(detector, data, batch_size):
+        for scored in _scored_batches(detector, data, batch_size, notes):
             writer.write(scored)
             if top > 0:
                 best.append(
@@ -118,7 +123,7 @@ def score_file(
             rows += len(scored)
             flagged += int(scored["is_anomaly"].sum())
     top_rows = pd.concat(best) if best else pd.DataFrame()
-    return ScoreSummary(rows, flagged, top_rows.reset_index(drop=True))
+    return ScoreSummary(rows, flagged, top_rows.reset_index(drop=True), notes.messages())
 
 
 def _contributions(row: pd.Series) -> str:
@@ -157,6 +162,8 @@ def print_score_summary(
         f", expected {detector.threshold_.expected_alert_rate:.2%})"
     )
     print(f"scores written to {output}")
+    for note in summary.notes:
+        print(f"warning: {note}", file=sys.stderr)
     if len(summary.top):
         carried = [c for c in detector.schema_.key_columns if c in summary.top.columns]
         print(f"\ntop {len(summary.top)} rows by score:")

@@ -32,6 +32,8 @@ from flows.batch import (
     refuse_existing,
     score_file,
 )
+from flows.input_checks import training_notes
+from flows.row_validation import split_training_rows
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import InputError, ModelFileError
 from vae_core.io import DEFAULT_BATCH_SIZE, read_table
@@ -220,6 +222,14 @@ def _configure_fit(parser: argparse.ArgumentParser) -> None:
         help="train on a uniform random sample of at most this many rows, drawn in one "
         "streaming pass (for data larger than memory); reproducible with --seed.",
     )
+    parser.add_argument(
+        "--numeric-errors",
+        choices=("quarantine", "fail"),
+        default="quarantine",
+        help="a text column whose values are numbers except for a few: 'quarantine' trains "
+        "on the other rows as numbers and reports the rest, 'fail' stops naming the first "
+        "bad value. Default: %(default)s.",
+    )
 
 
 #: fit option -> VAEAnomalyDetector parameter; options left unset keep the detector defaults.
@@ -253,6 +263,11 @@ def run_fit(args: argparse.Namespace) -> int:
         frame, info = sample_rows(args.data, args.max_train_rows, seed=args.seed or 0)
         if info.sampled:
             print(f"sampled {info.rows_sampled:,} of {info.rows_seen:,} rows (seed {info.seed})")
+    frame, quarantined = split_training_rows(
+        frame, tuple(args.key_columns), str(args.data), args.numeric_errors
+    )
+    for note in training_notes(frame, quarantined, args.key_columns, str(args.data)):
+        print(f"warning: {note}", file=sys.stderr)
     detector = detector_from_args(args)
     seconds = fit_and_save(detector, frame, args.model_dir, args.overwrite)
     for line in fit_summary(detector, len(frame), seconds):

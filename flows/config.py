@@ -120,6 +120,7 @@ class TrainSettings(_Frozen):
     concurrency: int = Field(2, ge=1)
     holdout_fraction: float = Field(0.2, gt=0, lt=0.5)
     min_rows: int = Field(50, ge=10)
+    numeric_errors: Literal["quarantine", "fail"] = "quarantine"
     detector: DetectorSettings = DetectorSettings()
     evaluation: EvaluationSettings | None = None
     promotion_tolerance: float = Field(0.05, ge=0)

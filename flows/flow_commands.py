@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,8 @@ def run_score(args: argparse.Namespace) -> int:
     with console_tracebacks(args.debug):
         outcome = score_flow(_settings(args, "score", overrides))
     print(f"scores: {outcome.scores_path}\nreport: {outcome.report_path}")
+    for note in outcome.notes:
+        print(f"warning: {note}", file=sys.stderr)
     if outcome.quarantine_path:
         print(f"quarantine: {outcome.quarantine_path}")
     return EXIT_OK

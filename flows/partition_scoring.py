@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from flows.input_checks import InputNotes
 from flows.row_validation import split_valid_rows
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import VAEAnomalyError
@@ -54,6 +55,8 @@ class PartitionResult:
     top: pd.DataFrame | None = None
     sample: pd.DataFrame | None = None
     partitions: list[dict[str, object]] = field(default_factory=list)
+    #: Ignored columns and key hashes: reported at the end of the run, never errors.
+    notes: InputNotes | None = None
 
     def keep_top(self, scored: pd.DataFrame, top_n: int) -> None:
         if top_n <= 0 or scored.empty:
@@ -94,6 +97,11 @@ class PartitionResult:
         if other.sample is not None:
             self.keep_sample(other.sample)
         self.partitions.extend(other.partitions)
+        if other.notes is not None:
+            if self.notes is None:
+                self.notes = InputNotes(other.notes.source, other.notes.expected,
+                                        other.notes.key_columns)
+            self.notes.merge(other.notes)
 
     def check_accounting(self) -> None:
         if self.rows_in != self.rows_scored + self.rows_quarantined:
@@ -141,7 +149,7 @@ def score_partition(
     ``quarantine_path`` only when rows were quarantined, and an older file there is removed
     otherwise, since it would describe another run. Both appear only when complete.
     """
-    result = PartitionResult()
+    result = PartitionResult(notes=InputNotes.for_model(detector.schema_, source))
     seed = 0 if partition is None else partition.index
     rng = np.random.default_rng([seed, 0x5CA1E])
     where = source if partition is None else partition.file
@@ -152,6 +160,7 @@ def score_partition(
     scores_behind = WriteBehind(scores_out.write)
     try:
         for batch in batches:
+            result.notes.observe(batch)
             valid, quarantined = split_valid_rows(batch, detector.schema_, where, numeric_errors)
             result.rows_in += len(batch)
             if len(quarantined):

@@ -104,6 +104,7 @@ class ReportData:
     flagged_spans: pd.DataFrame | None = None
     n_flagged_spans: int = 0
     window_status_counts: dict[str, int] | None = None
+    input_notes: tuple[str, ...] = ()  # ignored columns, duplicate keys: reported, not errors
 
     @property
     def alert_rate(self) -> float:
@@ -347,7 +348,14 @@ def _accounting_section(data: ReportData) -> str:
         )
     else:
         quarantine = '<p class="muted">No row was quarantined.</p>'
-    return f'<section id="accounting"><h2>Row accounting</h2>{counts}{status}{quarantine}</section>'
+    notes = ""
+    if data.input_notes:
+        items = "".join(f"<li>{_esc(note)}</li>" for note in data.input_notes)
+        notes = f'<h3>Notes on the input</h3><ul class="input-notes">{items}</ul>'
+    return (
+        f'<section id="accounting"><h2>Row accounting</h2>{counts}{status}{quarantine}'
+        f"{notes}</section>"
+    )
 
 
 def _alerts_section(data: ReportData) -> str:
@@ -581,6 +589,8 @@ def render_markdown(data: ReportData, top_rows: int = MARKDOWN_TOP_ROWS) -> str:
             "",
             "Quarantined by reason: " + "; ".join(f"{_md(r)}: {_count(n)}" for r, n in reasons),
         ]
+    if data.input_notes:
+        lines += ["", *(f"- Note: {_md(note)}" for note in data.input_notes)]
     ratio = data.alert_ratio
     alert = (
         f"**Alert rate** {_pct(data.alert_rate)} ({_count(data.n_flagged)} of "

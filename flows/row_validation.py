@@ -80,3 +80,73 @@ def split_valid_rows(
     quarantined = batch.loc[bad_rows].astype("string")
     quarantined[REASON_COLUMN] = reasons[bad_rows].to_numpy()
     return valid, quarantined
+
+
+#: At training time a text column is taken for a numeric one holding a few bad values when
+#: at least this share of its non-missing values parse as numbers (and some do not). A
+#: column of text that all parses (zip codes, say) is left alone: it is categorical.
+NUMERIC_TEXT_SHARE = 0.9
+
+
+def numeric_columns_with_text(
+    frame: pd.DataFrame, skip: tuple[str, ...] = ()
+) -> dict[str, pd.Series]:
+    """Text columns that are numbers except for some values: name -> the parsed numbers.
+
+    A Parquet column has one type, so "strings in a numeric column" arrive as a text
+    column in which nearly everything is a number. Modelled as categories, each amount
+    would become a level of its own; the model would learn nothing from the column.
+    """
+    found: dict[str, pd.Series] = {}
+    for name in frame.columns:
+        column = frame[name]
+        if name in skip or is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+            continue
+        if not (pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column)):
+            continue
+        present = int(column.notna().sum())
+        if present == 0:
+            continue
+        numbers = pd.to_numeric(column, errors="coerce")
+        parsed = int(numbers.notna().sum())
+        if parsed < present and parsed >= NUMERIC_TEXT_SHARE * present:
+            found[str(name)] = numbers
+    return found
+
+
+def split_training_rows(
+    frame: pd.DataFrame,
+    key_columns: tuple[str, ...],
+    source: str,
+    numeric_errors: Literal["quarantine", "fail"] = "quarantine",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Return (rows to train on, quarantined rows as text with a ``reason`` column).
+
+    The training-time counterpart of ``split_valid_rows``: in a column that is numbers
+    except for some text, the text rows are quarantined (or, with ``fail``, stop the run
+    naming column, row and value) and the column is trained on as a number.
+    """
+    frame = frame.reset_index(drop=True)
+    reasons = pd.Series([None] * len(frame), dtype=object)
+    columns = numeric_columns_with_text(frame, key_columns)
+    for name, numbers in columns.items():
+        column = frame[name]
+        bad = (numbers.isna() & column.notna()).to_numpy()
+        if numeric_errors == "fail":
+            row = int(np.flatnonzero(bad)[0])
+            raise ColumnTypeError(
+                f"{source}: column '{name}' holds numbers, but row {row} holds "
+                f"{column.iloc[row]!r} ({int(bad.sum())} such row(s)). Fix the values, or "
+                "set numeric_errors to quarantine to train on the other rows."
+            )
+        text = "column '" + name + "' value " + column.astype(str).map(repr) + (
+            " is not a number"
+        )
+        _first_reason(reasons, bad, text)
+    bad_rows = reasons.notna().to_numpy()
+    kept = frame.loc[~bad_rows].copy()
+    for name, numbers in columns.items():
+        kept[name] = numbers[~bad_rows].astype("float64")
+    quarantined = frame.loc[bad_rows].astype("string")
+    quarantined[REASON_COLUMN] = reasons[bad_rows].to_numpy()
+    return kept.reset_index(drop=True), quarantined

@@ -100,10 +100,10 @@ def score_stream(
     """
     partitions = list_partitions(cfg.input_path, cfg.partition_rows)
     if len(partitions) == 1 and cfg.task_runner == "local":
-        return score_partition_task(
+        return report_notes(score_partition_task(
             detector, cfg, None, output_dir / SCORES_FILE, output_dir / QUARANTINE_FILE,
             label=Path(partitions[0].file).name,
-        )
+        ))
     staging = staging_directory(output_dir, secrets.token_hex(6))
     try:
         model = detector if cfg.task_runner == "local" or ref is None else ref
@@ -124,7 +124,10 @@ def score_stream(
         for result in results:
             total.merge(result, cfg.top_n)
         if total.rows_in == 0:
-            raise EmptyInputError(f"{cfg.input_path}: the data has 0 rows.")
+            raise EmptyInputError(
+                f"{cfg.input_path}: the data has 0 rows. Check that the export that writes "
+                "it finished, or point at data that has rows."
+            )
         total.check_accounting()
         concatenate_parts(
             [staging / f"{p.name}.scores.parquet" for p in partitions], output_dir / SCORES_FILE
@@ -135,7 +138,15 @@ def score_stream(
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return total
+    return report_notes(total)
+
+
+def report_notes(summary: PartitionResult) -> PartitionResult:
+    """Log what the input held that is worth a warning (ignored columns, duplicate keys)."""
+    if summary.notes is not None:
+        for note in summary.notes.messages():
+            get_run_logger().warning(note)
+    return summary
 
 
 def write_manifest(
@@ -195,6 +206,7 @@ def build_report_data(
         rows_scored=summary.rows_scored,
         rows_quarantined=summary.rows_quarantined,
         quarantine_reasons=dict(summary.reasons),
+        input_notes=tuple(summary.notes.messages()) if summary.notes else (),
         score_sample=scores,
         n_flagged=summary.n_flagged,
         score_quantiles=quantiles,
@@ -248,6 +260,7 @@ class ScoreOutcome:
     scores_path: Path
     quarantine_path: Path | None
     report_path: Path
+    notes: tuple[str, ...] = ()  # what was worth a warning: ignored columns, duplicate keys
 
 
 @flow(name="vae-score", log_prints=True)
@@ -278,6 +291,8 @@ def score_flow(
         else:
             ref = model_ref(resolved, track.tracking_uri, track.registry_uri)
             summary = score_stream(detector, cfg, output_dir, ref)
+        duplicates = summary.notes.duplicate_keys if summary.notes else 0
+        tracking.log_metrics(run_id, {"n_duplicate_keys": duplicates})
         data = build_report_data(summary, detector, resolved, cfg, output_dir, run_id)
         if sensor:
             data = sensor_scoring.with_sensor_series(data, summary, detector)
@@ -293,4 +308,5 @@ def score_flow(
         run_id, str(resolved.version), summary.rows_in, summary.rows_scored,
         summary.rows_quarantined, summary.n_flagged, output_dir / SCORES_FILE,
         quarantine if summary.rows_quarantined else None, report_path,
+        tuple(summary.notes.messages()) if summary.notes else (),
     )

@@ -26,6 +26,8 @@ from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 from flows import promotion, report, tracking
 from flows.config import Settings, TrainSettings, load_settings
+from flows.input_checks import training_notes
+from flows.row_validation import split_training_rows
 from flows.sensor_scoring import build_sensor_detector
 from flows.task_runners import make_task_runner
 from vae_core import VAEAnomalyDetector
@@ -152,6 +154,24 @@ def _timestamps(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
             f"{frame[column].iloc[row]!r}, which is not a timestamp."
         )
     return stamps
+
+
+@task(cache_policy=NO_CACHE)
+def quarantine_training_rows(frame: pd.DataFrame, cfg: TrainSettings, run_id: str) -> pd.DataFrame:
+    """Leave out rows with text in a column of numbers (or fail); report what was left out.
+
+    The quarantined rows are logged with the run (``quarantine/train_rows.csv``), so that
+    nothing is lost without a trace.
+    """
+    carried = (*cfg.key_columns, *([cfg.timestamp_column] if cfg.timestamp_column else []))
+    kept, quarantined = split_training_rows(frame, carried, cfg.data_path, cfg.numeric_errors)
+    logger = get_run_logger()
+    for note in training_notes(kept, quarantined, cfg.key_columns, cfg.data_path):
+        logger.warning(note)
+    tracking.log_metrics(run_id, {"n_quarantined": len(quarantined)})
+    if len(quarantined):
+        tracking.log_text(run_id, quarantined.to_csv(index=False), "quarantine/train_rows.csv")
+    return kept
 
 
 @task(cache_policy=NO_CACHE)
@@ -392,6 +412,7 @@ def train_flow(
         tags["git_commit"] = commit
     with tracking.tracked_run(track.experiment, "train", tags) as run_id:
         frame, sample = load_training_data(cfg)
+        frame = quarantine_training_rows(frame, cfg, run_id)
         validation = validate_training_data(frame, cfg)
         tracking.set_run_tags(run_id, {
             "row_count": str(len(frame)), "data_fingerprint": data_fingerprint(frame),
