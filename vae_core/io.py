@@ -245,6 +245,48 @@ def _check_fragment_columns(
             "Re-export the files, or read only the columns every file has.",
             fragment.path,
         )
+    physical = fragment.physical_schema
+    for name in wanted:
+        if name not in physical.names:
+            continue  # a partition key
+        here, first = physical.field(name).type, schema.field(name).type
+        if not _same_kind(here, first):
+            raise DataFileError(
+                f"{fragment.path}: column '{name}' holds {_kind(here)} ({here}) in this file "
+                f"but {_kind(first)} ({first}) in the first file of the data; the files of "
+                "one dataset must agree on column "
+                "types. Re-export the file with the same types.",
+                fragment.path,
+            )
+
+
+def _kind(data_type: pa.DataType) -> str:
+    """Coarse type family: numbers of any width convert safely, text to numbers does not."""
+    if pa.types.is_dictionary(data_type):
+        return _kind(data_type.value_type)
+    checks = (
+        ("null", pa.types.is_null),
+        ("number", lambda t: pa.types.is_integer(t) or pa.types.is_floating(t)
+         or pa.types.is_decimal(t)),
+        ("text", lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)
+         or getattr(pa.types, "is_string_view", lambda _: False)(t)),
+        ("bool", pa.types.is_boolean),
+        ("timestamp", pa.types.is_timestamp),
+        ("date", pa.types.is_date),
+    )
+    for name, check in checks:
+        if check(data_type):
+            return name
+    return str(data_type)
+
+
+def _same_kind(a: pa.DataType, b: pa.DataType) -> bool:
+    """Types pyarrow may convert between without changing what a value means.
+
+    A column that is all null in one file has the null type there: it agrees with anything.
+    """
+    kind_a, kind_b = _kind(a), _kind(b)
+    return kind_a == kind_b or "null" in (kind_a, kind_b)
 
 
 def _column_list(columns: Sequence[str] | None) -> list[str] | None:

@@ -1,0 +1,322 @@
+"""The bad-input catalogue through the command line: ``fit``, ``score-file``, ``train``, ``score``.
+
+Every file-level entry must end the command with exit code 2 and one ``error:`` line that
+names the file at fault and says what to do, with no traceback, and must leave no output
+(no model directory, no scores file, no temporary file, no registered version).
+Row-level entries must be scored finitely or quarantined with a reason.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from bad_inputs import (
+    DUPLICATE_ROWS,
+    EXTRA_COLUMN,
+    FILE_CASES,
+    KEY,
+    MISSING_FEATURE,
+    TEXT_ROW,
+    TEXT_VALUE,
+    FileCase,
+    assert_finite_scores,
+    expected_fragments,
+    with_all_null_column,
+    with_duplicate_keys,
+    with_extra_column,
+    with_extreme_values,
+    with_text_in_numbers,
+)
+from mlflow import MlflowClient
+from reliability_helpers import (
+    MODEL_NAME,
+    Champion,
+    assert_one_line_error,
+    flow_settings,
+    run_cli,
+    temporary_files,
+    write_config,
+)
+
+from vae_core.io import read_table, write_parquet_atomic
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+FIT_FAST = ["--epochs", "2", "--seed", "0", "--key-column", KEY]
+SCORING_CASES = {**FILE_CASES, "required_column_missing": MISSING_FEATURE}
+
+
+def build(case: FileCase, tmp_path: Path, frame: pd.DataFrame) -> tuple[Path, list[str]]:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    path = case.build(data_dir, frame)
+    return path, expected_fragments(case, path)
+
+
+# -- library commands ----------------------------------------------------------------------
+@pytest.mark.parametrize("entry", list(FILE_CASES))
+def test_fit_refuses_bad_files(capfd, tmp_path: Path, frames, entry: str) -> None:
+    data, fragments = build(FILE_CASES[entry], tmp_path, frames[0])
+    model = tmp_path / "model"
+    code, out, err = run_cli(capfd, "fit", data, "--model-dir", model, *FIT_FAST)
+    assert code == 2, err
+    assert_one_line_error(err, fragments)
+    assert not model.exists() and temporary_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("entry", list(SCORING_CASES))
+def test_score_file_refuses_bad_files(
+    capfd, tmp_path: Path, frames, model_dir: Path, entry: str
+) -> None:
+    data, fragments = build(SCORING_CASES[entry], tmp_path, frames[1])
+    output = tmp_path / "out" / "scores.parquet"
+    code, _, err = run_cli(capfd, "score-file", data, "--model-dir", model_dir, "--output", output)
+    assert code == 2, err
+    assert_one_line_error(err, fragments)
+    assert not output.exists() and temporary_files(tmp_path) == []
+
+
+def test_fit_names_a_missing_key_column(capfd, tmp_path: Path, frames) -> None:
+    data = write_parquet_atomic(frames[0].drop(columns=[KEY]), tmp_path / "nokey.parquet")
+    code, _, err = run_cli(capfd, "fit", data, "--model-dir", tmp_path / "m", *FIT_FAST)
+    assert code == 2
+    assert_one_line_error(err, ["key column(s) ['payment_id']", "not in the data"])
+
+
+def test_fit_with_too_few_rows(capfd, tmp_path: Path, frames) -> None:
+    data = write_parquet_atomic(frames[0].head(6), tmp_path / "six.parquet")
+    code, _, err = run_cli(capfd, "fit", data, "--model-dir", tmp_path / "m", *FIT_FAST)
+    assert code == 2
+    assert_one_line_error(err, ["6 rows", "at least 10", "Train on more history"])
+    assert not (tmp_path / "m").exists()
+
+
+def test_fit_text_in_a_numeric_column_fails_when_asked(capfd, tmp_path: Path, frames) -> None:
+    data = write_parquet_atomic(with_text_in_numbers(frames[0]), tmp_path / "text.parquet")
+    code, _, err = run_cli(
+        capfd, "fit", data, "--model-dir", tmp_path / "m", *FIT_FAST, "--numeric-errors", "fail"
+    )
+    assert code == 2
+    assert_one_line_error(
+        err, [str(data), "column 'amount'", f"row {TEXT_ROW}", repr(TEXT_VALUE), "quarantine"]
+    )
+
+
+def test_fit_quarantines_text_in_a_numeric_column_and_says_so(
+    capfd, tmp_path: Path, frames
+) -> None:
+    data = write_parquet_atomic(with_text_in_numbers(frames[0]), tmp_path / "text.parquet")
+    code, out, err = run_cli(capfd, "fit", data, "--model-dir", tmp_path / "m", *FIT_FAST)
+    assert code == 0, err
+    (line,) = [line for line in err.splitlines() if "not trained on" in line]
+    assert line.startswith("warning: ") and "1 row(s)" in line and TEXT_VALUE in line
+    assert f"rows: {len(frames[0]) - 1}" in out
+    from vae_core import VAEAnomalyDetector
+
+    model = VAEAnomalyDetector.load(tmp_path / "m")
+    assert {c.name: c.kind for c in model.schema_.columns}["amount"] == "numeric"
+
+
+def test_fit_reports_duplicate_keys_and_trains_on_every_row(capfd, tmp_path: Path, frames) -> None:
+    data = write_parquet_atomic(with_duplicate_keys(frames[0]), tmp_path / "dup.parquet")
+    code, out, err = run_cli(capfd, "fit", data, "--model-dir", tmp_path / "m", *FIT_FAST)
+    assert code == 0, err
+    assert f"rows: {len(frames[0])}" in out
+    (line,) = [line for line in err.splitlines() if "repeat the key value" in line]
+    assert line.startswith("warning: ") and "1 row(s)" in line
+
+
+def test_fit_on_extreme_values_and_an_all_null_column(capfd, tmp_path: Path, frames) -> None:
+    dirty = with_all_null_column(with_extreme_values(frames[0]))
+    data = write_parquet_atomic(dirty, tmp_path / "dirty.parquet")
+    code, _, err = run_cli(capfd, "fit", data, "--model-dir", tmp_path / "m", *FIT_FAST)
+    assert code == 0, err
+    (line,) = [line for line in err.splitlines() if "distance_km" in line]
+    assert line.startswith("warning: ") and "all values missing" in line
+    output = tmp_path / "scores.parquet"
+    code, _, err = run_cli(
+        capfd, "score-file", data, "--model-dir", tmp_path / "m", "--output", output
+    )
+    assert code == 0, err
+    assert_finite_scores(read_table(output))
+
+
+# -- score-file: row-level entries -----------------------------------------------------------
+def score_file(capfd, tmp_path: Path, frame: pd.DataFrame, model_dir: Path):
+    data = write_parquet_atomic(frame, tmp_path / "input.parquet")
+    output = tmp_path / "scores.parquet"
+    code, out, err = run_cli(
+        capfd, "score-file", data, "--model-dir", model_dir, "--output", output, "--top", "0"
+    )
+    return code, err, data, output
+
+
+def test_score_file_names_text_in_a_numeric_column(capfd, tmp_path: Path, frames, model_dir):
+    code, err, data, output = score_file(capfd, tmp_path, with_text_in_numbers(frames[1]),
+                                         model_dir)
+    assert code == 2
+    assert_one_line_error(err, [str(data), "column 'amount'", f"row {TEXT_ROW}",
+                                repr(TEXT_VALUE)])
+    assert not output.exists()
+
+
+def test_score_file_ignores_and_reports_extra_columns(capfd, tmp_path: Path, frames, model_dir):
+    code, err, data, output = score_file(capfd, tmp_path, with_extra_column(frames[1]), model_dir)
+    assert code == 0, err
+    assert EXTRA_COLUMN not in read_table(output).columns
+    (line,) = [line for line in err.splitlines() if EXTRA_COLUMN in line]
+    assert line.startswith("warning: ") and str(data) in line and "ignored" in line
+
+
+def test_score_file_scores_duplicate_keys_and_reports_them(
+    capfd, tmp_path: Path, frames, model_dir
+) -> None:
+    code, err, _, output = score_file(capfd, tmp_path, with_duplicate_keys(frames[1]), model_dir)
+    assert code == 0, err
+    scores = read_table(output)
+    assert len(scores) == len(frames[1])
+    key = frames[1].loc[DUPLICATE_ROWS[0], KEY]
+    assert (scores[KEY] == key).sum() == 2
+    (line,) = [line for line in err.splitlines() if "repeat the key value" in line]
+    assert line.startswith("warning: ") and "1 row(s)" in line
+
+
+# -- the flow commands -----------------------------------------------------------------------
+@pytest.fixture
+def cli_config(tmp_path: Path, champion: Champion):
+    """``--config`` for train and score against the session's store (model ``rel-cli``
+    for training, so that no failed command can touch the champion of ``rel``)."""
+
+    def make(train_path: Path | str, score_path: Path | str, **sections: dict) -> Path:
+        settings = flow_settings(
+            champion.store, train_path, score_path, tmp_path / "out", name="rel-cli", **sections
+        )
+        settings = settings.model_copy(update={"score": settings.score.model_copy(
+            update={"model_uri": f"models:/{MODEL_NAME}@champion"})})
+        return write_config(tmp_path / "config.yaml", settings)
+
+    return make
+
+
+def registered_versions(store: str, name: str) -> int:
+    return len(MlflowClient(store).search_model_versions(f"name='{name}'"))
+
+
+@pytest.mark.parametrize("entry", list(FILE_CASES))
+def test_train_command_refuses_bad_files(
+    capfd, tmp_path: Path, frames, champion: Champion, cli_config, entry: str
+) -> None:
+    data, fragments = build(FILE_CASES[entry], tmp_path, frames[0])
+    config = cli_config(data, champion.score)
+    code, _, err = run_cli(capfd, "train", "--config", config)
+    assert code == 2, err
+    assert_one_line_error(err, fragments)
+    assert registered_versions(champion.store, "rel-cli") == 0
+
+
+@pytest.mark.parametrize("entry", list(SCORING_CASES))
+def test_score_command_refuses_bad_files(
+    capfd, tmp_path: Path, frames, champion: Champion, cli_config, entry: str
+) -> None:
+    data, fragments = build(SCORING_CASES[entry], tmp_path, frames[1])
+    config = cli_config(champion.train, data)
+    code, _, err = run_cli(capfd, "score", "--config", config)
+    assert code == 2, err
+    assert_one_line_error(err, fragments)
+    assert not (tmp_path / "out" / "scores.parquet").exists()
+    assert temporary_files(tmp_path) == []
+
+
+def test_score_command_shows_a_traceback_with_debug(
+    capfd, tmp_path: Path, champion: Champion, cli_config
+) -> None:
+    config = cli_config(champion.train, tmp_path / "missing.parquet")
+    code, _, err = run_cli(capfd, "score", "--config", config, "--debug")
+    assert code == 2
+    assert "Traceback" in err and "DataPathError" in err
+
+
+def test_train_command_with_too_few_rows(capfd, tmp_path: Path, frames, champion, cli_config):
+    data = write_parquet_atomic(frames[0].head(30), tmp_path / "short.parquet")
+    code, _, err = run_cli(capfd, "train", "--config", cli_config(data, champion.score))
+    assert code == 2
+    assert_one_line_error(err, [str(data), "30 rows", "train.min_rows=50", "lower min_rows"])
+
+
+def test_train_command_names_a_missing_key_column(
+    capfd, tmp_path: Path, frames, champion, cli_config
+) -> None:
+    data = write_parquet_atomic(frames[0].drop(columns=[KEY]), tmp_path / "nokey.parquet")
+    code, _, err = run_cli(capfd, "train", "--config", cli_config(data, champion.score))
+    assert code == 2
+    assert_one_line_error(err, [str(data), "['payment_id']"])
+
+
+def test_score_command_with_numeric_errors_fail(
+    capfd, tmp_path: Path, frames, champion, cli_config
+) -> None:
+    data = write_parquet_atomic(with_text_in_numbers(frames[1]), tmp_path / "text.parquet")
+    config = cli_config(champion.train, data, score={"numeric_errors": "fail"})
+    code, _, err = run_cli(capfd, "score", "--config", config)
+    assert code == 2
+    assert_one_line_error(
+        err, [str(data), "column 'amount'", f"row {TEXT_ROW}", repr(TEXT_VALUE), "quarantine"]
+    )
+
+
+def test_score_command_quarantines_and_warns(
+    capfd, tmp_path: Path, frames, champion, cli_config
+) -> None:
+    dirty = with_extra_column(with_duplicate_keys(with_text_in_numbers(frames[1])))
+    data = write_parquet_atomic(dirty, tmp_path / "dirty.parquet")
+    code, out, err = run_cli(capfd, "score", "--config", cli_config(champion.train, data))
+    assert code == 0, err
+    assert "quarantine: " in out
+    warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert any(EXTRA_COLUMN in line for line in warnings), err
+    assert any("repeat the key value" in line for line in warnings), err
+    quarantine = read_table(tmp_path / "out" / "quarantine.parquet")
+    assert quarantine["reason"].tolist() == [
+        f"column 'amount' value '{TEXT_VALUE}' is not a number"
+    ]
+
+
+CONFIG_ERRORS = {
+    "unknown_key": (
+        {"train": {"min_row": 5}, "score": {"batchsize": 5}}, ["unknown key", "vae-anomaly"]
+    ),
+    "wrong_type": (
+        {"train": {"min_rows": "many"}, "score": {"batch_size": "big"}}, ["has value"]
+    ),
+}
+
+
+@pytest.mark.parametrize("command", ["train", "score"])
+@pytest.mark.parametrize("entry", list(CONFIG_ERRORS))
+def test_flow_commands_refuse_a_bad_config_file(
+    capfd, tmp_path: Path, command: str, entry: str
+) -> None:
+    sections, fragments = CONFIG_ERRORS[entry]
+    config = tmp_path / "bad.yaml"
+    import yaml
+
+    config.write_text(yaml.safe_dump({command: sections[command]}))
+    key = next(iter(sections[command]))
+    value = sections[command][key]
+    code, _, err = run_cli(capfd, command, "--config", config)
+    assert code == 2
+    line = assert_one_line_error(err, [str(config), f"{command}.{key}", *fragments])
+    assert repr(value) in line
+
+
+def test_finite_scores_for_extreme_values_through_score_file(
+    capfd, tmp_path: Path, frames, model_dir
+) -> None:
+    code, err, _, output = score_file(capfd, tmp_path, with_extreme_values(frames[1]), model_dir)
+    assert code == 0, err
+    scores = read_table(output)
+    assert_finite_scores(scores)
+    assert np.all(scores["score"].iloc[1:5] > scores["score"].iloc[5:].median())
