@@ -64,6 +64,26 @@ def _unexpected_missing_terms(data: EncodedData, layout: FeatureLayout) -> np.nd
     return unexpected.astype(np.float32) * layout.unexpected_missing_nll
 
 
+def _unseen_level_floor(data: EncodedData, layout: FeatureLayout) -> np.ndarray | None:
+    """Per-term lower bound on the NLL of a category never seen in training (0 elsewhere).
+
+    The ``__unseen__`` level (always the last) is never a training target, but a briefly
+    trained decoder has not yet pushed its probability down, and an unseen level would then
+    score as ordinary as any other. Laplace's rule gives a level absent from n training
+    rows a probability of at most 1 / (n + 2): its NLL is at least the cost of a value
+    missing where training had none. None when no cell is unseen, the common case.
+    """
+    if not layout.cardinalities:
+        return None
+    unseen = data.categories == np.asarray(layout.cardinalities, dtype=np.int64) - 1
+    if not unseen.any():
+        return None
+    floor = np.zeros((len(data), len(layout.term_columns)), dtype=np.float32)
+    offset = len(layout.numeric_columns)
+    floor[:, offset : offset + unseen.shape[1]] = unseen * layout.unexpected_missing_nll
+    return floor
+
+
 def score_encoded(
     models: Sequence[TabularVAE],
     data: EncodedData,
@@ -96,11 +116,15 @@ def score_encoded(
             batch = Batch.from_encoded(chunk, device)
             unexpected = _unexpected_missing_terms(chunk, layout)
             extra = None if unexpected is None else torch.from_numpy(unexpected).to(device)
+            unseen = _unseen_level_floor(chunk, layout)
+            floor = None if unseen is None else torch.from_numpy(unseen).to(device)
             for model in models:
                 out = model(batch.inputs, sample=False)
                 terms = reconstruction_terms(out, batch, layout.cardinalities, False)
                 if extra is not None:
                     terms = terms + extra
+                if floor is not None:
+                    terms = torch.maximum(terms, floor)
                 if not one_term_per_column:
                     terms = terms @ assignment
                 per_feature[start:stop] += terms.cpu().numpy()

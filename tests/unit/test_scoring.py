@@ -145,3 +145,21 @@ def test_top_k_columns_matches_a_stable_sort_including_ties() -> None:
     values[7, 2] = np.nan  # never ranked above a number
     expected = np.argsort(-np.nan_to_num(values, nan=-np.inf), axis=1, kind="stable")[:, :3]
     np.testing.assert_array_equal(top_k_columns(values, 3), expected)
+
+
+def test_an_unseen_category_costs_at_least_a_laplace_floor(encoded_setup):
+    """An untrained decoder gives every level about the same probability; a level never
+    seen in 64 training rows must still cost at least log(64 + 2) nats, seen ones less."""
+    encoded, layout, models = encoded_setup
+    pre_levels = layout.cardinalities[0]  # column 'c': x, y, z, __unseen__
+    unseen = encoded.categories.copy()
+    unseen[:, 0] = pre_levels - 1
+    changed = type(encoded)(encoded.inputs, encoded.numeric, encoded.numeric_mask, unseen,
+                            encoded.missing)
+    seen = score_encoded(models[:1], encoded, layout, beta=1.0)
+    scored = score_encoded(models[:1], changed, layout, beta=1.0)
+    column = scored.feature_names.index("c")
+    nll_seen = seen.contributions[:, column] * seen.recon_error
+    nll_unseen = scored.contributions[:, column] * scored.recon_error
+    assert np.all(nll_seen < np.log(66))
+    np.testing.assert_allclose(nll_unseen, np.log(66), rtol=1e-5)

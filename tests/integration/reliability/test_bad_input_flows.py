@@ -1,0 +1,268 @@
+"""The bad-input catalogue through the flows called in-process: ``train_flow``, ``score_flow``.
+
+File-level entries raise an ``InputError`` naming the file, end the MLflow run FAILED and
+leave no output and no new model version. Row-level entries are scored finitely, or
+quarantined with a reason, and show up in the report and the run's figures.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import numpy as np
+import pytest
+from bad_inputs import (
+    DUPLICATE_ROWS,
+    EXTRA_COLUMN,
+    EXTREME_VALUES,
+    FILE_CASES,
+    KEY,
+    MISSING_FEATURE,
+    TEXT_ROW,
+    TEXT_VALUE,
+    UNSEEN_LEVEL,
+    UNSEEN_ROW,
+    assert_finite_scores,
+    expected_fragments,
+    with_all_null_column,
+    with_duplicate_keys,
+    with_extra_column,
+    with_extreme_values,
+    with_text_in_numbers,
+    with_unseen_category,
+)
+from mlflow import MlflowClient
+from reliability_helpers import Champion, flow_settings, temporary_files
+
+from flows.config import ConfigError
+from flows.score_flow import score_flow
+from flows.train_flow import train_flow
+from vae_core.errors import ColumnTypeError, InputError, TooFewRowsError
+from vae_core.io import read_table, write_parquet_atomic
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+SCORING_CASES = {**FILE_CASES, "required_column_missing": MISSING_FEATURE}
+
+
+def last_run_status(store: str) -> str:
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name("rel")
+    (run,) = client.search_runs(
+        [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1
+    )
+    return run.info.status
+
+
+# -- file-level entries ----------------------------------------------------------------------
+@pytest.mark.parametrize("entry", list(FILE_CASES))
+def test_train_flow_refuses_bad_files(
+    tmp_path: Path, frames, champion: Champion, entry: str
+) -> None:
+    case = FILE_CASES[entry]
+    data = case.build(tmp_path, frames[0])
+    settings = flow_settings(champion.store, data, champion.score, tmp_path / "out",
+                             name="rel-flow")
+    with pytest.raises(InputError) as caught:
+        train_flow(settings)
+    for fragment in expected_fragments(case, data):
+        assert fragment in str(caught.value)
+    assert last_run_status(champion.store) == "FAILED"
+    assert MlflowClient(champion.store).search_model_versions("name='rel-flow'") == []
+
+
+@pytest.mark.parametrize("entry", list(SCORING_CASES))
+def test_score_flow_refuses_bad_files(
+    tmp_path: Path, frames, champion: Champion, entry: str
+) -> None:
+    case = SCORING_CASES[entry]
+    data = case.build(tmp_path, frames[1])
+    out = tmp_path / "out"
+    with pytest.raises(InputError) as caught:
+        score_flow(flow_settings(champion.store, champion.train, data, out))
+    for fragment in expected_fragments(case, data):
+        assert fragment in str(caught.value)
+    assert last_run_status(champion.store) == "FAILED"
+    assert not (out / "scores.parquet").exists() and temporary_files(tmp_path) == []
+
+
+def test_train_flow_with_too_few_rows(tmp_path: Path, frames, champion: Champion) -> None:
+    data = write_parquet_atomic(frames[0].head(30), tmp_path / "short.parquet")
+    settings = flow_settings(champion.store, data, champion.score, tmp_path, name="rel-flow")
+    with pytest.raises(TooFewRowsError, match=r"30 rows, fewer than train.min_rows=50"):
+        train_flow(settings)
+
+
+def test_train_flow_names_a_missing_required_column(
+    tmp_path: Path, frames, champion: Champion
+) -> None:
+    data = write_parquet_atomic(frames[0], tmp_path / "train.parquet")
+    settings = flow_settings(champion.store, data, champion.score, tmp_path, name="rel-flow",
+                             train={"columns": ["amount", "tip"]})
+    with pytest.raises(InputError, match=r"train\.parquet: column\(s\) \['tip'\] are not in"):
+        train_flow(settings)
+
+
+@pytest.mark.parametrize("flow", [train_flow, score_flow], ids=["train", "score"])
+@pytest.mark.parametrize(
+    "overrides, fragments",
+    [
+        ({"train": {"min_row": 5}}, ["unknown key 'train.min_row'", "5"]),
+        ({"score": {"batch_size": "big"}}, ["key 'score.batch_size'", "'big'"]),
+    ],
+    ids=["unknown_key", "wrong_type"],
+)
+def test_flows_refuse_bad_overrides(flow, overrides: dict, fragments: list[str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        flow(overrides=overrides)
+    for fragment in fragments:
+        assert fragment in str(caught.value)
+
+
+# -- training: row-level entries -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def dirty_training(tmp_path_factory: pytest.TempPathFactory, frames, champion: Champion):
+    """One training run on data with every row-level problem training can meet."""
+    root = tmp_path_factory.mktemp("dirty-train")
+    dirty = with_duplicate_keys(with_all_null_column(with_extreme_values(frames[0])))
+    dirty = dirty.astype({"fee": "string"})
+    dirty.loc[TEXT_ROW, "fee"] = TEXT_VALUE
+    data = write_parquet_atomic(dirty, root / "dirty.parquet")
+    settings = flow_settings(champion.store, data, champion.score, root, name="rel-dirty")
+    return train_flow(settings), settings, dirty
+
+
+def test_training_keeps_nan_inf_and_extreme_rows(dirty_training) -> None:
+    outcome, settings, dirty = dirty_training
+    from flows import tracking
+
+    tracking.configure_tracking(settings.tracking.tracking_uri)
+    detector = tracking.load_detector(tracking.resolve_model("models:/rel-dirty/1"))
+    rows = dirty.iloc[list(EXTREME_VALUES)].assign(fee=1.0)
+    assert_finite_scores(detector.score_frame(rows))
+    assert np.isfinite(outcome.metrics["threshold"])
+    run = MlflowClient(settings.tracking.tracking_uri).get_run(outcome.run_id)
+    assert run.data.tags["row_count"] == str(len(dirty) - 1)  # only the text row is left out
+
+
+def test_training_quarantines_text_in_a_numeric_column(dirty_training) -> None:
+    outcome, settings, _ = dirty_training
+    client = MlflowClient(settings.tracking.tracking_uri)
+    assert client.get_run(outcome.run_id).data.metrics["n_quarantined"] == 1
+    import mlflow
+
+    rows = mlflow.artifacts.load_text(f"runs:/{outcome.run_id}/quarantine/train_rows.csv")
+    assert f"column 'fee' value '{TEXT_VALUE}' is not a number" in rows
+
+
+def test_training_with_text_in_a_numeric_column_can_fail_instead(
+    tmp_path: Path, frames, champion: Champion
+) -> None:
+    data = write_parquet_atomic(with_text_in_numbers(frames[0]), tmp_path / "text.parquet")
+    settings = flow_settings(champion.store, data, champion.score, tmp_path, name="rel-flow",
+                             train={"numeric_errors": "fail"})
+    with pytest.raises(ColumnTypeError) as caught:
+        train_flow(settings)
+    message = str(caught.value)
+    assert str(data) in message and "'amount'" in message and repr(TEXT_VALUE) in message
+
+
+def test_training_drops_an_all_null_column_and_reports_duplicates(dirty_training) -> None:
+    outcome, settings, _ = dirty_training
+    import mlflow
+
+    schema = mlflow.artifacts.load_dict(f"runs:/{outcome.run_id}/model_info/schema.json")
+    assert "distance_km" in [c["name"] for c in schema["columns"]]
+    report = mlflow.artifacts.load_text(f"runs:/{outcome.run_id}/training_report.md")
+    assert "duplicate keys: 1" in report
+
+
+# -- scoring: row-level entries --------------------------------------------------------------
+ROW_CASES = {
+    "nan_inf_and_extreme_magnitudes": with_extreme_values,
+    "unseen_category": with_unseen_category,
+    "all_null_column": with_all_null_column,
+    "duplicate_keys": with_duplicate_keys,
+    "extra_columns": with_extra_column,
+    "text_in_numeric_column": with_text_in_numbers,
+    "null_key": lambda frame: frame.assign(**{KEY: frame[KEY].where(frame.index != 9)}),
+}
+
+
+@pytest.fixture(scope="module")
+def scored_cases(tmp_path_factory: pytest.TempPathFactory, frames, champion: Champion):
+    """Each row-level entry scored once by the scoring flow; tests below read the results."""
+    results = {}
+    for entry, make in ROW_CASES.items():
+        root = tmp_path_factory.mktemp(entry)
+        frame = make(frames[1])
+        data = write_parquet_atomic(frame, root / "input.parquet")
+        outcome = score_flow(flow_settings(champion.store, champion.train, data, root / "out"))
+        scores = read_table(outcome.scores_path)
+        quarantine = read_table(outcome.quarantine_path) if outcome.quarantine_path else None
+        results[entry] = (frame, outcome, scores, quarantine)
+    return results
+
+
+@pytest.mark.parametrize("entry", list(ROW_CASES))
+def test_every_row_is_scored_or_quarantined_with_finite_scores(scored_cases, entry) -> None:
+    frame, outcome, scores, quarantine = scored_cases[entry]
+    n_quarantined = 0 if quarantine is None else len(quarantine)
+    assert outcome.rows_in == len(frame) == len(scores) + n_quarantined
+    assert_finite_scores(scores)
+    html = outcome.report_path.read_text()
+    assert f"OK: rows in ({len(frame):,})" in html
+
+
+def test_extreme_values_are_scored_as_far_out(scored_cases) -> None:
+    _, outcome, scores, quarantine = scored_cases["nan_inf_and_extreme_magnitudes"]
+    assert quarantine is None
+    far = scores.iloc[[1, 2, 3, 4]]  # +inf, -inf, 1e308, -1e308
+    assert far["is_anomaly"].all() and (far["top_feature_1"] == "amount").all()
+
+
+def test_unseen_category_scores_higher_than_the_seen_one(scored_cases) -> None:
+    frame, _, scores, quarantine = scored_cases["unseen_category"]
+    _, _, plain, _ = scored_cases["duplicate_keys"]  # rows other than 6-7 are untouched
+    assert quarantine is None
+    assert frame.loc[UNSEEN_ROW, "channel"] == UNSEEN_LEVEL
+    assert scores.loc[UNSEEN_ROW, "score"] > plain.loc[UNSEEN_ROW, "score"]
+
+
+def test_duplicate_keys_are_scored_and_reported(scored_cases, champion: Champion) -> None:
+    frame, outcome, scores, _ = scored_cases["duplicate_keys"]
+    key = frame.loc[DUPLICATE_ROWS[0], KEY]
+    assert (scores[KEY] == key).sum() == 2
+    (note,) = outcome.notes
+    assert "1 row(s) repeat the key value" in note
+    assert "repeat the key value" in outcome.report_path.read_text()
+    run = MlflowClient(champion.store).get_run(outcome.run_id)
+    assert run.data.metrics["n_duplicate_keys"] == 1
+
+
+def test_extra_columns_are_ignored_and_reported(scored_cases) -> None:
+    _, outcome, scores, _ = scored_cases["extra_columns"]
+    assert EXTRA_COLUMN not in scores.columns
+    (note,) = outcome.notes
+    assert f"['{EXTRA_COLUMN}']" in note and "ignored" in note
+    assert EXTRA_COLUMN in outcome.report_path.read_text()
+
+
+@pytest.mark.parametrize(
+    "entry, reason",
+    [
+        ("text_in_numeric_column", f"column 'amount' value '{TEXT_VALUE}' is not a number"),
+        ("null_key", f"key column '{KEY}' is null"),
+    ],
+)
+def test_bad_rows_are_quarantined_with_their_reason(scored_cases, entry, reason) -> None:
+    _, outcome, _, quarantine = scored_cases[entry]
+    assert quarantine["reason"].tolist() == [reason]
+    assert outcome.rows_quarantined == 1
+    assert html.escape(reason) in outcome.report_path.read_text()
+
+
+def test_an_all_null_column_is_scored_as_missing(scored_cases) -> None:
+    _, outcome, scores, quarantine = scored_cases["all_null_column"]
+    assert quarantine is None and len(scores) == outcome.rows_in
