@@ -399,4 +399,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # ``python -m flows.cli`` runs this file as ``__main__``, a second copy of the module:
+    # the flow commands register themselves in ``flows.cli``, so run that copy's main.
+    from flows.cli import main as package_main
+
+    sys.exit(package_main())
