@@ -59,7 +59,7 @@ from mlflow.utils.validation import (
 
 import vae_core
 from vae_core import SensorVAEDetector, VAEAnomalyDetector
-from vae_core.errors import InputError
+from vae_core.errors import InputError, ModelFileError
 from vae_core.schema import ColumnSpec
 from vae_core.scoring import DEFAULT_TOP_K
 from vae_core.sensor import load_detector as load_saved_detector
@@ -529,9 +529,10 @@ def resolve_model(model_ref: str) -> ResolvedModel:
                     f"{_where()}; {absence or _first_line(exc)}. Train and promote a model, "
                     "or point at an existing alias or version."
                 ) from exc
+            state = "is unreachable" if _connection_failed(exc) else "failed"
             raise ModelResolutionError(
                 f"cannot resolve {model_ref!r} ({wanted} of model {name!r}): {_where()} "
-                f"failed: {_first_line(exc)}"
+                f"{state}: {_first_line(exc)}"
             ) from exc
         except Exception as exc:  # noqa: BLE001 - connection errors come in many types
             raise ModelResolutionError(
@@ -545,6 +546,17 @@ def resolve_model(model_ref: str) -> ResolvedModel:
         run_id=found.run_id,
         alias=alias,
     )
+
+
+#: What MLflow's HTTP client says when nothing answers (it wraps the error in its own).
+_CONNECTION_FAILURES = (
+    "Failed to establish a new connection", "Connection refused", "Max retries exceeded",
+    "timed out", "Name or service not known", "Temporary failure in name resolution",
+)
+
+
+def _connection_failed(exc: BaseException) -> bool:
+    return any(text in str(exc) for text in _CONNECTION_FAILURES)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -582,4 +594,12 @@ def load_detector(resolved: ResolvedModel, device: str = "cpu") -> VAEAnomalyDet
                 f"cannot download the model files of {resolved.uri} from {_where()}: "
                 f"{_first_line(exc)}"
             ) from exc
-        return load_saved_detector(detector_dir, device=device)
+        try:
+            return load_saved_detector(detector_dir, device=device)
+        except ModelFileError as exc:
+            # The local path is a temporary download: name what the user asked for.
+            local = str(Path(detector_dir))
+            raise ModelFileError(
+                f"model {resolved.uri} in {_where()}: "
+                + str(exc).replace(local, DETECTOR_ARTIFACT)
+            ) from exc

@@ -3,6 +3,7 @@ checking that an error is one line, finding temporary files."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from flows import cli
 from flows.config import Settings, load_settings
 
 MODEL_NAME = "rel"
+MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 #: Tiny and quick: these tests check plumbing and contracts, not detection quality.
 TINY_DETECTOR = {"max_epochs": 3, "hidden_sizes": [16, 8], "latent_dim": 2, "random_state": 0}
 
@@ -61,7 +63,13 @@ def write_config(path: Path, settings: Settings) -> Path:
 def run_cli(capfd: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
     """Run the command line in this process; capture at the file-descriptor level, where
     Prefect's console logging writes too."""
-    code = cli.main(["--threads", "1", *map(str, argv)])
+    # mlflow.set_tracking_uri (called by every flow) exports MLFLOW_TRACKING_URI, which
+    # outranks a config file: an earlier test's store must not win over this --config.
+    saved = {name: os.environ.pop(name) for name in MLFLOW_URI_VARIABLES if name in os.environ}
+    try:
+        code = cli.main(["--threads", "1", *map(str, argv)])
+    finally:
+        os.environ.update(saved)
     captured = capfd.readouterr()
     return code, captured.out, captured.err
 

@@ -202,7 +202,7 @@ def cli_config(tmp_path: Path, champion: Champion):
 
 
 def registered_versions(store: str, name: str) -> int:
-    return len(MlflowClient(store).search_model_versions(f"name='{name}'"))
+    return len(MlflowClient(store, store).search_model_versions(f"name='{name}'"))
 
 
 @pytest.mark.parametrize("entry", list(FILE_CASES))

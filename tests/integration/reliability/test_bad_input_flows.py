@@ -47,7 +47,7 @@ SCORING_CASES = {**FILE_CASES, "required_column_missing": MISSING_FEATURE}
 
 
 def last_run_status(store: str) -> str:
-    client = MlflowClient(store)
+    client = MlflowClient(store, store)
     experiment = client.get_experiment_by_name("rel")
     (run,) = client.search_runs(
         [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1
@@ -69,7 +69,8 @@ def test_train_flow_refuses_bad_files(
     for fragment in expected_fragments(case, data):
         assert fragment in str(caught.value)
     assert last_run_status(champion.store) == "FAILED"
-    assert MlflowClient(champion.store).search_model_versions("name='rel-flow'") == []
+    client = MlflowClient(champion.store, champion.store)
+    assert client.search_model_versions("name='rel-flow'") == []
 
 
 @pytest.mark.parametrize("entry", list(SCORING_CASES))
@@ -142,13 +143,15 @@ def test_training_keeps_nan_inf_and_extreme_rows(dirty_training) -> None:
     rows = dirty.iloc[list(EXTREME_VALUES)].assign(fee=1.0)
     assert_finite_scores(detector.score_frame(rows))
     assert np.isfinite(outcome.metrics["threshold"])
-    run = MlflowClient(settings.tracking.tracking_uri).get_run(outcome.run_id)
+    store = settings.tracking.tracking_uri
+    run = MlflowClient(store, store).get_run(outcome.run_id)
     assert run.data.tags["row_count"] == str(len(dirty) - 1)  # only the text row is left out
 
 
 def test_training_quarantines_text_in_a_numeric_column(dirty_training) -> None:
     outcome, settings, _ = dirty_training
-    client = MlflowClient(settings.tracking.tracking_uri)
+    store = settings.tracking.tracking_uri
+    client = MlflowClient(store, store)
     assert client.get_run(outcome.run_id).data.metrics["n_quarantined"] == 1
     import mlflow
 
@@ -237,7 +240,7 @@ def test_duplicate_keys_are_scored_and_reported(scored_cases, champion: Champion
     (note,) = outcome.notes
     assert "1 row(s) repeat the key value" in note
     assert "repeat the key value" in outcome.report_path.read_text()
-    run = MlflowClient(champion.store).get_run(outcome.run_id)
+    run = MlflowClient(champion.store, champion.store).get_run(outcome.run_id)
     assert run.data.metrics["n_duplicate_keys"] == 1
 
 
