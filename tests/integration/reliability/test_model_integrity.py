@@ -10,6 +10,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from mlflow import MlflowClient
@@ -90,7 +91,9 @@ def test_score_file_refuses_a_damaged_model(
 @pytest.fixture
 def registered_weights(champion: Champion) -> Path:
     """The champion's weights file in the MLflow artifact store; restored after the test."""
-    (weights,) = champion.folder.glob(f"mlruns/**/detector/{WEIGHTS_NAME}")
+    client = MlflowClient(champion.store, champion.store)
+    root = client.get_model_version_download_uri(MODEL_NAME, "1")
+    (weights,) = Path(urlparse(root).path).glob(f"**/detector/{WEIGHTS_NAME}")
     original = weights.read_bytes()
     yield weights
     weights.write_bytes(original)
