@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 from reliability_helpers import Champion, flow_settings, run_cli, temporary_files, write_config
 
 from flows.score_flow import score_flow
@@ -164,3 +165,38 @@ def test_scoring_run_twice_gives_the_same_files(
     assert first["report.html"] != b"" and len(first["report.html"]) == pytest.approx(
         len(second["report.html"]), abs=64
     )
+
+
+# -- row accounting --------------------------------------------------------------------------
+def test_accounting_check_counts_every_row() -> None:
+    from flows.score_flow import RowAccountingError, RunSummary, check_accounting
+
+    check_accounting(RunSummary(rows_in=10, rows_scored=8, rows_quarantined=2))
+    with pytest.raises(RowAccountingError, match="rows read 10 != rows scored 8 \\+ rows "
+                                                 "quarantined 1"):
+        check_accounting(RunSummary(rows_in=10, rows_scored=8, rows_quarantined=1))
+
+
+def test_a_run_that_loses_a_row_fails_and_writes_nothing(
+    tmp_path: Path, champion: Champion, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inject the bug the check exists for: validation silently dropping a row."""
+    from flows import score_flow as module
+    from flows.score_flow import RowAccountingError
+
+    real_split = module.split_valid_rows
+
+    def lossy_split(batch, *args, **kwargs):
+        valid, quarantined = real_split(batch, *args, **kwargs)
+        return valid.iloc[1:], quarantined
+
+    monkeypatch.setattr(module, "split_valid_rows", lossy_split)
+    out = tmp_path / "out"
+    with pytest.raises(RowAccountingError):
+        score_flow(flow_settings(champion.store, champion.train, champion.score, out))
+    assert sorted(p.name for p in out.iterdir()) == []  # neither scores nor report
+    client = MlflowClient(champion.store, champion.store)
+    experiment = client.get_experiment_by_name("rel")
+    (run,) = client.search_runs([experiment.experiment_id],
+                                order_by=["attributes.start_time DESC"], max_results=1)
+    assert run.info.status == "FAILED"
