@@ -9,6 +9,7 @@ output identical, byte for byte, to an uninterrupted run.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -143,7 +144,7 @@ def test_scoring_run_twice_gives_the_same_files(
 ) -> None:
     """Same input, same model version: the same files with the same content, no copies.
 
-    The report differs only in when it was generated and the MLflow run id."""
+    The report and the manifest differ only in when they were made and the MLflow run id."""
     dirty = frames[1].astype({"amount": "string"})
     dirty.loc[4, "amount"] = "n/a"  # so that a quarantine file is written too
     data = write_parquet_atomic(dirty, tmp_path / "input.parquet")
@@ -158,10 +159,14 @@ def test_scoring_run_twice_gives_the_same_files(
             assert run_cli(capfd, "score", "--config", config)[0] == 0
         snapshots.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
     first, second = snapshots
-    assert sorted(first) == sorted(second) == ["quarantine.parquet", "report.html",
-                                               "scores.parquet"]
+    assert sorted(first) == sorted(second) == ["manifest.json", "quarantine.parquet",
+                                               "report.html", "scores.parquet"]
     for name in ("scores.parquet", "quarantine.parquet"):
         assert first[name] == second[name], name
+    manifests = [json.loads(s["manifest.json"]) for s in snapshots]
+    for manifest in manifests:
+        manifest.pop("mlflow_run_id")
+    assert manifests[0] == manifests[1]
     assert first["report.html"] != b"" and len(first["report.html"]) == pytest.approx(
         len(second["report.html"]), abs=64
     )
@@ -169,20 +174,20 @@ def test_scoring_run_twice_gives_the_same_files(
 
 # -- row accounting --------------------------------------------------------------------------
 def test_accounting_check_counts_every_row() -> None:
-    from flows.score_flow import RowAccountingError, RunSummary, check_accounting
+    from flows.partition_scoring import PartitionResult, RowAccountingError
 
-    check_accounting(RunSummary(rows_in=10, rows_scored=8, rows_quarantined=2))
+    PartitionResult(rows_in=10, rows_scored=8, rows_quarantined=2).check_accounting()
     with pytest.raises(RowAccountingError, match="rows read 10 != rows scored 8 \\+ rows "
                                                  "quarantined 1"):
-        check_accounting(RunSummary(rows_in=10, rows_scored=8, rows_quarantined=1))
+        PartitionResult(rows_in=10, rows_scored=8, rows_quarantined=1).check_accounting()
 
 
 def test_a_run_that_loses_a_row_fails_and_writes_nothing(
     tmp_path: Path, champion: Champion, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Inject the bug the check exists for: validation silently dropping a row."""
-    from flows import score_flow as module
-    from flows.score_flow import RowAccountingError
+    from flows import partition_scoring as module
+    from flows.partition_scoring import RowAccountingError
 
     real_split = module.split_valid_rows
 
