@@ -5,7 +5,9 @@ any other row (a duplicate may be a resent record or a real repeat: dropping it 
 data, keeping it silently would hide a broken export). Both are reported: as ``warning:``
 lines by the CLI, as log warnings, report notes and MLflow figures by the scoring flow.
 
-Memory grows by 8 bytes per row (a 64-bit hash of each row's key), not with the row width.
+Memory: 8 bytes per row (a 64-bit hash of each row's key) for the first
+``MAX_KEY_HASHES`` rows, then nothing more: scoring memory must not grow with the input, so
+duplicates are counted over that prefix, and the report says so when it applies.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ import pandas as pd
 
 from vae_core.schema import FeatureSchema
 
+#: Rows whose keys are checked for duplicates: 40 MB of hashes, then the check stops.
+MAX_KEY_HASHES = 5_000_000
+
 
 @dataclass
 class InputNotes:
@@ -28,6 +33,8 @@ class InputNotes:
     key_columns: tuple[str, ...] = ()
     extra_columns: list[str] = field(default_factory=list)
     _key_hashes: list[np.ndarray] = field(default_factory=list, repr=False)
+    #: Rows whose keys were not hashed because MAX_KEY_HASHES was reached.
+    unchecked_key_rows: int = 0
 
     @classmethod
     def for_model(cls, schema: FeatureSchema, source: str) -> InputNotes:
@@ -41,15 +48,28 @@ class InputNotes:
             if name not in self.expected and name not in self.extra_columns:
                 self.extra_columns.append(str(name))
         if self.key_columns and all(k in batch.columns for k in self.key_columns):
-            keys = batch[list(self.key_columns)]
-            self._key_hashes.append(pd.util.hash_pandas_object(keys, index=False).to_numpy())
+            room = MAX_KEY_HASHES - self._hashed_rows
+            keys = batch[list(self.key_columns)].iloc[: max(room, 0)]
+            self.unchecked_key_rows += len(batch) - len(keys)
+            if len(keys):
+                self._key_hashes.append(
+                    pd.util.hash_pandas_object(keys, index=False).to_numpy()
+                )
+
+    @property
+    def _hashed_rows(self) -> int:
+        return sum(len(h) for h in self._key_hashes)
 
     def merge(self, other: InputNotes) -> None:
         """Add what ``other`` saw (the next part of the same input, in input order)."""
         for name in other.extra_columns:
             if name not in self.extra_columns:
                 self.extra_columns.append(name)
-        self._key_hashes.extend(other._key_hashes)
+        self.unchecked_key_rows += other.unchecked_key_rows
+        for hashes in other._key_hashes:
+            room = max(MAX_KEY_HASHES - self._hashed_rows, 0)
+            self._key_hashes.append(hashes[:room])
+            self.unchecked_key_rows += len(hashes) - min(len(hashes), room)
 
     @property
     def duplicate_keys(self) -> int:
@@ -73,6 +93,12 @@ class InputNotes:
                 f"{self.source}: {duplicates} row(s) repeat the key value of an earlier row "
                 f"(key column(s) {list(self.key_columns)}); all were scored. Check the "
                 "export for resent records."
+            )
+        if self.unchecked_key_rows:
+            lines.append(
+                f"{self.source}: duplicate keys were checked over the first "
+                f"{MAX_KEY_HASHES:,} rows only; {self.unchecked_key_rows:,} later rows were "
+                "not checked (bounded memory)."
             )
         return lines
 

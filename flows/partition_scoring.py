@@ -27,7 +27,7 @@ from flows.input_checks import InputNotes
 from flows.row_validation import split_valid_rows
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import VAEAnomalyError
-from vae_core.io import ParquetBatchWriter, Partition, iter_batches
+from vae_core.io import ParquetBatchWriter, Partition, abandoned, iter_batches, writer_tag
 from vae_core.prefetch import WriteBehind, prefetch
 
 #: Scores kept for the histogram and the time plot: a uniform sample of the run.
@@ -237,9 +237,16 @@ def concatenate_parts(parts: Sequence[Path], target: Path) -> int:
 
 
 def staging_directory(output_dir: Path, token: str) -> Path:
-    """A fresh directory for this run's partition outputs; stale ones of killed runs go."""
-    for stale in output_dir.glob(f"{STAGING_PREFIX}*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = output_dir / f"{STAGING_PREFIX}{token}"
+    """A fresh directory for this run's partition outputs.
+
+    Named ``.parts-<host>.<pid>.<token>``: staging directories of killed runs (their
+    process is gone, or they were untouched for hours) are removed; those of runs still
+    writing into the same output directory are left alone.
+    """
+    for other in output_dir.glob(f"{STAGING_PREFIX}*"):
+        tag = other.name.removeprefix(STAGING_PREFIX).rpartition(".")[0]
+        if abandoned(tag, other):
+            shutil.rmtree(other, ignore_errors=True)
+    staging = output_dir / f"{STAGING_PREFIX}{writer_tag()}.{token}"
     staging.mkdir(parents=True)
     return staging

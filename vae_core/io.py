@@ -432,6 +432,25 @@ def _temporary_sibling(target: Path) -> Path:
     return target.with_name(f".{target.name}.{_HOST}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
 
 
+def writer_tag() -> str:
+    """``<host>.<pid>`` of this process, for names of temporary outputs."""
+    return f"{_HOST}.{os.getpid()}"
+
+
+def abandoned(tag: str, path: Path, stale_after_s: float = STALE_TEMPORARY_S) -> bool:
+    """Whether a temporary ``path`` named with ``writer_tag()`` ``tag`` is abandoned.
+
+    True when its writer (on this host) is gone or it was not modified for
+    ``stale_after_s`` seconds; a malformed tag only counts by age.
+    """
+    host, _, pid = tag.rpartition(".")
+    try:
+        idle = time.time() - path.stat().st_mtime
+    except OSError:
+        return False
+    return idle > stale_after_s or (pid.isdigit() and _writer_is_gone(host, int(pid)))
+
+
 def _writer_is_gone(host: str, pid: int) -> bool:
     if host != _HOST:
         return False  # another machine's process cannot be checked from here

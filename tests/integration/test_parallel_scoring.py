@@ -7,6 +7,8 @@ exactly once, and the outputs are the same whatever the concurrency or partition
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,7 @@ from flows.config import Settings, load_settings
 from flows.demo_data import make_demo_frames
 from flows.score_flow import MANIFEST_FILE, score_flow
 from flows.train_flow import train_flow
-from vae_core.io import read_table, write_parquet_atomic
+from vae_core.io import read_table, write_parquet_atomic, writer_tag
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -115,11 +117,17 @@ def test_a_rerun_replaces_outputs_and_clears_a_killed_runs_staging(setup, tmp_pa
     _, root, _ = setup
     out = tmp_path / "out"
     first, scores_first, _ = run(setup, root / "many", out, concurrency=4)
-    stale = out / ".parts-deadbeef0000"  # what a run killed mid-way leaves behind
+    # What a run killed mid-way leaves behind, and the staging of a run still writing.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    stale = out / f".parts-{writer_tag().rpartition('.')[0]}.{dead.stdout.strip()}.deadbeef0000"
     stale.mkdir()
     (stale / "part-00000.scores.parquet").write_bytes(b"half a file")
+    live = out / f".parts-{writer_tag()}.0123456789ab"
+    live.mkdir()
     second, scores_second, _ = run(setup, root / "many", out, concurrency=4)
-    assert not stale.exists()
+    assert not stale.exists() and live.exists()
+    live.rmdir()
     pd.testing.assert_frame_equal(scores_first, scores_second)
     assert sorted(p.name for p in out.iterdir()) == [
         "manifest.json", "quarantine.parquet", "report.html", "scores.parquet"
