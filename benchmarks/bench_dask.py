@@ -2,10 +2,10 @@
 
 Generates ``--files`` Parquet files, trains and registers a model in a throwaway MLflow
 store, then runs the real scoring flow (Prefect, MLflow run, report, manifest) on the same
-data: once in-process (``task_runner: local``), then on a local Dask cluster of 1, 2 and 4
-single-threaded worker processes, started before the clock starts. Each Dask run is timed
-cold (workers load the model) and warm (model cached in the workers). Outputs are checked
-equal to the in-process run's.
+data: once in-process (``task_runner: local``, one partition at a time, one torch thread),
+then on a local Dask cluster of 1, 2 and 4 single-threaded worker processes, started before
+the clock starts. Each Dask run is timed cold (workers load the model) and warm (model
+cached in the workers). Outputs are checked equal to the in-process run's.
 
     python benchmarks/bench_dask.py                       # 8 files x 250,000 rows
     python benchmarks/bench_dask.py --files 4 --rows-per-file 2000 --workers 1 2  # quick
@@ -37,12 +37,16 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
     import distributed
+    import torch
     from bench_scoring import generate, machine
 
     from flows.config import load_settings
     from flows.score_flow import score_flow
     from flows.train_flow import train_flow
 
+    # One torch thread in-process, as in each single-threaded Dask worker: the comparison
+    # is then about the runner, not about thread counts.
+    torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         generate(root / "train.parquet", 20_000, args.columns, seed=1)
