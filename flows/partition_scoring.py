@@ -14,7 +14,7 @@ files whether its partitions ran one after another or concurrently.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -141,13 +141,16 @@ def score_partition(
     batch_size: int,
     top_n: int,
     numeric_errors: Literal["quarantine", "fail"] = "quarantine",
+    progress: Callable[[PartitionResult], None] | None = None,
 ) -> PartitionResult:
     """Validate, score and write every batch of ``partition`` (all of ``source`` if None).
 
+    ``progress`` is called with the running counts after every batch.
+
     ``scores_path`` is written when the partition has rows (with 0 rows if every row was
-    quarantined);
-    ``quarantine_path`` only when rows were quarantined, and an older file there is removed
-    otherwise, since it would describe another run. Both appear only when complete.
+    quarantined); ``quarantine_path`` only when rows were quarantined, and an older file
+    there is removed otherwise, since it would describe another run. Both appear only when
+    complete. Batches are read ahead and written behind in background threads.
     """
     result = PartitionResult(notes=InputNotes.for_model(detector.schema_, source))
     seed = 0 if partition is None else partition.index
@@ -180,6 +183,8 @@ def score_partition(
             result.keep_top(scored, top_n)
             kept = scored[["score", "is_anomaly", *time_columns(detector)]]
             result.keep_sample(kept.assign(_sample_key=rng.random(len(kept))))
+            if progress is not None:
+                progress(result)
         scores_behind.flush()
         result.check_accounting()
         if scores_out.rows_written != result.rows_scored:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +51,8 @@ __all__ = ["SAMPLE_SIZE", "RowAccountingError", "score_flow"]
 
 SCORES_FILE, QUARANTINE_FILE, REPORT_FILE = "scores.parquet", "quarantine.parquet", "report.html"
 MANIFEST_FILE = "manifest.json"
+#: Seconds between progress lines of a partition being scored.
+PROGRESS_EVERY_S = 15.0
 #: Written into the manifest so that readers can refuse a layout they do not know.
 MANIFEST_VERSION = 1
 
@@ -73,11 +76,22 @@ def score_partition_task(
 ) -> PartitionResult:
     """Score one partition; a ``ModelRef`` (other processes) is loaded once per process."""
     detector = model if isinstance(model, VAEAnomalyDetector) else worker_detector(model)
+    logger = get_run_logger()
+    last_report = [time.monotonic()]
+
+    def report_progress(running: PartitionResult) -> None:
+        # Long partitions say how far they got, at most every PROGRESS_EVERY_S seconds.
+        if time.monotonic() - last_report[0] >= PROGRESS_EVERY_S:
+            last_report[0] = time.monotonic()
+            logger.info("%s: %d rows so far, %d quarantined", label, running.rows_in,
+                        running.rows_quarantined)
+
     result = score_partition(
         detector, cfg.input_path, partition, scores_path, quarantine_path,
         batch_size=cfg.batch_size, top_n=cfg.top_n, numeric_errors=cfg.numeric_errors,
+        progress=report_progress,
     )
-    get_run_logger().info(
+    logger.info(
         "%s: %d rows, %d scored, %d quarantined, %d flagged",
         label, result.rows_in, result.rows_scored, result.rows_quarantined, result.n_flagged,
     )
