@@ -22,6 +22,9 @@ from flows.config import Settings, json_schema, load_settings
 # The flows run offline by default (Prefect's ephemeral server on a laptop or in CI): its
 # telemetry would only print connection errors. A deployment can set the variable itself.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# The temporary server gets 20 s to start by default; a laptop busy with other work (or a
+# CI runner with 2 cores) can need more, and failing the job for it helps nobody.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
