@@ -14,13 +14,29 @@ cached in the workers). Outputs are checked equal to the in-process run's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
+# Quiet and offline, set before Prefect and MLflow are imported.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+import distributed  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from bench_scoring import generate, machine  # noqa: E402
+from prefect.server.api.server import SubprocessASGIServer  # noqa: E402
+from prefect.settings import PREFECT_API_URL, temporary_settings  # noqa: E402
+
+from flows.config import load_settings  # noqa: E402
+from flows.score_flow import score_flow  # noqa: E402
+from flows.train_flow import train_flow  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,22 +47,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args(argv)
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("DO_NOT_TRACK", "true")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
-    import distributed
-    import torch
-    from bench_scoring import generate, machine
-
-    from flows.config import load_settings
-    from flows.score_flow import score_flow
-    from flows.train_flow import train_flow
-
     # One torch thread in-process, as in each single-threaded Dask worker: the comparison
     # is then about the runner, not about thread counts.
     torch.set_num_threads(1)
+    # One Prefect server for the flow and every worker (they inherit the variable), as a
+    # deployment would have; without it each worker process would start its own.
+    with contextlib.ExitStack() as stack:
+        if not PREFECT_API_URL.value():
+            server = SubprocessASGIServer()
+            server.start(timeout=120)
+            stack.callback(server.stop)
+            os.environ["PREFECT_API_URL"] = server.api_url  # for the worker processes
+            stack.enter_context(temporary_settings({PREFECT_API_URL: server.api_url}))
+        report = measure(args)
+    print(f"scoring flow, {report['rows']:,} rows in {args.files} files x {args.columns} "
+          f"columns; {report['machine']['cpu']} ({report['machine']['cores']} cores)")
+    print(pd.DataFrame(report["results"]).to_string(
+        index=False, float_format=lambda v: f"{v:,.2f}"))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def measure(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         generate(root / "train.parquet", 20_000, args.columns, seed=1)
@@ -89,16 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"runner": "dask", "workers": n_workers, "cold_s": times[0],
                          "warm_s": times[1], "rows_per_s": n_rows / times[1],
                          "vs_in_process": local_s / times[1]})
-
-    report = {"benchmark": "dask", "rows": n_rows, "files": args.files,
-              "columns": args.columns, "machine": machine(), "results": rows}
-    print(f"scoring flow, {n_rows:,} rows in {args.files} files x {args.columns} columns; "
-          f"{report['machine']['cpu']} ({report['machine']['cores']} cores)")
-    print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
-    return 0
+    return {"benchmark": "dask", "rows": n_rows, "files": args.files,
+            "columns": args.columns, "machine": machine(), "results": rows}
 
 
 if __name__ == "__main__":

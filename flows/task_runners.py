@@ -55,19 +55,41 @@ def make_task_runner(kind: RunnerKind, workers: int, address: str | None) -> Tas
         raise TaskRunnerError(
             "task_runner=dask needs the dask extra: pip install 'vae-anomaly[dask]'."
         ) from exc
+    api_url, configured = prefect_api_url()
     if address:
         if not address.startswith(("tcp://", "tls://", "inproc://", "ws://", "wss://")):
             raise TaskRunnerError(
                 f"dask_address={address!r} is not a scheduler address; use the form "
                 "tcp://host:8786."
             )
+        if not configured:
+            raise TaskRunnerError(
+                f"dask_address={address!r}: the cluster's workers report their task runs "
+                "to the Prefect API, and this run uses a temporary one that only this "
+                "machine can reach. Set PREFECT_API_URL (here and on the workers) to a "
+                "Prefect server both can reach."
+            )
         return DaskTaskRunner(address=address)
     # One thread per worker process: torch already uses the cores it is given, and
-    # processes sidestep the GIL for the pandas parts of scoring.
+    # processes sidestep the GIL for the pandas parts of scoring. The workers are told
+    # where this run's Prefect API is: without it each would start a server of its own.
     return DaskTaskRunner(cluster_kwargs={
         "n_workers": workers, "threads_per_worker": 1, "processes": True,
         "dashboard_address": ":0",  # any free port: several runs may share a machine
+        "env": {"PREFECT_API_URL": api_url} if api_url else {},
     })
+
+
+def prefect_api_url() -> tuple[str | None, bool]:
+    """The Prefect API this run talks to, and whether it was configured (not temporary)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
+
+    configured = PREFECT_API_URL.value()
+    if configured:
+        return str(configured), True
+    with get_client(sync_client=True) as client:  # the temporary server of this process
+        return str(client.api_url).rstrip("/"), False
 
 
 def model_ref(resolved: tracking.ResolvedModel, tracking_uri: str,

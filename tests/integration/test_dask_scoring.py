@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from prefect import flow
 
 from flows.config import Settings, load_settings
 from flows.demo_data import make_demo_frames
@@ -58,11 +59,19 @@ def setup(tmp_path_factory: pytest.TempPathFactory, mlflow_store_factory):
     return store, root, reference
 
 
+def local_cluster(n_workers: int):
+    """Worker processes that report to the session's Prefect server, as deployed ones do."""
+    from prefect.settings import PREFECT_API_URL
+
+    return distributed.LocalCluster(
+        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+        env={"PREFECT_API_URL": str(PREFECT_API_URL.value())},
+    )
+
+
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(
-        n_workers=3, threads_per_worker=1, processes=True, dashboard_address=None,
-    ) as local:
+    with local_cluster(3) as local:
         yield local
 
 
@@ -100,6 +109,21 @@ def _model_loads() -> int:
     return worker_detector.cache_info().misses
 
 
+def test_an_existing_cluster_needs_a_prefect_api_its_workers_can_reach(setup, cluster,
+                                                                       tmp_path) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.task_runners import TaskRunnerError, make_task_runner
+
+    @flow
+    def pick_runner() -> None:
+        make_task_runner("dask", 2, cluster.scheduler_address)
+
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        with pytest.raises(TaskRunnerError, match="Set PREFECT_API_URL"):
+            pick_runner()
+
+
 def test_a_local_cluster_is_started_when_no_address_is_given(setup, tmp_path) -> None:
     store, root, reference = setup
     outcome = score_flow(settings_for(store, root, tmp_path / "out", task_runner="dask",
@@ -110,9 +134,7 @@ def test_a_local_cluster_is_started_when_no_address_is_given(setup, tmp_path) ->
 def test_a_worker_killed_mid_partition_costs_a_retry_not_a_row(setup, tmp_path) -> None:
     store, root, reference = setup
     out = tmp_path / "out"
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-    ) as local, distributed.Client(local) as client:
+    with local_cluster(2) as local, distributed.Client(local) as client:
         killed: list[int] = []
 
         def kill_a_busy_worker() -> None:
