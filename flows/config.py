@@ -20,9 +20,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from vae_core.errors import InputError
+from vae_core.windows import resample_step
 
 #: The repository's config layers. An installed CLI run elsewhere finds none and uses the
 #: model defaults below, which match configs/base.yaml.
@@ -89,10 +97,18 @@ class SensorSettings(_Frozen):
     timestamp_column: str
     entity_columns: list[str] = []  # none: the whole input is one series
     channels: list[str] | None = None  # null: every numeric column that is not a key
-    window_length: int = Field(20, ge=1)  # rows per window, ending at the scored row
+    window_length: int = Field(20, ge=1)  # rows (grid steps with resample) per window
     window_stride: int = Field(1, ge=1)  # keep every n-th training window
     differences: bool = True  # add first differences of each channel inside the window
     gap_tolerance: float | Literal["auto"] | None = "auto"  # seconds; auto: 3 median steps
+    resample: str | None = None  # time grid ("1s") the windows are built on; null: the rows
+
+    @field_validator("resample")
+    @classmethod
+    def _fixed_frequency(cls, value: str | None) -> str | None:
+        if value is not None:
+            resample_step(value)  # fail at config time, not after reading the data
+        return value
     alarm_k: int = Field(1, ge=1)  # flag when k of the last n scored rows are above
     alarm_n: int = Field(1, ge=1)  # the threshold (1 of 1: every row above it)
     iqr_factor: float = Field(6.0, gt=0)  # replaces detector.iqr_factor for window scores

@@ -54,6 +54,7 @@ def build_sensor_detector(cfg: TrainSettings) -> SensorVAEDetector:
         train_stride=sensor.window_stride,
         differences=sensor.differences,
         gap_tolerance=sensor.gap_tolerance,
+        resample=sensor.resample,
         alarm_k=sensor.alarm_k,
         alarm_n=sensor.alarm_n,
         detector_params=params,

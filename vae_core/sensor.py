@@ -56,7 +56,8 @@ class SensorVAEDetector:
     channels : sequence of str or None
         Channel columns; ``None`` means every numeric column that is not a key.
     window_length : int
-        Rows per window (the scored row and the ``window_length - 1`` before it).
+        Rows per window (the scored row and the ``window_length - 1`` before it), or grid
+        steps per window with ``resample``.
     train_stride : int
         Keep every ``train_stride``-th training window (scoring always scores every row).
     differences : bool
@@ -64,6 +65,11 @@ class SensorVAEDetector:
     gap_tolerance : float, "auto" or None
         Longest step inside a segment (seconds for datetimes). "auto": 3 median steps of
         the training data; None: never split.
+    resample : str or None
+        Fixed pandas frequency (``"1s"``) of a time grid the windows are built on: each
+        step holds the last row at or before it (never older than ``gap_tolerance``), and
+        each row gets the window ending at the step at or before it. None: windows over
+        the rows themselves. Datetime timestamps only.
     alarm_k, alarm_n : int
         Flag a row when at least ``alarm_k`` of its entity's last ``alarm_n`` scored rows
         (itself included) lie above the threshold. 1 and 1 flag every row above it.
@@ -81,6 +87,7 @@ class SensorVAEDetector:
         train_stride: int = 1,
         differences: bool = True,
         gap_tolerance: float | str | None = "auto",
+        resample: str | None = None,
         alarm_k: int = 1,
         alarm_n: int = 1,
         detector_params: Mapping[str, Any] | None = None,
@@ -92,6 +99,7 @@ class SensorVAEDetector:
         self.train_stride = train_stride
         self.differences = differences
         self.gap_tolerance = gap_tolerance
+        self.resample = resample
         self.alarm_k = alarm_k
         self.alarm_n = alarm_n
         self.detector_params = dict(detector_params or {})
@@ -105,6 +113,7 @@ class SensorVAEDetector:
             "train_stride": self.train_stride,
             "differences": self.differences,
             "gap_tolerance": self.gap_tolerance,
+            "resample": self.resample,
             "alarm_k": self.alarm_k,
             "alarm_n": self.alarm_n,
             "detector_params": dict(self.detector_params),
@@ -137,12 +146,14 @@ class SensorVAEDetector:
             self.window_length,
             self.differences,
             self.gap_tolerance,
+            self.resample,
         )
         windows = WindowBuilder(spec).transform(X, "training data", stride=int(self.train_stride))
         if len(windows.rows) < MIN_TRAIN_ROWS:
+            unit = "grid steps" if spec.resample else "rows"
             raise TooFewRowsError(
                 f"the training data gives {len(windows.rows)} full windows of "
-                f"{spec.length} rows (row statuses: {windows.counts()}); at least "
+                f"{spec.length} {unit} (row statuses: {windows.counts()}); at least "
                 f"{MIN_TRAIN_ROWS} are needed. Train on a longer history or shorten the window."
             )
         params = {**SENSOR_DETECTOR_DEFAULTS, **self.detector_params}

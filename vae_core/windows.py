@@ -25,6 +25,26 @@ windows that one-piece building gives):
 
 ``WindowBuilder`` carries the last ``length - 1`` rows of each entity (with their position
 in their segment) from one batch to the next, which is all rules 2-5 need.
+
+Resampling (``resample``, a fixed pandas frequency such as ``"1s"``; datetime timestamps
+only) replaces rule 5 for irregularly sampled series: rules 1-4 still decide which rows
+count and where a series breaks, and the windows are then built over a regular time grid:
+
+6. The grid steps are the multiples of the frequency counted from the Unix epoch (UTC for
+   zoned times), so a batch boundary cannot shift them. The channel values at a step are
+   those of the last kept row at or before it (forward fill, a missing value stays
+   missing), but never of a row older than ``gap_tolerance``: after a gap the grid has no
+   steps until the next row, and the first step after a gap (rule 4) starts a new
+   segment. A window is ``length`` consecutive grid steps of one segment.
+7. Each input row keeps its place and gets the window ending at the grid step at or before
+   its timestamp. That step depends only on rows at or before the row itself, which is
+   what keeps batch-by-batch scores exact; a row between grid points enters the windows
+   from the next step on. Several rows in one grid interval share a window. A row whose
+   step has no full window is ``"warming_up"`` (before its entity's first full window)
+   or ``"after_gap"``, as without resampling.
+
+With resampling, the builder carries the newest row of each entity (rules 2-3 and the
+forward fill) and the last ``length`` grid steps with their position in their segment.
 """
 
 from __future__ import annotations
@@ -74,6 +94,9 @@ class WindowSpec:
     #: Longest step (seconds for datetime timestamps, else timestamp units) inside a
     #: segment; ``None`` never splits a series.
     gap_tolerance: float | None = None
+    #: Fixed pandas frequency (``"1s"``, ``"500ms"``) of the time grid the windows are built
+    #: on; ``None`` builds them over the rows themselves.
+    resample: str | None = None
 
     def __post_init__(self) -> None:
         if int(self.length) < 1:
@@ -82,6 +105,8 @@ class WindowSpec:
             raise ValueError("a window needs at least one channel.")
         if self.gap_tolerance is not None and not self.gap_tolerance > 0:
             raise ValueError(f"gap_tolerance={self.gap_tolerance!r} must be positive.")
+        if self.resample is not None:
+            resample_step(self.resample)
         keys = {self.timestamp_column, *self.entity_columns}
         clash = sorted(keys & set(self.channels))
         if clash:
@@ -126,6 +151,32 @@ class WindowSpec:
 
 def _lag(lag: int) -> str:
     return "@t" if lag == 0 else f"@t-{lag}"
+
+
+def resample_step(frequency: str) -> pd.Timedelta:
+    """The grid step of a fixed pandas frequency; calendar ones (``"MS"``) have no fixed step."""
+    try:
+        step = pd.Timedelta(pd.tseries.frequencies.to_offset(frequency))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(
+            f"resample={frequency!r} is not a fixed pandas frequency such as '1s', '500ms' "
+            f"or '5min' ({exc})."
+        ) from exc
+    if step <= pd.Timedelta(0):
+        raise ValueError(f"resample={frequency!r} must be a positive frequency.")
+    return step
+
+
+@dataclass
+class _GridTail:
+    """What an entity's grid needs from earlier batches (see rule 6)."""
+
+    steps: np.ndarray  # int64 ns of the last ``length`` grid steps, oldest first
+    values: np.ndarray  # (len(steps), channels)
+    pos: np.ndarray  # position of each step in its segment
+    initial: np.ndarray  # whether each step's segment is the entity's first
+    #: Whether the newest step was filled from the segment (rule 4) of the newest row.
+    same_segment: bool
 
 
 @dataclass(frozen=True)
@@ -219,6 +270,7 @@ class WindowBuilder:
     def __init__(self, spec: WindowSpec):
         self.spec = spec
         self._tail: pd.DataFrame | None = None
+        self._grid: dict[tuple[Any, ...], _GridTail] = {}
 
     def transform(self, frame: pd.DataFrame, source: str = "input", stride: int = 1) -> Windows:
         """Windows of the rows of ``frame``; ``stride`` > 1 keeps every stride-th window."""
@@ -228,6 +280,11 @@ class WindowBuilder:
         new = frame[columns].reset_index(drop=True)
         ts = spec.timestamp_column
         new[ts] = parse_timestamps(new[ts], ts, source)
+        if spec.resample is not None and not is_datetime_dtype(new[ts]):
+            raise SchemaError(
+                f"{source}: resample={spec.resample!r} needs datetime timestamps; column "
+                f"'{ts}' holds {new[ts].dtype}."
+            )
         for channel in spec.channels:
             new[channel] = pd.to_numeric(new[channel], errors="coerce").astype(np.float64)
         n = len(new)
@@ -262,6 +319,8 @@ class WindowBuilder:
         if spec.gap_tolerance is not None:
             gap = ~entity_start & (steps > spec.gap_tolerance)
         segment_start = entity_start | gap
+        if spec.resample is not None:
+            return self._transform_resampled(clean, codes, segment_start, status, stride)
         segment = np.cumsum(segment_start) - 1
         first_of_segment = np.flatnonzero(segment_start)
         # Position continues from the carried row that opens a segment (0 for a new row).
@@ -284,17 +343,145 @@ class WindowBuilder:
         values = clean[list(spec.channels)].to_numpy(dtype=np.float64)
         features = self._window_matrix(values, full)
         self._tail = self._keep_tail(clean, codes)
-        keys = (
-            clean.loc[full, list(spec.entity_columns)].itertuples(index=False, name=None)
-            if spec.entity_columns
-            else [() for _ in full]
-        )
         return Windows(
             features=pd.DataFrame(features, columns=spec.feature_names),
             rows=rows_new[full].astype(np.int64),
             status=status,
-            # NaN != NaN: a missing entity value becomes None so that it keys one series.
-            entity_keys=[tuple(None if pd.isna(v) else v for v in key) for key in keys],
+            entity_keys=self._keys(clean, full),
+        )
+
+    def _keys(self, clean: pd.DataFrame, positions: np.ndarray) -> list[tuple[Any, ...]]:
+        if not self.spec.entity_columns:
+            return [() for _ in positions]
+        keys = clean.iloc[positions][list(self.spec.entity_columns)]
+        # NaN != NaN: a missing entity value becomes None so that it keys one series.
+        return [
+            tuple(None if pd.isna(v) else v for v in key)
+            for key in keys.itertuples(index=False, name=None)
+        ]
+
+    def _transform_resampled(
+        self,
+        clean: pd.DataFrame,
+        codes: np.ndarray,
+        segment_start: np.ndarray,
+        status: np.ndarray,
+        stride: int,
+    ) -> Windows:
+        """Rules 6-7: windows over each entity's time grid, one per kept new row."""
+        spec = self.spec
+        length = spec.length
+        step = int(resample_step(str(spec.resample)).value)
+        tolerance = None if spec.gap_tolerance is None else int(round(spec.gap_tolerance * 1e9))
+        times = pd.DatetimeIndex(clean[spec.timestamp_column]).as_unit("ns").asi8
+        values = clean[list(spec.channels)].to_numpy(dtype=np.float64)
+        is_new = ~clean[_CARRIED].to_numpy(dtype=bool)
+        rows_new = clean[_ROW].to_numpy()
+        raw_segment = np.cumsum(segment_start)
+        bounds = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1], True]) if len(clean) else [0]
+        grid_values: list[np.ndarray] = []
+        offset = 0
+        ends: list[np.ndarray] = []
+        scored: list[np.ndarray] = []
+        for first, stop in zip(bounds[:-1], bounds[1:], strict=True):
+            key = self._keys(clean, np.array([first]))[0]
+            tail = self._grid.get(key)
+            t, segment = times[first:stop], raw_segment[first:stop]
+            # Steps each row fills: from its own (or the first unfilled) grid point up to the
+            # next row, and not further than the gap tolerance; the newest row fills only up
+            # to itself, later steps wait for the next row or batch.
+            lower = -(-t // step) * step
+            if tail is not None:
+                lower = np.maximum(lower, tail.steps[-1] + step)
+            upper = np.r_[t[1:] - 1, t[-1]]
+            if tolerance is not None:
+                upper = np.minimum(upper, t + tolerance)
+            upper = upper // step * step
+            counts = np.maximum((upper - lower) // step + 1, 0)
+            owner = np.repeat(np.arange(len(t)), counts)
+            steps = lower[owner] + step * (
+                np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
+            )
+            step_segment = segment[owner]
+            breaks = np.ones(len(steps), dtype=bool)
+            breaks[1:] = (np.diff(steps) != step) | (step_segment[1:] != step_segment[:-1])
+            if len(steps) and tail is not None:
+                breaks[0] = not (
+                    tail.same_segment
+                    and steps[0] == tail.steps[-1] + step
+                    and step_segment[0] == segment[0]
+                )
+            # Runs of steps within this batch; the first continues the carried segment
+            # unless breaks[0] says otherwise.
+            run_start = breaks.copy()
+            run_start[:1] = True
+            starts = np.flatnonzero(run_start)
+            which = np.cumsum(run_start) - 1
+            base = np.zeros(len(starts), dtype=np.int64)
+            first_initial = tail is None
+            if len(steps) and tail is not None and not breaks[0]:
+                base[0] = tail.pos[-1] + 1
+                first_initial = bool(tail.initial[-1])
+            pos = base[which] + np.arange(len(steps)) - starts[which]
+            initial = (which == 0) & first_initial
+            old = tail.steps if tail is not None else np.zeros(0, dtype=np.int64)
+            all_steps = np.r_[old, steps]
+            all_values = np.concatenate(
+                [tail.values if tail is not None else values[:0], values[first:stop][owner]]
+            )
+            all_pos = np.r_[tail.pos if tail is not None else np.zeros(0, np.int64), pos]
+            all_initial = np.r_[tail.initial if tail is not None else np.zeros(0, bool), initial]
+
+            new_rows = np.flatnonzero(is_new[first:stop])
+            at = t[new_rows] // step * step
+            index = np.searchsorted(all_steps, at)
+            found = index < len(all_steps)
+            found[found] = all_steps[index[found]] == at[found]
+            index = np.where(found, index, 0)
+            if len(all_steps):
+                row_pos = np.where(found, all_pos[index], -1)
+                row_initial = all_initial[index]
+            else:
+                row_pos = np.full(len(at), -1)
+                row_initial = np.zeros(len(at), dtype=bool)
+            full = found & (row_pos >= length - 1)
+            if stride > 1:
+                full &= (row_pos - (length - 1)) % stride == 0
+            short = ~found | (row_pos < length - 1)
+            # A row before the entity's first grid step warms up; one in the stale part of
+            # a gap (no step at its time) comes after a gap.
+            first_step = steps[0] if len(steps) else np.iinfo(np.int64).max
+            warming = np.where(found, row_initial, (tail is None) & (at < first_step))
+            positions = first + new_rows
+            status[rows_new[positions[short & warming]]] = STATUS_WARMING_UP
+            status[rows_new[positions[short & ~warming]]] = STATUS_AFTER_GAP
+            ends.append(index[full] + offset)
+            scored.append(positions[full])
+            grid_values.append(all_values)
+            offset += len(all_steps)
+
+            if len(all_steps):
+                keep = slice(-length, None)
+                same = (
+                    step_segment[-1] == segment[-1]
+                    if len(steps)
+                    else tail is not None and tail.same_segment and segment[-1] == segment[0]
+                )
+                self._grid[key] = _GridTail(
+                    all_steps[keep], all_values[keep], all_pos[keep], all_initial[keep], bool(same)
+                )
+        channels = len(spec.channels)
+        stacked = np.concatenate(grid_values) if grid_values else np.zeros((0, channels))
+        end_index = np.concatenate(ends).astype(np.int64) if ends else np.zeros(0, np.int64)
+        positions = np.concatenate(scored).astype(np.int64) if scored else np.zeros(0, np.int64)
+        features = self._window_matrix(stacked, end_index)
+        # Only the newest row of each entity: late rows, copies and the forward fill need it.
+        self._tail = self._keep_tail(clean, codes, keep=1)
+        return Windows(
+            features=pd.DataFrame(features, columns=spec.feature_names),
+            rows=rows_new[positions].astype(np.int64),
+            status=status,
+            entity_keys=self._keys(clean, positions),
         )
 
     def _entity_codes(self, clean: pd.DataFrame) -> np.ndarray:
@@ -333,9 +520,11 @@ class WindowBuilder:
             parts.append(diffs.reshape(len(ends), (length - 1) * n_channels))
         return np.concatenate(parts, axis=1)
 
-    def _keep_tail(self, clean: pd.DataFrame, codes: np.ndarray) -> pd.DataFrame:
+    def _keep_tail(
+        self, clean: pd.DataFrame, codes: np.ndarray, keep: int | None = None
+    ) -> pd.DataFrame:
         # At least one row per entity: the newest timestamp decides what is late or a copy.
-        keep = max(self.spec.length - 1, 1)
+        keep = max(self.spec.length - 1, 1) if keep is None else keep
         rank_from_end = (
             pd.Series(codes).groupby(codes).cumcount(ascending=False).to_numpy()
             if len(clean)
@@ -355,8 +544,13 @@ def fit_spec(
     length: int = 10,
     differences: bool = False,
     gap_tolerance: float | str | None = "auto",
+    resample: str | None = None,
 ) -> WindowSpec:
-    """Resolve default channels and an ``"auto"`` gap tolerance from training data."""
+    """Resolve default channels and an ``"auto"`` gap tolerance from training data.
+
+    The ``"auto"`` tolerance comes from the steps between rows, also when ``resample`` is
+    set: it bounds how long a row's values may be carried forward on the grid.
+    """
     entity_columns = tuple(entity_columns)
     if timestamp_column not in frame.columns:
         raise SchemaError(
@@ -382,4 +576,5 @@ def fit_spec(
         length=int(length),
         differences=bool(differences),
         gap_tolerance=tolerance,
+        resample=resample,
     )
