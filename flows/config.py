@@ -60,6 +60,7 @@ class DetectorSettings(_Frozen):
     trim_fraction: float = Field(0.2, ge=0, lt=0.5)
     warmup_epochs: int = Field(2, ge=0)
     n_models: int = Field(1, ge=1)
+    numeric_dof: float | None = Field(30.0, gt=0)
     threshold_method: Literal["iqr", "contamination", "fpr", "pot"] = "iqr"
     contamination: float = Field(0.05, gt=0, lt=0.5)
     target_fpr: float = Field(0.01, gt=0, lt=0.5)
@@ -112,6 +113,7 @@ class SensorSettings(_Frozen):
     alarm_k: int = Field(1, ge=1)  # flag when k of the last n scored rows are above
     alarm_n: int = Field(1, ge=1)  # the threshold (1 of 1: every row above it)
     iqr_factor: float = Field(6.0, gt=0)  # replaces detector.iqr_factor for window scores
+    numeric_dof: float | None = Field(None, gt=0)  # replaces detector.numeric_dof (Gaussian)
 
     @model_validator(mode="after")
     def _alarm_rule(self) -> SensorSettings:

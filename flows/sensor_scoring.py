@@ -46,6 +46,7 @@ def build_sensor_detector(cfg: TrainSettings) -> SensorVAEDetector:
     params = cfg.detector.estimator_params([])
     params.pop("key_columns")
     params["iqr_factor"] = sensor.iqr_factor
+    params["numeric_dof"] = sensor.numeric_dof
     return SensorVAEDetector(
         timestamp_column=sensor.timestamp_column,
         entity_columns=sensor.entity_columns,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 
@@ -13,6 +14,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.utils.validation import check_is_fitted
 
 from vae_core import VAEAnomalyDetector
+from vae_core.persistence import MANIFEST_NAME
 from vae_core.scoring import score_encoded
 from vae_core.training import EpochRecord
 
@@ -362,6 +364,31 @@ def test_save_load_gives_bit_identical_scores(fitted_detector, mixed_data, tmp_p
     check_is_fitted(loaded)
 
 
+def test_model_saved_before_heavy_tailed_scoring_scores_as_it_was_thresholded(
+    fitted_detector, mixed_data, tmp_path
+):
+    """A manifest without numeric_dof or level counts loads with the Gaussian, no rarity."""
+    frame, _ = mixed_data
+    path = fitted_detector.save(tmp_path / "model")
+    manifest_path = path / MANIFEST_NAME
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["params"]["numeric_dof"]
+    for column in manifest["preprocessing"]["categorical"]:
+        column.pop("counts", None)
+    manifest_path.write_text(json.dumps(manifest))
+    loaded = VAEAnomalyDetector.load(path)
+    assert loaded.numeric_dof is None
+    layout = loaded.preprocessor_.layout
+    assert layout.category_rarity == ()
+    encoded = fitted_detector.preprocessor_.transform(frame)
+    expected = score_encoded(
+        fitted_detector.models_, encoded, layout, fitted_detector.beta, numeric_dof=None
+    ).score
+    np.testing.assert_allclose(loaded.decision_function(frame), expected, rtol=1e-6)
+    assert fitted_detector.numeric_dof == 30.0
+    assert not np.allclose(fitted_detector.decision_function(frame), expected)
+
+
 def test_loaded_model_can_be_saved_again(fitted_detector, mixed_data, tmp_path):
     frame, _ = mixed_data
     loaded = VAEAnomalyDetector.load(fitted_detector.save(tmp_path / "first"))
@@ -402,7 +429,10 @@ def test_two_model_ensemble(small_frame, fast_params, tmp_path):
 
     encoded = detector.preprocessor_.transform(small_frame)
     layout = detector.preprocessor_.layout
-    members = [score_encoded([m], encoded, layout, detector.beta) for m in detector.models_]
+    members = [
+        score_encoded([m], encoded, layout, detector.beta, numeric_dof=detector.numeric_dof)
+        for m in detector.models_
+    ]
     ensemble = detector.decision_function(small_frame)
     np.testing.assert_allclose(ensemble, (members[0].score + members[1].score) / 2, rtol=1e-6)
 

@@ -21,7 +21,13 @@ from vae_core.features import EncodedData, Preprocessor
 from vae_core.losses import Batch, negative_elbo
 from vae_core.model import TabularVAE, VAEArchitecture
 from vae_core.schema import FeatureSchema, as_frame, infer_schema
-from vae_core.scoring import DEFAULT_TOP_K, ScoreArrays, score_encoded, to_frame
+from vae_core.scoring import (
+    DEFAULT_NUMERIC_DOF,
+    DEFAULT_TOP_K,
+    ScoreArrays,
+    score_encoded,
+    to_frame,
+)
 from vae_core.sizing import auto_sizes
 from vae_core.threshold import THRESHOLD_METHODS, Threshold, fit_threshold
 from vae_core.training import EpochCallback, TrainingConfig, TrainingResult, fit, resolve_device
@@ -57,6 +63,9 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         ``warmup_epochs`` (contamination-robust training); 0 disables it.
     n_models : int
         Ensemble size: members differ only by seed; scores are averaged.
+    numeric_dof : float or None
+        Degrees of freedom of the Student-t likelihood that numeric columns are scored with
+        (training fits a Gaussian); None scores with the Gaussian. See ``vae_core.scoring``.
     threshold_method : {"iqr", "contamination", "fpr", "pot"}
         How the label-free decision threshold is fitted, see ``vae_core.threshold``.
     contamination, target_fpr, pot_risk, pot_initial_quantile, iqr_factor : float
@@ -86,6 +95,7 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         trim_fraction: float = 0.2,
         warmup_epochs: int = 2,
         n_models: int = 1,
+        numeric_dof: float | None = DEFAULT_NUMERIC_DOF,
         threshold_method: str = "iqr",
         contamination: float = 0.05,
         target_fpr: float = 0.01,
@@ -109,6 +119,7 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         self.trim_fraction = trim_fraction
         self.warmup_epochs = warmup_epochs
         self.n_models = n_models
+        self.numeric_dof = numeric_dof
         self.threshold_method = threshold_method
         self.contamination = contamination
         self.target_fpr = target_fpr
@@ -136,6 +147,8 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
             raise ValueError(f"iqr_factor={self.iqr_factor!r} must be positive.")
         if int(self.n_models) < 1:
             raise ValueError(f"n_models={self.n_models!r} must be at least 1.")
+        if self.numeric_dof is not None and not self.numeric_dof > 0:
+            raise ValueError(f"numeric_dof={self.numeric_dof!r} must be positive or None.")
 
     def fit(
         self,
@@ -254,7 +267,12 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
 
     def _score_arrays(self, encoded: EncodedData) -> ScoreArrays:
         return score_encoded(
-            self.models_, encoded, self.preprocessor_.layout, self.beta, self.device_
+            self.models_,
+            encoded,
+            self.preprocessor_.layout,
+            self.beta,
+            self.device_,
+            numeric_dof=self.numeric_dof,
         )
 
     def _encode(self, X: pd.DataFrame | np.ndarray, source: str) -> tuple[EncodedData, pd.Index]:
@@ -328,6 +346,9 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         params = manifest["params"]
         params["hidden_sizes"] = _tuple_or_auto(params["hidden_sizes"])
         params["key_columns"] = _tuple_or_auto(params["key_columns"])
+        # Models saved before numeric_dof existed were scored, and thresholded, with the
+        # Gaussian; keep scoring them that way.
+        params.setdefault("numeric_dof", None)
         detector = cls(**params)
         target = resolve_device(device)
         arch = VAEArchitecture.from_dict(manifest["architecture"])

@@ -9,7 +9,8 @@ out still scores higher than one that is merely far out.
 Categorical columns (strings, booleans, pandas categoricals) are one-hot encoded with rare
 levels merged into one bucket and an explicit bucket for levels never seen in training.
 Every column with missing values in training gets a missing-value indicator; missing
-entries themselves are masked out of the reconstruction loss.
+entries themselves are masked out of the reconstruction loss. Level counts are kept so
+that scoring can charge a rare level for its rarity (see ``level_rarity``).
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ class FeatureLayout:
     missing_columns: tuple[str, ...]
     #: NLL of a value missing where training never had one, see ``unexpected_missing_nll``.
     unexpected_missing_nll: float = 0.0
+    #: Per categorical column, the rarity (nats) of each level, see ``level_rarity``; empty
+    #: for a model saved before level counts were kept, which then scores without it.
+    category_rarity: tuple[tuple[float, ...], ...] = ()
 
     @property
     def input_dim(self) -> int:
@@ -127,6 +131,37 @@ def unexpected_missing_nll(n_train_rows: int) -> float:
     return math.log(n_train_rows + 2)
 
 
+def level_rarity(counts: list[float]) -> list[float]:
+    """Nats by which each level is less probable than the column's most common level.
+
+    Probabilities follow Laplace's rule, (count + 1) / (n + levels), so a level never seen
+    in training is finite. The decoder reconstructs a rare level almost as cheaply as a
+    common one once the latent code has captured it, so without this a row of an unusual
+    service or protocol looks ordinary; the marginal surprise is what ECOD-style per-column
+    tail scores see and a reconstruction does not. The most common level costs 0.
+    """
+    if not counts:
+        return []
+    smoothed = np.asarray(counts, dtype=np.float64) + 1.0
+    surprise = np.log(smoothed.max()) - np.log(smoothed)
+    return [float(v) for v in surprise]
+
+
+def _category_rarity(categorical: list[dict[str, Any]]) -> tuple[tuple[float, ...], ...]:
+    """Rarity per level of every categorical column; zeros where no counts were kept.
+
+    Two-valued numeric columns (flags, dummies of a categorical encoded upstream) keep no
+    counts: on the one tabular set with such columns (bank marketing, one-hot dummies)
+    charging their rarity lowered ROC AUC from 0.779 to 0.743.
+    """
+    if not any("counts" in col for col in categorical):
+        return ()
+    return tuple(
+        tuple(level_rarity(col["counts"])) if "counts" in col else (0.0,) * len(col["levels"])
+        for col in categorical
+    )
+
+
 class Preprocessor:
     """Fitted feature encoding. Construct with ``fit`` or ``from_dict``."""
 
@@ -138,6 +173,7 @@ class Preprocessor:
             cardinalities=tuple(len(c["levels"]) for c in state["categorical"]),
             missing_columns=tuple(state["missing_indicators"]),
             unexpected_missing_nll=unexpected_missing_nll(int(state["n_rows"])),
+            category_rarity=_category_rarity(state["categorical"]),
         )
         self._level_index = [
             {level: i for i, level in enumerate(c["levels"])} for c in state["categorical"]
@@ -205,7 +241,16 @@ class Preprocessor:
                 kept = [str(level) for level, n in counts.items() if n >= min_count]
                 rare = [str(level) for level, n in counts.items() if n < min_count]
                 levels = kept + ([RARE_LEVEL] if rare else []) + [UNSEEN_LEVEL]
-                categorical.append({"name": spec.name, "levels": levels, "rare": rare})
+                # The merged bucket counts as rare as its levels are on average, not as
+                # common as their total: each of them is rare on its own.
+                values = counts.to_numpy(np.float64)
+                level_counts = [float(n) for n in values[values >= min_count]]
+                if rare:
+                    level_counts.append(float(values[values < min_count].mean()))
+                categorical.append({
+                    "name": spec.name, "levels": levels, "rare": rare,
+                    "counts": [*level_counts, 0.0],
+                })
         if dropped:
             warnings.warn(
                 "not modelled, no information in the training data: " + ", ".join(dropped),

@@ -2,7 +2,11 @@
 
 ``recon_error`` is the reconstruction negative log-likelihood of the row decoded from the
 posterior mean, without the Gaussian normaliser (a per-column constant), so it is >= 0 and
-each column's share of it is meaningful. ``score = recon_error + beta * kl``. With an
+each column's share of it is meaningful. A categorical column's term also carries the
+rarity of its level in training (``features.level_rarity``): what the row's values are,
+not only how well the model reconstructs them. Numeric columns are scored with a
+Student-t likelihood (``numeric_dof`` degrees of freedom) around the decoded mean, with the
+learned scale, see ``student_t_terms``. ``score = recon_error + beta * kl``. With an
 ensemble, every quantity is the mean over members.
 """
 
@@ -21,6 +25,10 @@ from vae_core.losses import Batch, kl_to_standard_normal, reconstruction_terms
 from vae_core.model import TabularVAE
 
 SCORE_COLUMNS = ("recon_error", "kl", "score", "is_anomaly")
+#: Degrees of freedom of the Student-t likelihood numeric columns are scored with. Of 5, 10,
+#: 20, 30, 50, 100, 200 and the Gaussian, 20-50 gave the best mean ROC AUC and AP on the
+#: tabular, small and mixed-type benchmarks alike; 30 is the middle of that plateau.
+DEFAULT_NUMERIC_DOF = 30.0
 #: pandas' default text dtype (``str``, Arrow-backed) for the top-feature columns.
 _TEXT_DTYPE = pd.Series(["text"]).dtype
 DEFAULT_TOP_K = 3
@@ -84,6 +92,38 @@ def _unseen_level_floor(data: EncodedData, layout: FeatureLayout) -> np.ndarray 
     return floor
 
 
+def student_t_terms(terms: torch.Tensor, n_numeric: int, dof: float | None) -> torch.Tensor:
+    """Rescore the first ``n_numeric`` terms, Gaussian ``0.5 z^2``, as Student-t NLL.
+
+    ``(dof + 1) / 2 * log1p(z^2 / dof)``, without its normaliser: about ``0.5 z^2`` near the
+    decoded mean, logarithmic far from it. Training fits a Gaussian; scoring with its
+    quadratic cost lets one column far out (a rate at 1 where training is nearly all 0)
+    outweigh several moderately wrong ones, so an unusual but normal row outranks rows that
+    break the joint structure. Order within a column is kept. ``dof=None``: Gaussian.
+    """
+    if dof is None or n_numeric == 0:
+        return terms
+    numeric = terms[:, :n_numeric]
+    heavy = 0.5 * (dof + 1.0) * torch.log1p(2.0 * numeric / dof)
+    return torch.cat([heavy, terms[:, n_numeric:]], dim=1)
+
+
+def level_rarity_terms(data: EncodedData, layout: FeatureLayout) -> np.ndarray | None:
+    """Per-row rarity (nats) of each categorical column's level; 0 where missing.
+
+    None when the layout has no rarities (no categorical columns, or a model saved before
+    level counts were kept). It does not depend on the model, so ensembles add it once.
+    """
+    if not layout.category_rarity:
+        return None
+    out = np.zeros(data.categories.shape, dtype=np.float64)
+    for j, rarity in enumerate(layout.category_rarity):
+        codes = data.categories[:, j]
+        observed = codes >= 0
+        out[observed, j] = np.asarray(rarity, dtype=np.float64)[codes[observed]]
+    return out
+
+
 def score_encoded(
     models: Sequence[TabularVAE],
     data: EncodedData,
@@ -91,13 +131,19 @@ def score_encoded(
     beta: float,
     device: torch.device | str = "cpu",
     batch_size: int = 65_536,
+    numeric_dof: float | None = None,
 ) -> ScoreArrays:
-    """Score encoded rows with every member of ``models`` and average."""
+    """Score encoded rows with every member of ``models`` and average.
+
+    ``numeric_dof``: score numeric columns with a Student-t likelihood of that many degrees
+    of freedom (``student_t_terms``); None keeps the Gaussian of training.
+    """
     assignment, names = _term_to_feature_matrix(layout)
     # With only numeric columns and no missing-value flags, each loss term is one column:
     # the matrix is the identity and the product is skipped.
     one_term_per_column = assignment.shape[0] == assignment.shape[1]
     assignment = assignment.to(device)
+    n_numeric = len(layout.numeric_columns)
     n_rows = len(data)
     kl = np.zeros(n_rows, dtype=np.float64)
     per_feature = np.zeros((n_rows, len(names)), dtype=np.float64)
@@ -121,6 +167,7 @@ def score_encoded(
             for model in models:
                 out = model(batch.inputs, sample=False)
                 terms = reconstruction_terms(out, batch, layout.cardinalities, False)
+                terms = student_t_terms(terms, n_numeric, numeric_dof)
                 if extra is not None:
                     terms = terms + extra
                 if floor is not None:
@@ -132,6 +179,11 @@ def score_encoded(
     if len(models) > 1:
         per_feature /= len(models)
         kl /= len(models)
+    rarity = level_rarity_terms(data, layout)
+    if rarity is not None:
+        position = {name: i for i, name in enumerate(names)}
+        columns = [position[name] for name in layout.categorical_columns]
+        per_feature[:, columns] += rarity
     recon = per_feature.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         shares = np.where(recon[:, None] > 0, per_feature / recon[:, None], 0.0)

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from flows import cli
 from flows import config as config_module
 from flows.config import ConfigError, DetectorSettings, Settings, json_schema, load_settings
+from flows.sensor_scoring import build_sensor_detector
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import InputError
 
@@ -355,6 +356,17 @@ def test_sensor_layer_validates_and_sets_the_split_timestamp(shipped_configs: Pa
         "train": {"sensor": {"timestamp_column": "ts"}}
     }).train
     assert inherited.timestamp_column == "ts" and inherited.sensor.window_length == 20
+
+
+def test_sensor_detector_scores_windows_with_the_gaussian_by_default(shipped_configs: Path):
+    files = [SHIPPED / "base.yaml", SHIPPED / "train.yaml", SHIPPED / "sensor.yaml"]
+    train = load_settings(files, environ={}).train
+    assert train.detector.numeric_dof == 30.0  # the tabular default ...
+    assert build_sensor_detector(train).detector_params["numeric_dof"] is None  # ... not here
+    heavy = load_settings([], environ={}, overrides={
+        "train": {"sensor": {"timestamp_column": "ts", "numeric_dof": 10}}
+    }).train
+    assert build_sensor_detector(heavy).detector_params["numeric_dof"] == 10
 
 
 def test_sensor_section_errors_name_the_key():

@@ -110,6 +110,7 @@ def test_missing_key_column(small_frame):
         ({"trim_fraction": 0.5}, "trim_fraction"),
         ({"trim_fraction": -0.1}, "trim_fraction"),
         ({"n_models": 0}, "n_models"),
+        ({"numeric_dof": 0.0}, "numeric_dof"),
         ({"latent_dim": 0}, "latent_dim"),
         ({"hidden_sizes": (16, 0)}, "hidden_sizes"),
         ({"batch_size": 1}, "batch_size"),

@@ -19,6 +19,7 @@ from vae_core.features import (
     EncodedData,
     Preprocessor,
     compress_tail,
+    level_rarity,
 )
 from vae_core.schema import infer_schema
 
@@ -130,6 +131,40 @@ def test_unseen_bucket_exists_without_rare_levels():
     assert pre.state["categorical"][0]["levels"] == ["x", "y", UNSEEN_LEVEL]
     codes = pre.transform(pd.DataFrame({"c": ["z", "x"]})).categories[:, 0]
     np.testing.assert_array_equal(codes, [2, 0])
+
+
+def test_level_rarity_is_the_surprise_relative_to_the_most_common_level():
+    rarity = level_rarity([99.0, 9.0, 0.0])
+    assert rarity[0] == 0.0
+    assert rarity[1] == pytest.approx(math.log(100 / 10))
+    assert rarity[2] == pytest.approx(math.log(100))  # never seen: finite, the largest
+    assert level_rarity([]) == []
+
+
+def test_level_counts_give_each_categorical_level_its_rarity():
+    frame = pd.DataFrame({
+        "c": ["a"] * 300 + ["b"] * 30 + ["r1"] * 2 + ["r2"] * 1,
+        "flag": [0.0] * 320 + [1.0] * 13,
+    })
+    pre = fit(frame)
+    column = pre.state["categorical"][0]
+    assert column["levels"] == ["a", "b", RARE_LEVEL, UNSEEN_LEVEL]
+    # The merged bucket is as rare as its levels on average (1.5), not as their total (3).
+    assert column["counts"] == [300.0, 30.0, 1.5, 0.0]
+    rarity = pre.layout.category_rarity
+    np.testing.assert_allclose(rarity[0], level_rarity([300.0, 30.0, 1.5, 0.0]))
+    assert rarity[0][0] == 0.0 and rarity[0][1] < rarity[0][2] < rarity[0][3]
+    # Two-valued numeric columns keep no counts: no rarity.
+    assert "counts" not in pre.state["categorical"][1]
+    assert rarity[1] == (0.0, 0.0, 0.0)
+
+
+def test_state_without_level_counts_has_no_rarity():
+    frame = pd.DataFrame({"c": ["x"] * 30 + ["y"] * 10})
+    state = json.loads(json.dumps(fit(frame).to_dict()))
+    for column in state["categorical"]:
+        del column["counts"]
+    assert Preprocessor.from_dict(state).layout.category_rarity == ()
 
 
 def test_booleans_and_pandas_categoricals_are_one_hot_encoded():

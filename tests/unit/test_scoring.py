@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +13,13 @@ from vae_core.features import Preprocessor
 from vae_core.losses import Batch, kl_to_standard_normal, reconstruction_terms
 from vae_core.model import TabularVAE, VAEArchitecture
 from vae_core.schema import infer_schema
-from vae_core.scoring import ScoreArrays, score_encoded, to_frame
+from vae_core.scoring import (
+    ScoreArrays,
+    level_rarity_terms,
+    score_encoded,
+    student_t_terms,
+    to_frame,
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +66,17 @@ def test_scores_match_the_loss_terms(encoded_setup):
         out = model.eval()(batch.inputs)
         terms = reconstruction_terms(out, batch, layout.cardinalities, False).double().numpy()
         kl = kl_to_standard_normal(out.mu, out.logvar).double().numpy()
-    # terms: a, b (numeric), c, d (categorical), a, d (missing flags)
+    rarity = level_rarity_terms(encoded, layout)
+    # terms: a, b (numeric), c, d (categorical), a, d (missing flags); c and d also carry
+    # the rarity of their level.
     per_column = np.stack(
-        [terms[:, 0] + terms[:, 4], terms[:, 1], terms[:, 2], terms[:, 3] + terms[:, 5]], axis=1
+        [
+            terms[:, 0] + terms[:, 4],
+            terms[:, 1],
+            terms[:, 2] + rarity[:, 0],
+            terms[:, 3] + terms[:, 5] + rarity[:, 1],
+        ],
+        axis=1,
     )
     np.testing.assert_allclose(scores.recon_error, per_column.sum(axis=1), rtol=1e-6)
     np.testing.assert_allclose(scores.kl, kl, rtol=1e-6)
@@ -70,6 +86,56 @@ def test_scores_match_the_loss_terms(encoded_setup):
     )
     assert (scores.recon_error >= 0).all()
     np.testing.assert_allclose(scores.contributions.sum(axis=1), 1.0, rtol=1e-9)
+
+
+def test_level_rarity_terms_follow_the_layout(encoded_setup):
+    encoded, layout, _ = encoded_setup
+    rarity = level_rarity_terms(encoded, layout)
+    assert rarity.shape == (len(encoded), 2)
+    for j, levels in enumerate(layout.category_rarity):
+        codes = encoded.categories[:, j]
+        observed = codes >= 0
+        np.testing.assert_allclose(rarity[observed, j], np.asarray(levels)[codes[observed]])
+        assert (rarity[~observed, j] == 0).all()  # a missing value has no level to charge
+    assert level_rarity_terms(encoded, dataclasses.replace(layout, category_rarity=())) is None
+
+
+def test_student_t_terms_are_gaussian_near_the_mean_and_logarithmic_far_out():
+    z = torch.tensor([0.0, 0.1, 1.0, 10.0, 100.0], dtype=torch.float64)
+    gaussian = (0.5 * z**2)[:, None]
+    other = torch.full_like(gaussian, 7.0)  # a categorical term: left as it is
+    out = student_t_terms(torch.cat([gaussian, other], dim=1), n_numeric=1, dof=30.0)
+    heavy = out[:, 0]
+    expected = 15.5 * torch.log1p(z**2 / 30.0)
+    torch.testing.assert_close(heavy, expected)
+    torch.testing.assert_close(out[:, 1], other[:, 0])
+    assert heavy[0] == 0 and (heavy.diff() > 0).all()  # order within the column is kept
+    assert heavy[1] == pytest.approx(gaussian[1, 0].item(), rel=0.05)
+    assert heavy[4] < 0.02 * gaussian[4, 0]  # 100 units out costs ~130 nats, not 5,000
+    same = student_t_terms(gaussian, n_numeric=1, dof=None)
+    assert same is gaussian
+
+
+def test_numeric_dof_rescores_only_the_numeric_terms(encoded_setup):
+    encoded, layout, models = encoded_setup
+    gaussian = score_encoded(models[:1], encoded, layout, beta=1.0)
+    heavy = score_encoded(models[:1], encoded, layout, beta=1.0, numeric_dof=5.0)
+    with torch.inference_mode():
+        batch = Batch.from_encoded(encoded)
+        out = models[0].eval()(batch.inputs)
+        terms = reconstruction_terms(out, batch, layout.cardinalities, False).double()
+    numeric = terms[:, :2].numpy()
+    student = 3.0 * np.log1p(2.0 * numeric / 5.0)
+    gaussian_part = gaussian.contributions[:, :2] * gaussian.recon_error[:, None]
+    heavy_part = heavy.contributions[:, :2] * heavy.recon_error[:, None]
+    # Columns a, b: numeric term (replaced) plus a's missing flag (kept).
+    np.testing.assert_allclose(heavy_part - gaussian_part, student - numeric, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        heavy.contributions[:, 2:] * heavy.recon_error[:, None],
+        gaussian.contributions[:, 2:] * gaussian.recon_error[:, None],
+        rtol=1e-6,
+    )
+    np.testing.assert_array_equal(heavy.kl, gaussian.kl)
 
 
 def test_scores_are_deterministic_and_batch_size_independent(encoded_setup):
@@ -82,14 +148,16 @@ def test_scores_are_deterministic_and_batch_size_independent(encoded_setup):
     np.testing.assert_allclose(chunked.contributions, whole.contributions, rtol=1e-4, atol=1e-7)
 
 
-def test_ensemble_scores_are_member_means(encoded_setup):
+@pytest.mark.parametrize("dof", [None, 30.0])
+def test_ensemble_scores_are_member_means(encoded_setup, dof):
     encoded, layout, models = encoded_setup
-    first = score_encoded(models[:1], encoded, layout, beta=1.0)
-    second = score_encoded(models[1:], encoded, layout, beta=1.0)
-    both = score_encoded(models, encoded, layout, beta=1.0)
+    first = score_encoded(models[:1], encoded, layout, beta=1.0, numeric_dof=dof)
+    second = score_encoded(models[1:], encoded, layout, beta=1.0, numeric_dof=dof)
+    both = score_encoded(models, encoded, layout, beta=1.0, numeric_dof=dof)
+    # The level rarity does not depend on the model: added once, it survives the mean.
     np.testing.assert_allclose(both.recon_error, (first.recon_error + second.recon_error) / 2)
     np.testing.assert_allclose(both.kl, (first.kl + second.kl) / 2)
-    twice = score_encoded([models[0], models[0]], encoded, layout, beta=1.0)
+    twice = score_encoded([models[0], models[0]], encoded, layout, beta=1.0, numeric_dof=dof)
     np.testing.assert_array_equal(twice.score, first.score)
 
 
@@ -162,4 +230,7 @@ def test_an_unseen_category_costs_at_least_a_laplace_floor(encoded_setup):
     nll_seen = seen.contributions[:, column] * seen.recon_error
     nll_unseen = scored.contributions[:, column] * scored.recon_error
     assert np.all(nll_seen < np.log(66))
-    np.testing.assert_allclose(nll_unseen, np.log(66), rtol=1e-5)
+    # The floor bounds the reconstruction part; the level's rarity in training comes on top.
+    unseen_rarity = layout.category_rarity[0][-1]
+    assert unseen_rarity > 0
+    np.testing.assert_allclose(nll_unseen, np.log(66) + unseen_rarity, rtol=1e-5)

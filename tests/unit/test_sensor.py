@@ -58,6 +58,13 @@ def incoming() -> pd.DataFrame:
     return frame.sample(frac=1.0, random_state=0)  # arrival order is not time order
 
 
+def test_window_scores_keep_the_gaussian_unless_asked(fitted) -> None:
+    assert fitted.detector_.numeric_dof is None
+    assert VAEAnomalyDetector().numeric_dof == 30.0
+    heavy = make_detector(detector_params={**FAST, "numeric_dof": 10.0})
+    assert heavy.fit(sensor_frame()).detector_.numeric_dof == 10.0
+
+
 def test_every_row_gets_a_status_and_full_windows_get_a_score(fitted, incoming) -> None:
     scores = fitted.score_frame(incoming)
     assert scores.index.equals(incoming.index)
