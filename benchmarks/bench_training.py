@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from bench_scoring import machine
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
@@ -129,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "training", "data": source, "rows_train": len(train),
         "epochs": args.epochs, "hidden": args.hidden, "latent": args.latent,
         "threads": args.threads,
-        "machine": {"cpu": platform.processor() or platform.machine(),
-                    "cores": os.cpu_count(), "torch": torch.__version__},
+        "machine": machine(),
     }
     for name, (ours_batch, pyod_batch) in comparisons.items():
         ours, ours_figures = fit_project(train, args, ours_batch)

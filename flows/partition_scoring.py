@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from flows.input_checks import InputNotes
-from flows.row_validation import split_valid_rows
+from flows.row_validation import REASON_COLUMN, split_valid_rows
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import VAEAnomalyError
 from vae_core.io import ParquetBatchWriter, Partition, abandoned, iter_batches, writer_tag
@@ -80,6 +80,12 @@ class PartitionResult:
         if len(pool) > SAMPLE_SIZE:
             pool = pool.nsmallest(SAMPLE_SIZE, "_sample_key")
         self.sample = pool
+
+    def count_quarantined(self, quarantined: pd.DataFrame) -> None:
+        """Count a batch's quarantined rows and their reasons."""
+        self.rows_quarantined += len(quarantined)
+        counts = quarantined[REASON_COLUMN].value_counts()
+        self.add_reasons({str(k): int(v) for k, v in counts.items()})
 
     def add_reasons(self, reasons: dict[str, int]) -> None:
         for reason, count in reasons.items():
@@ -168,9 +174,7 @@ def score_partition(
             result.rows_in += len(batch)
             if len(quarantined):
                 quarantine_out.write(quarantined)
-                result.rows_quarantined += len(quarantined)
-                counts = quarantined["reason"].value_counts()
-                result.add_reasons({str(k): int(v) for k, v in counts.items()})
+                result.count_quarantined(quarantined)
             # Scored even when empty: the first batch fixes the output's columns, so a
             # partition whose rows are all quarantined still writes a (0-row) scores file.
             scores = detector.score_frame(valid, source=where)

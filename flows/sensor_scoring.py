@@ -143,9 +143,7 @@ def score_sensor_input(
             result.rows_in += len(batch)
             if len(quarantined):
                 quarantine_out.write(quarantined)
-                result.rows_quarantined += len(quarantined)
-                counts = quarantined["reason"].value_counts()
-                result.add_reasons({str(k): int(v) for k, v in counts.items()})
+                result.count_quarantined(quarantined)
             scored = stream.score(valid, source=source).reset_index(drop=True)
             scores_out.write(scored)
             result.rows_scored += len(scored)
