@@ -424,7 +424,7 @@ def test_two_model_ensemble(small_frame, fast_params, tmp_path):
     assert len(detector.models_) == 2
     assert {r.member for r in records} == {0, 1}
     assert len(detector.training_results_) == 2
-    weights = [m.state_dict()["to_mu.weight"] for m in detector.models_]
+    weights = [m.state_dict()["to_latent.weight"] for m in detector.models_]
     assert not np.array_equal(weights[0].numpy(), weights[1].numpy())  # different seeds
 
     encoded = detector.preprocessor_.transform(small_frame)
@@ -486,7 +486,7 @@ def test_explicit_sizes_are_used(small_frame):
     assert detector.architecture_.hidden_sizes == (12, 6)
     assert detector.architecture_.latent_dim == 3
     assert len(detector.training_results_[0].history) == 3
-    assert detector.models_[0].to_mu.out_features == 3
+    assert detector.models_[0].to_latent.out_features == 2 * 3  # mean and log-variance
 
 
 def test_early_stopping_ends_training_before_max_epochs(small_frame):

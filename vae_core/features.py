@@ -210,13 +210,13 @@ class Preprocessor:
             if spec.kind == "numeric":
                 values = pd.to_numeric(series, errors="coerce").to_numpy(np.float64)
                 observed = values[~np.isnan(values)]
-                if np.unique(observed).size <= 1:
+                distinct = np.unique(observed)
+                if distinct.size <= 1:
                     dropped.append(f"{spec.name} (constant {observed[0]!r})")
                     continue
                 if not np.isfinite(observed).any():
                     dropped.append(f"{spec.name} (only infinite values)")
                     continue
-                distinct = np.unique(observed)
                 if distinct.size == 2 and np.isfinite(distinct).all():
                     # A two-valued column (a flag) is a Bernoulli variable: as a Gaussian on
                     # a robust scale, a flag set in 2% of rows would sit 50 units out and

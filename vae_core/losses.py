@@ -35,7 +35,8 @@ class Batch(NamedTuple):
         )))
 
     def select(self, index: torch.Tensor) -> Batch:
-        return Batch(*(t[index] for t in self))
+        # index_select: half the time of advanced indexing for a 1-d row index.
+        return Batch(*(t.index_select(0, index) for t in self))
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
         return Batch(*(t.to(device, non_blocking=non_blocking) for t in self))
@@ -56,7 +57,8 @@ def reconstruction_terms(
     """
     numeric_logvar = out.numeric_logvar.float()
     residual = batch.numeric - out.numeric_mean.float()
-    numeric_nll = 0.5 * residual.pow(2) * torch.exp(-numeric_logvar)
+    # The per-column factor is formed on the (n_numeric,) vector, not on the batch.
+    numeric_nll = residual.square() * (0.5 * torch.exp(-numeric_logvar))
     if with_constants:
         numeric_nll = numeric_nll + 0.5 * (numeric_logvar + _LOG_2PI)
     numeric_nll = numeric_nll * batch.numeric_mask
@@ -84,7 +86,7 @@ def reconstruction_terms(
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(q(z|x) || N(0, I)) per row, in closed form."""
     mu, logvar = mu.float(), logvar.float()
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+    return 0.5 * ((logvar.exp() - logvar).addcmul(mu, mu).sum(dim=1) - mu.shape[1])
 
 
 def negative_elbo(

@@ -2,7 +2,8 @@
 
 The loop knows nothing about VAEs: it gets a module, a function returning the per-row loss
 of a batch, and tensors already on the device. Batches are slices of a tensor permuted once
-per epoch (no per-item ``Dataset`` overhead).
+per epoch (no per-item ``Dataset`` overhead); the module's parameters are trained in one
+flat buffer (``vae_core.flat_parameters``). Buffers are not trained and not restored.
 
 Contamination-robust training: after a warm-up, the ``trim_fraction`` highest-loss rows of
 each batch are left out of the gradient. Deep generative models fit inliers before outliers
@@ -13,17 +14,18 @@ anomalies, and leaving them out keeps the model from learning to reconstruct the
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from vae_core.errors import NonFiniteLossError
+from vae_core.flat_parameters import FlatAdamW, FlatParameters, flat_parameters
 from vae_core.losses import Batch
 
 RowLoss = Callable[[nn.Module, Batch], torch.Tensor]
@@ -83,13 +85,12 @@ def trimmed_mean(row_loss: torch.Tensor, trim_fraction: float) -> torch.Tensor:
     return kept.mean()
 
 
-def _check_finite(value: torch.Tensor, epoch: int, where: str) -> None:
-    if not torch.isfinite(value):
-        raise NonFiniteLossError(
-            f"the {where} loss became {value.item()} at epoch {epoch}. Lower the learning "
-            "rate, check the data for values the preprocessing cannot bound, or fit with "
-            "a different random_state."
-        )
+def _raise_non_finite(value: float, epoch: int, where: str) -> NoReturn:
+    raise NonFiniteLossError(
+        f"the {where} loss became {value} at epoch {epoch}. Lower the learning "
+        "rate, check the data for values the preprocessing cannot bound, or fit with "
+        "a different random_state."
+    )
 
 
 def evaluate(model: nn.Module, loss_fn: RowLoss, data: Batch, batch_size: int) -> torch.Tensor:
@@ -116,22 +117,42 @@ def fit(
 ) -> TrainingResult:
     """Train ``model`` in place, restore the weights of the best validation epoch."""
     device = torch.device(config.device)
-    check_each_step = device.type == "cpu"
+    generator = torch.Generator(device="cpu").manual_seed(config.seed)
+    # The parameters live in one flat buffer while training, so clipping, the optimiser
+    # step and zeroing are a few kernels instead of a few per parameter tensor: on small
+    # networks that per-tensor dispatch costs more than the arithmetic.
+    with flat_parameters(model) as flat:
+        optimizer = FlatAdamW(flat, lr=config.learning_rate, weight_decay=config.weight_decay)
+        result = _train_epochs(
+            model, loss_fn, train, validation, config, callbacks, member, device,
+            generator, flat, optimizer,
+        )
+    model.eval()
+    return result
+
+
+def _train_epochs(
+    model: nn.Module,
+    loss_fn: RowLoss,
+    train: Batch,
+    validation: Batch,
+    config: TrainingConfig,
+    callbacks: Sequence[EpochCallback],
+    member: int,
+    device: torch.device,
+    generator: torch.Generator,
+    flat: FlatParameters,
+    optimizer: FlatAdamW,
+) -> TrainingResult:
     # bf16 autocast on CUDA; on CPU plain float32 (no context object built per step).
     def autocast() -> contextlib.AbstractContextManager[object]:
         if device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    generator = torch.Generator(device="cpu").manual_seed(config.seed)
-    # The fused kernel updates every parameter in one call: the per-tensor Python loop of
-    # the default implementation costs more than the arithmetic on small networks.
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay,
-        fused=True,
-    )
+    on_cpu = device.type == "cpu"
     result = TrainingResult()
-    best_state = copy.deepcopy(model.state_dict())
+    best_weights = flat.parameter.detach().clone()
     epochs_without_gain = 0
     bar = tqdm(
         range(config.max_epochs),
@@ -146,45 +167,52 @@ def fit(
         order = torch.randperm(len(train), generator=generator).to(device)
         shuffled = train.select(order)
         trim = config.trim_fraction if epoch >= config.warmup_epochs else 0.0
-        # Summed on the device and read once per epoch. On CPU each loss is also checked
-        # before its step, so no weight ever takes a non-finite update; on a GPU that check
-        # would make the CPU wait for the device after every batch, so there the epoch's
-        # sum is checked instead (the run fails either way, before a best-weights copy).
-        total, n_batches = torch.zeros((), device=device), 0
+        # On CPU each loss is read before its step (cheap there), so no weight ever takes
+        # a non-finite update. On a GPU that read would make the CPU wait for the device
+        # after every batch, so the losses are summed on the device and the epoch's sum
+        # is checked instead (the run fails either way, before a best-weights copy).
+        total_on_device, total, n_batches = torch.zeros((), device=device), 0.0, 0
         for start in range(0, len(train), config.batch_size):
             batch = Batch(*(t[start : start + config.batch_size] for t in shuffled))
             if len(batch) < 2:
                 continue  # a 1-row remainder adds noise and nothing else
             with autocast():
                 loss = trimmed_mean(loss_fn(model, batch).float(), trim)
-            if check_each_step:
-                _check_finite(loss, epoch, "training")
-            optimizer.zero_grad(set_to_none=True)
+            if on_cpu:
+                value = loss.item()
+                if not math.isfinite(value):
+                    _raise_non_finite(value, epoch, "training")
+                total += value
+            else:
+                total_on_device += loss.detach()
+            flat.zero_grad()
             loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm, foreach=True)
+            flat.clip_grad_norm(config.grad_clip_norm)
             optimizer.step()
-            total += loss.detach()
             n_batches += 1
+        if not on_cpu:
+            total = total_on_device.item()
         # A non-finite step makes the epoch's sum non-finite: checked here, before the
         # weights of this epoch can become the best ones.
-        _check_finite(total, epoch, "training")
+        if not math.isfinite(total):
+            _raise_non_finite(total, epoch, "training")
         # Validation is as contaminated as training: trim it the same way, at every epoch
         # (warm-up included) so that losses of different epochs stay comparable.
-        val_loss = trimmed_mean(
+        val_value = float(trimmed_mean(
             evaluate(model, loss_fn, validation, 4 * config.batch_size), config.trim_fraction
-        )
-        _check_finite(val_loss, epoch, "validation")
-        val_value = float(val_loss)
+        ))
+        if not math.isfinite(val_value):
+            _raise_non_finite(val_value, epoch, "validation")
         if not math.isfinite(result.best_val_loss) or val_value < result.best_val_loss - (
             1e-4 * abs(result.best_val_loss)
         ):
             result.best_val_loss, result.best_epoch = val_value, epoch
-            best_state = copy.deepcopy(model.state_dict())
+            best_weights.copy_(flat.parameter.detach())
             epochs_without_gain = 0
         else:
             epochs_without_gain += 1
         record = EpochRecord(
-            member, epoch, total.item() / max(n_batches, 1), val_value, result.best_val_loss,
+            member, epoch, total / max(n_batches, 1), val_value, result.best_val_loss,
             time.perf_counter() - started,
         )
         result.history.append(record)
@@ -195,6 +223,6 @@ def fit(
             result.stopped_early = True
             break
     bar.close()
-    model.load_state_dict(best_state)
-    model.eval()
+    with torch.no_grad():
+        flat.parameter.copy_(best_weights)
     return result

@@ -105,3 +105,18 @@ def test_gradients_reach_every_parameter(model, x):
     total.backward()
     for name, parameter in model.named_parameters():
         assert parameter.grad is not None, name
+
+
+def test_models_saved_with_separate_latent_layers_still_load(model, x):
+    """Weights saved when mean and log-variance had a layer each load into ``to_latent``."""
+    state = dict(model.state_dict())
+    weight, bias = state.pop("to_latent.weight"), state.pop("to_latent.bias")
+    latent = ARCH.latent_dim
+    state |= {
+        "to_mu.weight": weight[:latent], "to_mu.bias": bias[:latent],
+        "to_logvar.weight": weight[latent:], "to_logvar.bias": bias[latent:],
+    }
+    legacy = TabularVAE(ARCH)
+    legacy.load_state_dict(state)  # strict: no key missing, none left over
+    for a, b in zip(model.eval()(x), legacy.eval()(x), strict=True):
+        assert torch.equal(a, b)
