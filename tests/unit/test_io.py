@@ -336,3 +336,23 @@ def test_a_partition_whose_file_has_gone_is_named(tmp_path: Path) -> None:
     (tmp_path / "b.parquet").unlink()
     with pytest.raises(io.DataPathError, match="b.parquet.*has gone"):
         list(io.iter_batches(tmp_path, partition=partitions[1]))
+
+
+def test_batch_writer_dictionary_encodes_text_and_leaves_floats_uncompressed(
+    tmp_path: Path,
+) -> None:
+    frame = pd.DataFrame({
+        "id": np.arange(1000),
+        "score": np.random.default_rng(0).random(1000),
+        "top_feature_1": np.array(["bytes", "rate", "port"])[np.arange(1000) % 3],
+    })
+    with io.ParquetBatchWriter(tmp_path / "scores.parquet") as writer:
+        writer.write(frame)
+    chunk = pq.ParquetFile(tmp_path / "scores.parquet").metadata.row_group(0)
+    columns = {chunk.column(i).path_in_schema: chunk.column(i) for i in range(3)}
+    assert "RLE_DICTIONARY" in columns["top_feature_1"].encodings
+    assert "RLE_DICTIONARY" not in columns["score"].encodings
+    assert "RLE_DICTIONARY" not in columns["id"].encodings  # keys are distinct
+    assert columns["score"].compression == "UNCOMPRESSED"
+    assert columns["id"].compression == "SNAPPY"
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "scores.parquet"), frame)
