@@ -86,7 +86,9 @@ def reconstruction_terms(
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(q(z|x) || N(0, I)) per row, in closed form."""
     mu, logvar = mu.float(), logvar.float()
-    return 0.5 * ((logvar.exp() - logvar).addcmul(mu, mu).sum(dim=1) - mu.shape[1])
+    # expm1(v) - v, not exp(v) - 1 - v: the same value, without losing the digits of a
+    # near-prior posterior (v ~ 0) to cancellation.
+    return 0.5 * (torch.expm1(logvar) - logvar).addcmul_(mu, mu).sum(dim=1)
 
 
 def negative_elbo(
