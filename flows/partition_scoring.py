@@ -1,10 +1,14 @@
 """Score one partition of the input, and combine partitions into the run's outputs.
 
 A partition (a file, or row groups of a large file) is read in record batches, validated,
-scored and written batch by batch, with the next batches read in a background thread while
-the model works. Only bounded summaries are kept: the top rows and a uniform sample. The
-functions here take plain data and know nothing of Prefect or MLflow, so the same code runs
-in the flow's process, in a thread pool, or on a remote worker.
+scored and written batch by batch, in a three-stage pipeline: a background thread reads,
+validates and encodes the next batches, the calling thread runs the model, and another
+background thread turns the scores into output rows and writes them. Parquet, numpy and
+torch release the GIL for their heavy work, so on a small network the reading and writing
+(about twice the model's CPU work) overlap the model instead of adding to it. Only bounded
+summaries are kept: the top rows and a uniform sample. The functions here take plain data
+and know nothing of Prefect or MLflow, so the same code runs in the flow's process, in a
+thread pool, or on a remote worker.
 
 Determinism: the sample keys of a partition come from a generator seeded by the partition
 index, and partition outputs are combined in partition order, so a run gives the same output
@@ -14,21 +18,31 @@ files whether its partitions ran one after another or concurrently.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from flows.input_checks import InputNotes
 from flows.row_validation import REASON_COLUMN, split_valid_rows
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import VAEAnomalyError
-from vae_core.io import ParquetBatchWriter, Partition, abandoned, iter_batches, writer_tag
+from vae_core.features import EncodedData
+from vae_core.io import (
+    ParquetBatchWriter,
+    Partition,
+    abandoned,
+    frame_to_table,
+    iter_batches,
+    writer_tag,
+)
 from vae_core.prefetch import WriteBehind, prefetch
+from vae_core.scoring import ScoreArrays, score_columns, to_frame
 
 #: Scores kept for the histogram and the time plot: a uniform sample of the run.
 SAMPLE_SIZE = 50_000
@@ -69,6 +83,42 @@ class PartitionResult:
             scored = scored.loc[values >= cut]
         pool = scored if self.top is None else pd.concat([self.top, scored])
         self.top = pool.nlargest(top_n, "score")
+
+    def keep_top_of(
+        self, carried: pd.DataFrame, arrays: ScoreArrays, threshold: float, top_n: int
+    ) -> None:
+        """``keep_top`` of a batch's scores, building output rows only for the candidates."""
+        if top_n <= 0 or not len(arrays):
+            return
+        score = arrays.score
+        rows = np.arange(len(score))
+        if self.top is not None and len(self.top) >= top_n:
+            # Below the lowest kept score nothing can enter: usually no row of a batch.
+            rows = np.flatnonzero(score >= self.top["score"].min())
+            if not len(rows):
+                return
+        if len(rows) > top_n:  # ties at the cut are kept, as in keep_top
+            cut = np.partition(score[rows], len(rows) - top_n)[len(rows) - top_n]
+            rows = rows[score[rows] >= cut]
+        candidates = carried.iloc[rows].reset_index(drop=True)
+        self.keep_top(scored_frame(candidates, arrays.take(rows), threshold), top_n)
+
+    def keep_sample_of(
+        self, carried: pd.DataFrame, arrays: ScoreArrays, threshold: float, keys: np.ndarray
+    ) -> None:
+        """``keep_sample`` of a batch's scores with sample ``keys``, one per row.
+
+        Once the sample is full, only rows with a key below its largest can enter it, and
+        only those are turned into rows.
+        """
+        rows = np.arange(len(arrays))
+        if self.sample is not None and len(self.sample) >= SAMPLE_SIZE:
+            rows = np.flatnonzero(keys < self.sample["_sample_key"].to_numpy().max())
+        score = arrays.score[rows]
+        frame = carried.iloc[rows].reset_index(drop=True)
+        frame.insert(0, "score", score)
+        frame.insert(1, "is_anomaly", score > threshold)
+        self.keep_sample(frame.assign(_sample_key=keys[rows]))
 
     def keep_sample(self, keyed: pd.DataFrame) -> None:
         """Keep the SAMPLE_SIZE rows with the smallest ``_sample_key`` seen so far.
@@ -137,6 +187,45 @@ def time_columns(detector: VAEAnomalyDetector) -> list[str]:
     return list(detector.schema_.ignored_columns[:1])
 
 
+@dataclass(frozen=True)
+class _PreparedBatch:
+    """A record batch after the reading stage: validated, split, encoded."""
+
+    rows_in: int
+    quarantined: pd.DataFrame
+    carried: pd.DataFrame  # key and ignored columns of the valid rows, numbered from 0
+    encoded: EncodedData
+
+
+def _prepared(
+    detector: VAEAnomalyDetector,
+    batches: Iterable[pd.DataFrame],
+    where: str,
+    numeric_errors: Literal["quarantine", "fail"],
+    notes: InputNotes,
+) -> Iterator[_PreparedBatch]:
+    """The reading stage: runs in the read-ahead thread, so ``notes`` is only read after it."""
+    for batch in batches:
+        notes.observe(batch)
+        valid, quarantined = split_valid_rows(batch, detector.schema_, where, numeric_errors)
+        carried = valid[carried_columns(detector, valid.columns)].reset_index(drop=True)
+        yield _PreparedBatch(len(batch), quarantined, carried, detector.encode(valid, where))
+
+
+def scored_frame(carried: pd.DataFrame, arrays: ScoreArrays, threshold: float) -> pd.DataFrame:
+    """Output rows: the carried columns, then the score columns and the top features."""
+    scores = to_frame(arrays, threshold, pd.RangeIndex(len(arrays)))
+    return pd.concat([carried, scores], axis=1)
+
+
+def scored_table(carried: pd.DataFrame, arrays: ScoreArrays, threshold: float) -> pa.Table:
+    """``scored_frame`` built in Arrow, as it is written: no pandas frame of the scores."""
+    table = frame_to_table(carried)
+    for name, column in score_columns(arrays, threshold).items():
+        table = table.append_column(name, pa.array(column))
+    return table
+
+
 def score_partition(
     detector: VAEAnomalyDetector,
     source: str,
@@ -165,28 +254,34 @@ def score_partition(
     scores_out = ParquetBatchWriter(scores_path)
     quarantine_out = ParquetBatchWriter(quarantine_path)
     rows_per_batch = batch_rows(batch_size, len(detector.schema_.columns))
-    batches = prefetch(iter_batches(source, batch_size=rows_per_batch, partition=partition))
-    scores_behind = WriteBehind(scores_out.write)
+    threshold = detector.threshold_.value
+    batches = prefetch(_prepared(
+        detector, iter_batches(source, batch_size=rows_per_batch, partition=partition),
+        where, numeric_errors, result.notes,
+    ))
+
+    def write_scores(item: tuple[pd.DataFrame, ScoreArrays]) -> None:
+        scores_out.write_arrow(scored_table(*item, threshold))
+
+    scores_behind = WriteBehind(write_scores)
     try:
         for batch in batches:
-            result.notes.observe(batch)
-            valid, quarantined = split_valid_rows(batch, detector.schema_, where, numeric_errors)
-            result.rows_in += len(batch)
-            if len(quarantined):
-                quarantine_out.write(quarantined)
-                result.count_quarantined(quarantined)
-            # Scored even when empty: the first batch fixes the output's columns, so a
-            # partition whose rows are all quarantined still writes a (0-row) scores file.
-            scores = detector.score_frame(valid, source=where)
-            scored = pd.concat(
-                [valid[carried_columns(detector, valid.columns)], scores], axis=1
-            ).reset_index(drop=True)
-            scores_behind.submit(scored)
-            result.rows_scored += len(scored)
-            result.n_flagged += int(scored["is_anomaly"].sum())
-            result.keep_top(scored, top_n)
-            kept = scored[["score", "is_anomaly", *time_columns(detector)]]
-            result.keep_sample(kept.assign(_sample_key=rng.random(len(kept))))
+            result.rows_in += batch.rows_in
+            if len(batch.quarantined):
+                quarantine_out.write(batch.quarantined)
+                result.count_quarantined(batch.quarantined)
+            # Scored and written even when empty: the first batch fixes the output's
+            # columns, so a partition whose rows are all quarantined still writes a
+            # (0-row) scores file.
+            arrays = detector.score_arrays(batch.encoded)
+            scores_behind.submit((batch.carried, arrays))
+            result.rows_scored += len(arrays)
+            result.n_flagged += int(np.count_nonzero(arrays.score > threshold))
+            result.keep_top_of(batch.carried, arrays, threshold, top_n)
+            sample_columns = [c for c in time_columns(detector) if c in batch.carried]
+            result.keep_sample_of(
+                batch.carried[sample_columns], arrays, threshold, rng.random(len(arrays))
+            )
             if progress is not None:
                 progress(result)
         scores_behind.flush()

@@ -268,6 +268,18 @@ def test_score_frame_columns_index_and_identities(fitted_detector, mixed_data):
     )
 
 
+def test_score_frame_is_encode_then_score_arrays_then_to_frame(fitted_detector, mixed_data):
+    """The stages a pipeline runs in separate threads give exactly ``score_frame``."""
+    from vae_core.scoring import to_frame
+
+    frame, _ = mixed_data
+    encoded = fitted_detector.encode(frame, source="input")
+    staged = to_frame(
+        fitted_detector.score_arrays(encoded), fitted_detector.threshold_.value, frame.index
+    )
+    pd.testing.assert_frame_equal(staged, fitted_detector.score_frame(frame))
+
+
 def test_score_uses_beta(small_frame, fast_params):
     detector = VAEAnomalyDetector(beta=0.25, **fast_params).fit(small_frame)
     result = detector.score_frame(small_frame)

@@ -298,6 +298,19 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         encoded, index = self._encode(X, source)
         return to_frame(self._score_arrays(encoded), self.threshold_.value, index, top_k)
 
+    def encode(self, X: pd.DataFrame | np.ndarray, source: str = "input") -> EncodedData:
+        """Check ``X`` against the training schema and preprocess it for ``score_arrays``.
+
+        ``score_frame`` is ``encode``, ``score_arrays`` and ``scoring.to_frame`` in turn;
+        a pipeline can run the three stages in different threads.
+        """
+        return self._encode(X, source)[0]
+
+    def score_arrays(self, encoded: EncodedData) -> ScoreArrays:
+        """Scores and per-column shares of rows ``encode`` prepared: the model's work."""
+        self._check_fitted()
+        return self._score_arrays(encoded)
+
     def decision_function(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Anomaly score per row, higher is more anomalous (deterministic)."""
         encoded, _ = self._encode(X, "input")

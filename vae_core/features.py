@@ -107,18 +107,23 @@ def use_log_scale(values: np.ndarray) -> bool:
     return bool(q99 > LOG_SPAN_RATIO * max(q50, 1.0))
 
 
-def compress_tail(z: np.ndarray, soft_clip: float) -> np.ndarray:
-    """Keep |z| <= soft_clip linear, grow logarithmically beyond; map +-inf to a finite cap."""
-    magnitude = np.abs(z)
-    far = magnitude > soft_clip
+def compress_tail(z: np.ndarray, soft_clip: float, in_place: bool = False) -> np.ndarray:
+    """Keep |z| <= soft_clip linear, grow logarithmically beyond; map +-inf to a finite cap.
+
+    ``in_place=True`` overwrites ``z`` (for a caller that owns it) instead of copying it.
+    """
+    far = np.abs(z) > soft_clip
     if not far.any():  # the common case: nothing beyond the linear range, nothing to do
         return z
-    out = z.copy()
+    out = z if in_place else z.copy()
+    # Only the far cells change, and only they can pass the cap: the work is theirs alone.
+    values = out[far]
     with np.errstate(over="ignore", invalid="ignore"):
-        out[far] = np.sign(z[far]) * (soft_clip + np.log1p(magnitude[far] - soft_clip))
+        values = np.sign(values) * (soft_clip + np.log1p(np.abs(values) - soft_clip))
     # +-inf and overflowing values land on a finite cap: 1e12 scale units out.
     cap = soft_clip + math.log1p(1e12)
-    return np.clip(out, -cap, cap)
+    out[far] = np.clip(values, -cap, cap)
+    return out
 
 
 def unexpected_missing_nll(n_train_rows: int) -> float:
@@ -334,9 +339,10 @@ class Preprocessor:
                 raw[:, logged] = np.where(
                     defined, np.log1p(np.where(defined, part, 0.0)), -np.inf
                 )
-            z = (raw - self._centres) / self._scales
+            # In place: ``raw`` is this call's own copy, and batches are large.
+            z = np.divide(np.subtract(raw, self._centres, out=raw), self._scales, out=raw)
         z[~observed] = 0.0
-        z = compress_tail(z, float(self.state["soft_clip"]))
+        z = compress_tail(z, float(self.state["soft_clip"]), in_place=True)
         return z.astype(np.float32), observed.astype(np.float32)
 
     def _encode_levels(self, series: pd.Series, j: int) -> np.ndarray:

@@ -12,6 +12,7 @@ ensemble, every quantity is the mean over members.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -41,6 +42,16 @@ class ScoreArrays:
     score: np.ndarray  # (n,)
     contributions: np.ndarray  # (n, n_features) share of recon_error per feature column
     feature_names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.score)
+
+    def take(self, rows: np.ndarray) -> ScoreArrays:
+        """The scores of ``rows`` (positions), in that order."""
+        return ScoreArrays(
+            self.recon_error[rows], self.kl[rows], self.score[rows],
+            self.contributions[rows], self.feature_names,
+        )
 
 
 def _term_to_feature_matrix(layout: FeatureLayout) -> tuple[torch.Tensor, tuple[str, ...]]:
@@ -103,8 +114,9 @@ def student_t_terms(terms: torch.Tensor, n_numeric: int, dof: float | None) -> t
     """
     if dof is None or n_numeric == 0:
         return terms
-    numeric = terms[:, :n_numeric]
-    heavy = 0.5 * (dof + 1.0) * torch.log1p(2.0 * numeric / dof)
+    heavy = terms[:, :n_numeric].mul(2.0 / dof).log1p_().mul_(0.5 * (dof + 1.0))
+    if n_numeric == terms.shape[1]:
+        return heavy
     return torch.cat([heavy, terms[:, n_numeric:]], dim=1)
 
 
@@ -186,20 +198,22 @@ def score_encoded(
         per_feature[:, columns] += rarity
     recon = per_feature.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        shares = np.where(recon[:, None] > 0, per_feature / recon[:, None], 0.0)
+        shares = per_feature / recon[:, None]
+    no_error = ~(recon > 0)  # a perfect (or undefined) reconstruction: no column to blame
+    if no_error.any():
+        shares[no_error] = 0.0
     return ScoreArrays(recon, kl, recon + beta * kl, shares, names)
 
 
-def _names_column(names: pa.Array, codes: np.ndarray) -> pd.api.extensions.ExtensionArray:
-    """Feature names by index, built by Arrow: the default text dtype, without Python strings.
+def _text_column(names: pa.Array) -> pd.api.extensions.ExtensionArray:
+    """Arrow text as pandas' default text dtype, without building Python strings.
 
     Building it from an object array of Python strings costs several times the scoring.
     """
-    taken = names.take(pa.array(codes))
     try:
-        return pd.array(taken, dtype=_TEXT_DTYPE)
+        return pd.array(names, dtype=_TEXT_DTYPE)
     except (TypeError, ValueError):  # a pandas without the Arrow-backed default string
-        return pd.array(taken.to_pylist(), dtype=object)
+        return pd.array(names.to_pylist(), dtype=object)
 
 
 def top_k_columns(values: np.ndarray, k: int) -> np.ndarray:
@@ -208,7 +222,10 @@ def top_k_columns(values: np.ndarray, k: int) -> np.ndarray:
     The same as a stable argsort of ``-values`` cut to ``k`` columns, at a fraction of the
     cost for small ``k``: ``k`` passes of argmax, each masking the column it found.
     """
-    work = np.nan_to_num(values, nan=-np.inf, posinf=np.inf, neginf=-np.inf)
+    # A copy with NaN ranked last; torch's nan_to_num is several times numpy's.
+    work = torch.nan_to_num(
+        torch.from_numpy(values), nan=-math.inf, posinf=math.inf, neginf=-math.inf
+    ).numpy()
     rows = np.arange(len(work))
     order = np.empty((len(work), k), dtype=np.int64)
     for rank in range(k):
@@ -218,26 +235,38 @@ def top_k_columns(values: np.ndarray, k: int) -> np.ndarray:
     return order
 
 
-def to_frame(
-    scores: ScoreArrays, threshold: float, index: pd.Index, top_k: int = DEFAULT_TOP_K
-) -> pd.DataFrame:
-    """Score columns plus the ``top_k`` columns with the largest share of ``recon_error``."""
-    frame = pd.DataFrame(
-        {
-            "recon_error": scores.recon_error,
-            "kl": scores.kl,
-            "score": scores.score,
-            "is_anomaly": scores.score > threshold,
-        },
-        index=index,
-    )
+def score_columns(
+    scores: ScoreArrays, threshold: float, top_k: int = DEFAULT_TOP_K
+) -> dict[str, np.ndarray | pa.Array]:
+    """The output columns in order: scores, flag, and the ``top_k`` columns with the largest
+    share of ``recon_error`` (names as Arrow text, taken from the names by index)."""
+    columns: dict[str, np.ndarray | pa.Array] = {
+        "recon_error": scores.recon_error,
+        "kl": scores.kl,
+        "score": scores.score,
+        "is_anomaly": scores.score > threshold,
+    }
     k = min(top_k, scores.contributions.shape[1])
     if k:
         order = top_k_columns(scores.contributions, k)
-        names = pa.array(list(scores.feature_names), type=pa.string())
+        names = pa.array(list(scores.feature_names), type=pa.large_string())
         for rank in range(k):
-            frame[f"top_feature_{rank + 1}"] = _names_column(names, order[:, rank])
-            frame[f"top_feature_{rank + 1}_share"] = np.take_along_axis(
+            columns[f"top_feature_{rank + 1}"] = names.take(pa.array(order[:, rank]))
+            columns[f"top_feature_{rank + 1}_share"] = np.take_along_axis(
                 scores.contributions, order[:, rank : rank + 1], axis=1
             )[:, 0]
-    return frame
+    return columns
+
+
+def to_frame(
+    scores: ScoreArrays, threshold: float, index: pd.Index, top_k: int = DEFAULT_TOP_K
+) -> pd.DataFrame:
+    """``score_columns`` as a DataFrame on ``index``; names in pandas' default text dtype."""
+    columns = score_columns(scores, threshold, top_k)
+    return pd.DataFrame(
+        {
+            name: _text_column(values) if isinstance(values, pa.Array) else values
+            for name, values in columns.items()
+        },
+        index=index,
+    )

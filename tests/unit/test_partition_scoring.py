@@ -11,6 +11,7 @@ import pytest
 
 from flows import partition_scoring
 from flows.partition_scoring import PartitionResult, RowAccountingError, concatenate_parts
+from vae_core.scoring import ScoreArrays
 
 
 def batch(start: int, n: int, rng: np.random.Generator | None = None) -> pd.DataFrame:
@@ -96,3 +97,46 @@ def test_batches_of_wide_data_are_cut_to_the_cell_budget() -> None:
     assert batch_rows(65_536, 200) == BATCH_CELLS // 200
     assert batch_rows(65_536, 10**6) == MIN_BATCH_ROWS
     assert batch_rows(7, 10**6) == 7  # a small configured batch is kept
+
+
+def score_arrays(score: np.ndarray) -> ScoreArrays:
+    """Scores of rows whose shares name one of three columns."""
+    n = len(score)
+    shares = np.random.default_rng(3).dirichlet(np.ones(3), size=n)
+    return ScoreArrays(score, np.zeros(n), score, shares, ("a", "b", "c"))
+
+
+def test_array_summaries_equal_the_summaries_of_whole_scored_frames(monkeypatch) -> None:
+    """keep_top_of / keep_sample_of build rows only for candidates; the result must be
+    exactly what the frame versions keep, ties at the cut included."""
+    monkeypatch.setattr(partition_scoring, "SAMPLE_SIZE", 500)
+    rng = np.random.default_rng(7)
+    by_arrays, by_frames = PartitionResult(), PartitionResult()
+    start = 0
+    for size in (300, 900, 40, 1200, 700):
+        score = rng.integers(0, 50, size).astype(float)  # many ties
+        carried = pd.DataFrame({"row": np.arange(start, start + size)})
+        arrays, keys = score_arrays(score), rng.random(size)
+        by_arrays.keep_top_of(carried, arrays, threshold=45.0, top_n=9)
+        by_arrays.keep_sample_of(carried, arrays, threshold=45.0, keys=keys)
+        frame = partition_scoring.scored_frame(carried, arrays, threshold=45.0)
+        by_frames.keep_top(frame, top_n=9)
+        sample = frame[["score", "is_anomaly", "row"]].assign(_sample_key=keys)
+        by_frames.keep_sample(sample)
+        start += size
+    pd.testing.assert_frame_equal(
+        by_arrays.top.reset_index(drop=True), by_frames.top.reset_index(drop=True)
+    )
+    pd.testing.assert_frame_equal(
+        by_arrays.sample.reset_index(drop=True), by_frames.sample.reset_index(drop=True)
+    )
+    assert len(by_arrays.sample) == 500 and by_arrays.top["score"].min() >= 48
+
+
+def test_scored_table_is_the_scored_frame_in_arrow() -> None:
+    carried = pd.DataFrame({"id": ["a", "b", "c", "d"]})
+    arrays = score_arrays(np.array([1.0, 5.0, 3.0, 0.5]))
+    table = partition_scoring.scored_table(carried, arrays, threshold=2.0)
+    frame = partition_scoring.scored_frame(carried, arrays, threshold=2.0)
+    assert table.column_names == list(frame.columns)
+    pd.testing.assert_frame_equal(table.to_pandas(), frame)
