@@ -17,6 +17,7 @@ files whether its partitions ran one after another or concurrently.
 
 from __future__ import annotations
 
+import math
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from vae_core.io import (
     iter_batches,
     writer_tag,
 )
+from vae_core.memory import release_free_memory
 from vae_core.prefetch import WriteBehind, prefetch
 from vae_core.scoring import ScoreArrays, score_columns, to_frame
 
@@ -49,6 +51,8 @@ SAMPLE_SIZE = 50_000
 #: Cells (rows x features) per record batch, and the fewest rows a batch is cut to.
 BATCH_CELLS = 2_000_000
 MIN_BATCH_ROWS = 1024
+#: Batches between returns of freed memory to the OS (``vae_core.memory``).
+TRIM_EVERY = 8
 #: Staging directories of partition outputs start with this; a killed run's are removed.
 STAGING_PREFIX = ".parts-"
 
@@ -67,7 +71,11 @@ class PartitionResult:
     n_flagged: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
     top: pd.DataFrame | None = None
-    sample: pd.DataFrame | None = None
+    #: Rows that may be in the sample, pruned now and then (``sample`` reads it).
+    _sample_parts: list[pd.DataFrame] = field(default_factory=list, repr=False)
+    _sample_rows: int = 0
+    #: No row of the sample has a larger key: rows above it need not be kept at all.
+    _sample_bound: float = math.inf
     partitions: list[dict[str, object]] = field(default_factory=list)
     #: Ignored columns and key hashes: reported at the end of the run, never errors.
     notes: InputNotes | None = None
@@ -108,12 +116,10 @@ class PartitionResult:
     ) -> None:
         """``keep_sample`` of a batch's scores with sample ``keys``, one per row.
 
-        Once the sample is full, only rows with a key below its largest can enter it, and
+        Once the sample is full, only rows with a key below its bound can enter it, and
         only those are turned into rows.
         """
-        rows = np.arange(len(arrays))
-        if self.sample is not None and len(self.sample) >= SAMPLE_SIZE:
-            rows = np.flatnonzero(keys < self.sample["_sample_key"].to_numpy().max())
+        rows = np.flatnonzero(keys <= self._sample_bound)
         score = arrays.score[rows]
         frame = carried.iloc[rows].reset_index(drop=True)
         frame.insert(0, "score", score)
@@ -125,11 +131,33 @@ class PartitionResult:
 
         Bottom-k sampling: with uniform random keys, the rows with the smallest keys are a
         uniform sample without replacement however the rows were batched or partitioned.
+        Rows are pooled and the pool is cut back when it doubles, by selection rather than
+        sorting: sorting the whole sample after every batch cost more than scoring it.
         """
-        pool = keyed if self.sample is None else pd.concat([self.sample, keyed])
+        if len(keyed) or not self._sample_parts:  # an empty first frame still has columns
+            self._sample_parts.append(keyed)
+            self._sample_rows += len(keyed)
+        if self._sample_rows > 2 * SAMPLE_SIZE:
+            pool = pd.concat(self._sample_parts)
+            keys = pool["_sample_key"].to_numpy()
+            bound = np.partition(keys, SAMPLE_SIZE - 1)[SAMPLE_SIZE - 1]
+            self._keep_pool(pool[keys <= bound], float(bound))  # ties stay; ``sample`` cuts
+
+    @property
+    def sample(self) -> pd.DataFrame | None:
+        """The sample: the SAMPLE_SIZE rows of smallest key (by key), or all rows if fewer."""
+        if not self._sample_parts:
+            return None
+        pool = self._sample_parts[0] if len(self._sample_parts) == 1 else pd.concat(
+            self._sample_parts
+        )
         if len(pool) > SAMPLE_SIZE:
             pool = pool.nsmallest(SAMPLE_SIZE, "_sample_key")
-        self.sample = pool
+            self._keep_pool(pool, float(pool["_sample_key"].iloc[-1]))
+        return pool
+
+    def _keep_pool(self, pool: pd.DataFrame, bound: float) -> None:
+        self._sample_parts, self._sample_rows, self._sample_bound = [pool], len(pool), bound
 
     def count_quarantined(self, quarantined: pd.DataFrame) -> None:
         """Count a batch's quarantined rows and their reasons."""
@@ -264,6 +292,7 @@ def score_partition(
         scores_out.write_arrow(scored_table(*item, threshold))
 
     scores_behind = WriteBehind(write_scores)
+    batches_done = 0
     try:
         for batch in batches:
             result.rows_in += batch.rows_in
@@ -282,6 +311,9 @@ def score_partition(
             result.keep_sample_of(
                 batch.carried[sample_columns], arrays, threshold, rng.random(len(arrays))
             )
+            batches_done += 1
+            if batches_done % TRIM_EVERY == 0:
+                release_free_memory()
             if progress is not None:
                 progress(result)
         scores_behind.flush()

@@ -226,13 +226,20 @@ def top_k_columns(values: np.ndarray, k: int) -> np.ndarray:
     work = torch.nan_to_num(
         torch.from_numpy(values), nan=-math.inf, posinf=math.inf, neginf=-math.inf
     ).numpy()
-    rows = np.arange(len(work))
+    # Cells addressed by flat index: a fraction of the cost of (row, column) fancy indexing.
+    row_starts = np.arange(len(work)) * work.shape[1]
     order = np.empty((len(work), k), dtype=np.int64)
     for rank in range(k):
         found = work.argmax(axis=1)
         order[:, rank] = found
-        work[rows, found] = -np.inf
+        np.put(work, row_starts + found, -np.inf)
     return order
+
+
+def _cells(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``values[i, columns[i]]`` for every row ``i``, by flat index."""
+    flat = np.ascontiguousarray(values).reshape(-1)
+    return flat.take(np.arange(len(values)) * values.shape[1] + columns)
 
 
 def score_columns(
@@ -252,9 +259,9 @@ def score_columns(
         names = pa.array(list(scores.feature_names), type=pa.large_string())
         for rank in range(k):
             columns[f"top_feature_{rank + 1}"] = names.take(pa.array(order[:, rank]))
-            columns[f"top_feature_{rank + 1}_share"] = np.take_along_axis(
-                scores.contributions, order[:, rank : rank + 1], axis=1
-            )[:, 0]
+            columns[f"top_feature_{rank + 1}_share"] = _cells(
+                scores.contributions, order[:, rank]
+            )
     return columns
 
 
