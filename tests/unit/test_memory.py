@@ -15,4 +15,3 @@ def test_release_free_memory_trims_on_glibc_and_is_a_no_op_elsewhere() -> None:
     released = release_free_memory()
     assert released is (platform.libc_ver()[0] == "glibc")
     assert release_free_memory() is released  # repeatable, nothing cached wrongly
-
