@@ -74,7 +74,7 @@ def measure(
     """Run in a fresh process: end-to-end scoring, then the ceiling on the same batches."""
     import torch
 
-    from flows.partition_scoring import score_partition
+    from flows.partition_scoring import batch_rows, score_partition
     from vae_core import VAEAnomalyDetector
     from vae_core.io import iter_batches
     from vae_core.scoring import score_encoded
@@ -94,8 +94,10 @@ def measure(
         assert result.rows_scored == n_rows == pq.ParquetFile(out).metadata.num_rows
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+    # The batches score_partition scored: wide data is cut to a cell budget.
+    rows_per_batch = batch_rows(batch_size, len(detector.schema_.columns))
     encoded, n_encoded = [], 0
-    for frame in iter_batches(data, batch_size=batch_size):
+    for frame in iter_batches(data, batch_size=rows_per_batch):
         encoded.append(detector.preprocessor_.transform(frame))
         n_encoded += len(frame)
         if n_encoded >= min(n_rows, CEILING_ROWS):
