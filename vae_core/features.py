@@ -112,7 +112,9 @@ def compress_tail(z: np.ndarray, soft_clip: float, in_place: bool = False) -> np
 
     ``in_place=True`` overwrites ``z`` (for a caller that owns it) instead of copying it.
     """
-    far = np.abs(z) > soft_clip
+    # Two comparisons rather than abs(): no batch-sized float temporary. NaN is not far.
+    far = z > soft_clip
+    far |= z < -soft_clip
     if not far.any():  # the common case: nothing beyond the linear range, nothing to do
         return z
     out = z if in_place else z.copy()
@@ -328,7 +330,7 @@ class Preprocessor:
                 if not is_numeric_dtype(series):
                     series = pd.to_numeric(series, errors="coerce")
                 raw[:, j] = series.to_numpy(np.float64, na_value=np.nan)
-        observed = ~np.isnan(raw)
+        missing = np.isnan(raw)
         logged = self._log_columns
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             if logged.size:
@@ -341,9 +343,15 @@ class Preprocessor:
                 )
             # In place: ``raw`` is this call's own copy, and batches are large.
             z = np.divide(np.subtract(raw, self._centres, out=raw), self._scales, out=raw)
-        z[~observed] = 0.0
-        z = compress_tail(z, float(self.state["soft_clip"]), in_place=True)
-        return z.astype(np.float32), observed.astype(np.float32)
+        if missing.any():
+            z[missing] = 0.0
+        # A batch from pandas is column-major; the soft clip is element-wise, so it runs on
+        # the transposed (row-major) view, in memory order, and the float32 casts below turn
+        # the result row-major once, where the model needs it.
+        soft_clip = float(self.state["soft_clip"])
+        compress_tail(z.T if z.flags.f_contiguous else z, soft_clip, in_place=True)
+        observed = np.logical_not(missing, out=missing)
+        return z.astype(np.float32, order="C"), observed.astype(np.float32, order="C")
 
     def _encode_levels(self, series: pd.Series, j: int) -> np.ndarray:
         levels = self.state["categorical"][j]["levels"]
