@@ -343,15 +343,20 @@ class Preprocessor:
                 )
             # In place: ``raw`` is this call's own copy, and batches are large.
             z = np.divide(np.subtract(raw, self._centres, out=raw), self._scales, out=raw)
-        if missing.any():
+        any_missing = bool(missing.any())
+        if any_missing:
             z[missing] = 0.0
         # A batch from pandas is column-major; the soft clip is element-wise, so it runs on
         # the transposed (row-major) view, in memory order, and the float32 casts below turn
         # the result row-major once, where the model needs it.
         soft_clip = float(self.state["soft_clip"])
         compress_tail(z.T if z.flags.f_contiguous else z, soft_clip, in_place=True)
-        observed = np.logical_not(missing, out=missing)
-        return z.astype(np.float32, order="C"), observed.astype(np.float32, order="C")
+        if any_missing:
+            # Cast first, transpose after: a transposing cast of booleans is 3x slower.
+            observed = np.ascontiguousarray(np.logical_not(missing).astype(np.float32))
+        else:
+            observed = np.ones(missing.shape, dtype=np.float32)
+        return z.astype(np.float32, order="C"), observed
 
     def _encode_levels(self, series: pd.Series, j: int) -> np.ndarray:
         levels = self.state["categorical"][j]["levels"]

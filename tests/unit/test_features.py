@@ -278,6 +278,25 @@ def test_encoded_dtypes():
     assert math.isfinite(float(encoded.inputs.sum()))
 
 
+@pytest.mark.parametrize("with_missing", [False, True])
+def test_encoded_numeric_arrays_are_row_major_with_the_right_mask(with_missing):
+    """pandas hands over column-major blocks; the model wants row-major arrays, made here
+    once rather than copied on every scoring pass."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(50, 3)) * [1, 10, 100], columns=["a", "b", "c"])
+    frame.iloc[0, 1] = 1e9  # far out: soft-clipped
+    pre = fit(frame)
+    if with_missing:
+        frame.iloc[[3, 7], 2] = np.nan
+    encoded = pre.transform(frame)
+    for name in ("inputs", "numeric", "numeric_mask"):
+        assert getattr(encoded, name).flags.c_contiguous, name
+    expected_mask = frame.notna().to_numpy().astype(np.float32)
+    np.testing.assert_array_equal(encoded.numeric_mask, expected_mask)
+    assert (encoded.numeric[expected_mask == 0] == 0).all()
+    assert encoded.numeric[0, 1] < DEFAULT_SOFT_CLIP + 30  # compressed, in place
+
+
 def test_skewed_non_negative_columns_are_modelled_on_a_log_scale() -> None:
     from vae_core.features import Preprocessor
     from vae_core.schema import infer_schema
