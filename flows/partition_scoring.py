@@ -151,9 +151,11 @@ class PartitionResult:
         pool = self._sample_parts[0] if len(self._sample_parts) == 1 else pd.concat(
             self._sample_parts
         )
+        bound = self._sample_bound
         if len(pool) > SAMPLE_SIZE:
             pool = pool.nsmallest(SAMPLE_SIZE, "_sample_key")
-            self._keep_pool(pool, float(pool["_sample_key"].iloc[-1]))
+            bound = float(pool["_sample_key"].iloc[-1])
+        self._keep_pool(pool, bound)  # read twice, cut and concatenated once
         return pool
 
     def _keep_pool(self, pool: pd.DataFrame, bound: float) -> None:
@@ -186,6 +188,16 @@ class PartitionResult:
                 self.notes = InputNotes(other.notes.source, other.notes.expected,
                                         other.notes.key_columns)
             self.notes.merge(other.notes)
+
+    def record_partition(
+        self, index: int, file: str, row_groups: tuple[int, ...] | None, **extra: object
+    ) -> None:
+        """Add this result's row counts to ``partitions`` (for the manifest), with ``extra``."""
+        self.partitions.append({
+            "index": index, "file": file, "row_groups": row_groups,
+            "rows_in": self.rows_in, "rows_scored": self.rows_scored,
+            "rows_quarantined": self.rows_quarantined, **extra,
+        })
 
     def check_accounting(self) -> None:
         if self.rows_in != self.rows_scored + self.rows_quarantined:
@@ -336,20 +348,19 @@ def score_partition(
         scores_out.close()
     else:
         scores_out.abort()  # an empty file of a dataset: nothing to write, nothing lost
-    if result.rows_quarantined:
-        quarantine_out.close()
-    else:
-        quarantine_out.abort()
-        quarantine_path.unlink(missing_ok=True)
-    result.partitions.append({
-        "index": seed,
-        "file": where,
-        "row_groups": None if partition is None else partition.row_groups,
-        "rows_in": result.rows_in,
-        "rows_scored": result.rows_scored,
-        "rows_quarantined": result.rows_quarantined,
-    })
+    finish_quarantine(quarantine_out, quarantine_path, result.rows_quarantined)
+    result.record_partition(seed, where, None if partition is None else partition.row_groups)
     return result
+
+
+def finish_quarantine(writer: ParquetBatchWriter, path: Path, rows_quarantined: int) -> None:
+    """Put the quarantine file in place if rows went there; otherwise write nothing and
+    remove an older file at ``path``, since it would describe another run."""
+    if rows_quarantined:
+        writer.close()
+    else:
+        writer.abort()
+        path.unlink(missing_ok=True)
 
 
 def concatenate_parts(parts: Sequence[Path], target: Path) -> int:

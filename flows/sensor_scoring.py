@@ -25,7 +25,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.config import ScoreSettings, TrainSettings
-from flows.partition_scoring import PartitionResult
+from flows.partition_scoring import PartitionResult, finish_quarantine
 from flows.report import ReportData
 from flows.row_validation import split_valid_rows
 from vae_core.io import ParquetBatchWriter, iter_batches
@@ -165,16 +165,8 @@ def score_sensor_input(
         quarantine_out.abort()
         raise
     scores_out.close()
-    if result.rows_quarantined:
-        quarantine_out.close()
-    else:
-        quarantine_out.abort()
-        quarantine_path.unlink(missing_ok=True)
-    result.partitions.append({
-        "index": 0, "file": source, "row_groups": None, "rows_in": result.rows_in,
-        "rows_scored": result.rows_scored, "rows_quarantined": result.rows_quarantined,
-        "window_status": dict(result.status_counts),
-    })
+    finish_quarantine(quarantine_out, quarantine_path, result.rows_quarantined)
+    result.record_partition(0, source, None, window_status=dict(result.status_counts))
     return result
 
 
