@@ -21,6 +21,7 @@ from vae_core import VAEAnomalyDetector
 from vae_core.errors import InputError, SchemaError
 from vae_core.io import DEFAULT_BATCH_SIZE, ParquetBatchWriter, iter_batches
 from vae_core.prefetch import prefetch
+from vae_core.scoring import UNFILTERED_COLUMNS
 
 #: How many of the highest-scoring rows are printed by default.
 DEFAULT_TOP = 10
@@ -112,7 +113,7 @@ def score_file(
     rows = flagged = 0
     best: list[pd.DataFrame] = []
     notes = InputNotes.for_model(detector.schema_, data)
-    with ParquetBatchWriter(output) as writer:
+    with ParquetBatchWriter(output, without_statistics=UNFILTERED_COLUMNS) as writer:
         for scored in _scored_batches(detector, data, batch_size, notes):
             writer.write(scored)
             if top > 0:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -44,7 +44,7 @@ from vae_core.io import (
 )
 from vae_core.memory import release_free_memory
 from vae_core.prefetch import WriteBehind, prefetch
-from vae_core.scoring import ScoreArrays, score_columns, to_frame
+from vae_core.scoring import UNFILTERED_COLUMNS, ScoreArrays, score_columns, to_frame
 
 #: Scores kept for the histogram and the time plot: a uniform sample of the run.
 SAMPLE_SIZE = 50_000
@@ -291,7 +291,7 @@ def score_partition(
     seed = 0 if partition is None else partition.index
     rng = np.random.default_rng([seed, 0x5CA1E])
     where = source if partition is None else partition.file
-    scores_out = ParquetBatchWriter(scores_path)
+    scores_out = ParquetBatchWriter(scores_path, without_statistics=UNFILTERED_COLUMNS)
     quarantine_out = ParquetBatchWriter(quarantine_path)
     rows_per_batch = batch_rows(batch_size, len(detector.schema_.columns))
     threshold = detector.threshold_.value
@@ -363,11 +363,13 @@ def finish_quarantine(writer: ParquetBatchWriter, path: Path, rows_quarantined: 
         path.unlink(missing_ok=True)
 
 
-def concatenate_parts(parts: Sequence[Path], target: Path) -> int:
+def concatenate_parts(
+    parts: Sequence[Path], target: Path, without_statistics: Collection[str] = ()
+) -> int:
     """Stream the Parquet ``parts`` in order into ``target`` (atomically); return rows written.
 
     Nothing is written when ``parts`` is empty; an older ``target`` is then removed, since
-    it would describe another run.
+    it would describe another run. ``without_statistics``: as for ``ParquetBatchWriter``.
     """
     existing = [p for p in parts if p.exists()]
     if not existing:
@@ -376,7 +378,7 @@ def concatenate_parts(parts: Sequence[Path], target: Path) -> int:
     # The first part with rows fixes the schema: an empty part may carry null-typed columns.
     ordered = sorted(existing, key=lambda p: pq.ParquetFile(p).metadata.num_rows == 0)
     schema = pq.read_schema(ordered[0])
-    with ParquetBatchWriter(target, schema=schema) as writer:
+    with ParquetBatchWriter(target, schema, without_statistics) as writer:
         for part in existing:
             for batch in pq.ParquetFile(part).iter_batches():
                 writer.write_arrow(batch)

@@ -46,6 +46,7 @@ from flows.task_runners import (
 from vae_core import SensorVAEDetector, VAEAnomalyDetector
 from vae_core.errors import EmptyInputError
 from vae_core.io import Partition, list_partitions, write_bytes_atomic
+from vae_core.scoring import UNFILTERED_COLUMNS
 
 __all__ = ["SAMPLE_SIZE", "RowAccountingError", "score_flow"]
 
@@ -144,7 +145,8 @@ def score_stream(
             )
         total.check_accounting()
         concatenate_parts(
-            [staging / f"{p.name}.scores.parquet" for p in partitions], output_dir / SCORES_FILE
+            [staging / f"{p.name}.scores.parquet" for p in partitions],
+            output_dir / SCORES_FILE, UNFILTERED_COLUMNS,
         )
         concatenate_parts(
             [staging / f"{p.name}.quarantine.parquet" for p in partitions],

@@ -30,6 +30,7 @@ from flows.report import ReportData
 from flows.row_validation import split_valid_rows
 from vae_core.io import ParquetBatchWriter, iter_batches
 from vae_core.prefetch import prefetch
+from vae_core.scoring import UNFILTERED_COLUMNS
 from vae_core.sensor import SensorVAEDetector
 from vae_core.windows import STATUS_OK
 
@@ -134,7 +135,7 @@ def score_sensor_input(
     rng = np.random.default_rng([0, 0x5E45])
     stream = detector.stream()
     schema = detector.schema_
-    scores_out = ParquetBatchWriter(scores_path)
+    scores_out = ParquetBatchWriter(scores_path, without_statistics=UNFILTERED_COLUMNS)
     quarantine_out = ParquetBatchWriter(quarantine_path)
     batches = prefetch(iter_batches(source, batch_size=batch_size))
     try:

@@ -22,7 +22,7 @@ import secrets
 import socket
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -529,25 +529,34 @@ def _remove_quietly(path: Path) -> None:
         pass
 
 
-def column_encodings(schema: pa.Schema) -> dict[str, object]:
+def column_encodings(
+    schema: pa.Schema, without_statistics: Collection[str] = ()
+) -> dict[str, object]:
     """``ParquetWriter`` options per column: dictionaries for text, no compression for floats.
 
     Scores, shares, keys and timestamps are (nearly) all distinct. Dictionary encoding
     hashed every value of every batch into a dictionary no smaller than the values, and
     Snappy saved 6% of the bytes of random floats: writing scores took 2.5x as long for a
     file 6% smaller. Text (feature names, categories) repeats and keeps both.
+
+    Columns in ``without_statistics`` get no min/max statistics: they let a reader skip
+    row groups when it filters on a column, and cost a pass over its values when writing
+    (for text, comparing every string: 40% of writing the scores).
     """
     def is_text(field: pa.Field) -> bool:
         kind = field.type
         return (pa.types.is_string(kind) or pa.types.is_large_string(kind)
                 or pa.types.is_dictionary(kind))
 
-    return {
+    options: dict[str, object] = {
         "use_dictionary": [f.name for f in schema if is_text(f)],
         "compression": {
             f.name: "none" if pa.types.is_floating(f.type) else "snappy" for f in schema
         },
     }
+    if without_statistics:
+        options["write_statistics"] = [f.name for f in schema if f.name not in without_statistics]
+    return options
 
 
 def frame_to_table(frame: pd.DataFrame, schema: pa.Schema | None = None) -> pa.Table:
@@ -605,13 +614,21 @@ class ParquetBatchWriter:
                 writer.write(frame)
 
     The schema is taken from ``schema`` or the first batch; later batches are cast to it.
-    If the block raises, the temporary file is removed and any previous file at ``path`` is
-    left as it was. Outside a ``with`` block, call ``close()`` or ``abort()``.
+    Columns named in ``without_statistics`` are written without min/max statistics (see
+    ``column_encodings``). If the block raises, the temporary file is removed and any
+    previous file at ``path`` is left as it was. Outside a ``with`` block, call ``close()``
+    or ``abort()``.
     """
 
-    def __init__(self, path: PathLike, schema: pa.Schema | None = None):
+    def __init__(
+        self,
+        path: PathLike,
+        schema: pa.Schema | None = None,
+        without_statistics: Collection[str] = (),
+    ):
         self.path = Path(path)
         self.schema = schema
+        self.without_statistics = frozenset(without_statistics)
         self.rows_written = 0
         self._staging: Path | None = None
         self._handle: IO[bytes] | None = None
@@ -671,7 +688,9 @@ class ParquetBatchWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._staging = _temporary_sibling(self.path)
         self._handle = open(self._staging, "xb")
-        self._writer = pq.ParquetWriter(self._handle, schema, **column_encodings(schema))
+        self._writer = pq.ParquetWriter(
+            self._handle, schema, **column_encodings(schema, self.without_statistics)
+        )
 
     def close(self) -> Path:
         """Finish the file and move it into place. With no batch, writes ``schema`` only."""

@@ -33,6 +33,15 @@ DEFAULT_NUMERIC_DOF = 30.0
 #: pandas' default text dtype (``str``, Arrow-backed) for the top-feature columns.
 _TEXT_DTYPE = pd.Series(["text"]).dtype
 DEFAULT_TOP_K = 3
+#: Score columns written without Parquet min/max statistics. Statistics let a reader skip
+#: row groups when it filters on a column; nobody filters on a share or a feature name,
+#: and the statistics of the name columns alone cost 40% of writing the scores. Keys,
+#: timestamps, ``score`` and ``is_anomaly`` keep theirs.
+UNFILTERED_COLUMNS = frozenset({
+    "recon_error", "kl",
+    *(f"top_feature_{rank}{suffix}" for rank in range(1, DEFAULT_TOP_K + 1)
+      for suffix in ("", "_share")),
+})
 
 
 @dataclass(frozen=True)

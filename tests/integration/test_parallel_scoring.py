@@ -89,6 +89,16 @@ def test_fifty_files_scored_concurrently_account_for_every_row_once(setup, tmp_p
                                 "quarantined": expected_bad, "flagged": outcome.n_flagged}
     assert manifest["model"]["version"] == outcome.model_version
     assert not list((tmp_path / "out").glob(".parts-*")), "staging must be cleaned up"
+    # Row-group statistics where readers filter (keys, score, flag), none on the shares
+    # and feature names, also in the file concatenated from the partitions' parts.
+    chunks = pq.ParquetFile(outcome.scores_path).metadata.row_group(0)
+    statistics = {
+        chunks.column(i).path_in_schema: chunks.column(i).is_stats_set
+        for i in range(chunks.num_columns)
+    }
+    assert statistics["payment_id"] and statistics["score"] and statistics["is_anomaly"]
+    assert not statistics["top_feature_1"] and not statistics["top_feature_1_share"]
+    assert not statistics["recon_error"] and not statistics["kl"]
 
 
 def test_outputs_do_not_depend_on_concurrency_or_partitioning(setup, tmp_path) -> None:

@@ -356,3 +356,15 @@ def test_batch_writer_dictionary_encodes_text_and_leaves_floats_uncompressed(
     assert columns["score"].compression == "UNCOMPRESSED"
     assert columns["id"].compression == "SNAPPY"
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "scores.parquet"), frame)
+
+
+def test_batch_writer_leaves_statistics_out_only_where_asked(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"id": np.arange(10), "score": np.linspace(0.0, 1.0, 10),
+                          "name": ["a", "b"] * 5})
+    with io.ParquetBatchWriter(tmp_path / "s.parquet", without_statistics={"name"}) as writer:
+        writer.write(frame)
+    chunk = pq.ParquetFile(tmp_path / "s.parquet").metadata.row_group(0)
+    columns = {chunk.column(i).path_in_schema: chunk.column(i) for i in range(3)}
+    assert not columns["name"].is_stats_set
+    assert columns["score"].statistics.max == 1.0 and columns["id"].statistics.min == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "s.parquet"), frame)
