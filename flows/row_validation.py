@@ -44,9 +44,13 @@ def split_valid_rows(
             "with the columns the model was trained on."
         )
     batch = batch.reset_index(drop=True)
-    reasons = pd.Series([None] * len(batch), dtype=object)
+    # Reasons in the order they are recorded (the first one a row gets is its reason); the
+    # per-row reason column is only built when some row is bad, which is rare.
+    problems: list[tuple[np.ndarray, pd.Series | str]] = []
     for key in schema.key_columns:
-        _first_reason(reasons, batch[key].isna().to_numpy(), f"key column '{key}' is null")
+        null = batch[key].isna().to_numpy()
+        if null.any():
+            problems.append((null, f"key column '{key}' is null"))
     coerced: dict[str, pd.Series] = {}
     for spec in schema.columns:
         column = batch[spec.name]
@@ -67,12 +71,15 @@ def split_valid_rows(
             text = "column '" + spec.name + "' value " + column.astype(str).map(repr) + (
                 " is not a number"
             )
-            _first_reason(reasons, bad, text)
+            problems.append((bad, text))
         coerced[spec.name] = numbers
-    bad_rows = reasons.notna().to_numpy()
-    if not bad_rows.any() and not coerced:
+    if not problems and not coerced:
         # The common case: every row is good as it is; no copy of the batch.
         return batch, pd.DataFrame(columns=[*batch.columns, REASON_COLUMN])
+    reasons = pd.Series([None] * len(batch), dtype=object)
+    for mask, text in problems:
+        _first_reason(reasons, mask, text)
+    bad_rows = reasons.notna().to_numpy()
     valid = batch.loc[~bad_rows].copy()
     for name, numbers in coerced.items():
         valid[name] = numbers[~bad_rows].astype("float64")
