@@ -33,6 +33,14 @@ DEFAULT_NUMERIC_DOF = 30.0
 #: pandas' default text dtype (``str``, Arrow-backed) for the top-feature columns.
 _TEXT_DTYPE = pd.Series(["text"]).dtype
 DEFAULT_TOP_K = 3
+#: On CPU, rows are scored in chunks whose widest layer holds about this many values (1 MB
+#: of float32), so that a chunk's activations and per-term arrays stay in a core's L2
+#: cache: 8,192-row chunks of a 20-column model (32 hidden units) scored 25-30% faster than
+#: 65,536-row ones, 1,024-row chunks of a 200-column model (256) 10-25% faster than 10,000.
+CPU_CHUNK_CELLS = 262_144
+MIN_CHUNK_ROWS = 256
+#: On a GPU each kernel launch costs more than the memory traffic: large chunks.
+DEVICE_CHUNK_ROWS = 65_536
 #: Score columns written without Parquet min/max statistics. Statistics let a reader skip
 #: row groups when it filters on a column; nobody filters on a share or a feature name,
 #: and the statistics of the name columns alone cost 40% of writing the scores. Keys,
@@ -145,20 +153,40 @@ def level_rarity_terms(data: EncodedData, layout: FeatureLayout) -> np.ndarray |
     return out
 
 
+def chunk_rows(
+    models: Sequence[TabularVAE], layout: FeatureLayout, device: torch.device | str
+) -> int:
+    """Rows ``score_encoded`` runs through the models at a time, by default.
+
+    On CPU a chunk's widest layer holds about ``CPU_CHUNK_CELLS`` values, so its
+    activations and per-term arrays stay in a core's cache; on a GPU, chunks are large.
+    """
+    if torch.device(device).type != "cpu":
+        return DEVICE_CHUNK_ROWS
+    widest = max(
+        max(model.arch.input_dim, *model.arch.hidden_sizes, sum(model.head_sizes))
+        for model in models
+    )
+    return max(MIN_CHUNK_ROWS, CPU_CHUNK_CELLS // max(widest, len(layout.term_columns), 1))
+
+
 def score_encoded(
     models: Sequence[TabularVAE],
     data: EncodedData,
     layout: FeatureLayout,
     beta: float,
     device: torch.device | str = "cpu",
-    batch_size: int = 65_536,
+    batch_size: int | None = None,
     numeric_dof: float | None = None,
 ) -> ScoreArrays:
     """Score encoded rows with every member of ``models`` and average.
 
-    ``numeric_dof``: score numeric columns with a Student-t likelihood of that many degrees
-    of freedom (``student_t_terms``); None keeps the Gaussian of training.
+    ``batch_size``: rows per forward pass; None picks ``chunk_rows``. ``numeric_dof``:
+    score numeric columns with a Student-t likelihood of that many degrees of freedom
+    (``student_t_terms``); None keeps the Gaussian of training.
     """
+    if batch_size is None:
+        batch_size = chunk_rows(models, layout, device)
     assignment, names = _term_to_feature_matrix(layout)
     # With only numeric columns and no missing-value flags, each loss term is one column:
     # the matrix is the identity and the product is skipped.
@@ -166,8 +194,9 @@ def score_encoded(
     assignment = assignment.to(device)
     n_numeric = len(layout.numeric_columns)
     n_rows = len(data)
-    kl = np.zeros(n_rows, dtype=np.float64)
-    per_feature = np.zeros((n_rows, len(names)), dtype=np.float64)
+    # Written by the first member, added to by the others: no zero-filled arrays.
+    kl = np.empty(n_rows, dtype=np.float64)
+    per_feature = np.empty((n_rows, len(names)), dtype=np.float64)
     for model in models:
         model.eval()
     with torch.inference_mode():
@@ -185,7 +214,7 @@ def score_encoded(
             extra = None if unexpected is None else torch.from_numpy(unexpected).to(device)
             unseen = _unseen_level_floor(chunk, layout)
             floor = None if unseen is None else torch.from_numpy(unseen).to(device)
-            for model in models:
+            for member, model in enumerate(models):
                 out = model(batch.inputs, sample=False)
                 terms = reconstruction_terms(out, batch, layout.cardinalities, False)
                 terms = student_t_terms(terms, n_numeric, numeric_dof)
@@ -195,8 +224,13 @@ def score_encoded(
                     terms = torch.maximum(terms, floor)
                 if not one_term_per_column:
                     terms = terms @ assignment
-                per_feature[start:stop] += terms.cpu().numpy()
-                kl[start:stop] += kl_to_standard_normal(out.mu, out.logvar).cpu().numpy()
+                member_kl = kl_to_standard_normal(out.mu, out.logvar).cpu().numpy()
+                if member == 0:
+                    per_feature[start:stop] = terms.cpu().numpy()
+                    kl[start:stop] = member_kl
+                else:
+                    per_feature[start:stop] += terms.cpu().numpy()
+                    kl[start:stop] += member_kl
     if len(models) > 1:
         per_feature /= len(models)
         kl /= len(models)

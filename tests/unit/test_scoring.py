@@ -14,7 +14,11 @@ from vae_core.losses import Batch, kl_to_standard_normal, reconstruction_terms
 from vae_core.model import TabularVAE, VAEArchitecture
 from vae_core.schema import infer_schema
 from vae_core.scoring import (
+    CPU_CHUNK_CELLS,
+    DEVICE_CHUNK_ROWS,
+    MIN_CHUNK_ROWS,
     ScoreArrays,
+    chunk_rows,
     level_rarity_terms,
     score_encoded,
     student_t_terms,
@@ -144,6 +148,25 @@ def test_scores_are_deterministic_and_batch_size_independent(encoded_setup):
     again = score_encoded(models, encoded, layout, beta=1.0)
     np.testing.assert_array_equal(whole.score, again.score)
     chunked = score_encoded(models, encoded, layout, beta=1.0, batch_size=5)
+    np.testing.assert_allclose(chunked.score, whole.score, rtol=1e-5)
+    np.testing.assert_allclose(chunked.contributions, whole.contributions, rtol=1e-4, atol=1e-7)
+
+
+def test_cpu_chunks_are_sized_by_the_widest_layer(encoded_setup):
+    _, layout, models = encoded_setup
+    narrow = chunk_rows(models, layout, "cpu")  # widest: 16 hidden units
+    assert narrow == CPU_CHUNK_CELLS // 16
+    wide_arch = dataclasses.replace(models[0].arch, hidden_sizes=(4096, 8))
+    assert chunk_rows([TabularVAE(wide_arch)], layout, "cpu") == MIN_CHUNK_ROWS
+    assert chunk_rows(models, layout, "cuda") == DEVICE_CHUNK_ROWS
+    # More rows than a chunk: scored in two, as they would be in one forward pass.
+    encoded = encoded_setup[0]
+    rows = np.arange(narrow + 100) % len(encoded)
+    many = dataclasses.replace(encoded, **{
+        field.name: getattr(encoded, field.name)[rows] for field in dataclasses.fields(encoded)
+    })
+    chunked = score_encoded(models, many, layout, beta=1.0)
+    whole = score_encoded(models, many, layout, beta=1.0, batch_size=len(rows))
     np.testing.assert_allclose(chunked.score, whole.score, rtol=1e-5)
     np.testing.assert_allclose(chunked.contributions, whole.contributions, rtol=1e-4, atol=1e-7)
 
