@@ -112,11 +112,14 @@ def compress_tail(z: np.ndarray, soft_clip: float, in_place: bool = False) -> np
 
     ``in_place=True`` overwrites ``z`` (for a caller that owns it) instead of copying it.
     """
+    # The common case, nothing beyond the linear range, is found by two reductions (NaN
+    # ignored: it is not far), without the batch-sized mask the rest needs.
+    if z.size == 0 or not (np.fmax.reduce(z, axis=None) > soft_clip
+                           or np.fmin.reduce(z, axis=None) < -soft_clip):
+        return z
     # Two comparisons rather than abs(): no batch-sized float temporary. NaN is not far.
     far = z > soft_clip
     far |= z < -soft_clip
-    if not far.any():  # the common case: nothing beyond the linear range, nothing to do
-        return z
     out = z if in_place else z.copy()
     # Only the far cells change, and only they can pass the cap: the work is theirs alone.
     values = out[far]

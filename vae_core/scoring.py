@@ -265,10 +265,13 @@ def top_k_columns(values: np.ndarray, k: int) -> np.ndarray:
     The same as a stable argsort of ``-values`` cut to ``k`` columns, at a fraction of the
     cost for small ``k``: ``k`` passes of argmax, each masking the column it found.
     """
-    # A copy with NaN ranked last; torch's nan_to_num is several times numpy's.
-    work = torch.nan_to_num(
-        torch.from_numpy(values), nan=-math.inf, posinf=math.inf, neginf=-math.inf
-    ).numpy()
+    if np.isnan(np.add.reduce(values, axis=None)):
+        # A copy with NaN ranked last; torch's nan_to_num is several times numpy's.
+        work = torch.nan_to_num(
+            torch.from_numpy(values), nan=-math.inf, posinf=math.inf, neginf=-math.inf
+        ).numpy()
+    else:  # no NaN (the sum of values with one would be NaN): a plain copy, 2.5x cheaper
+        work = np.array(values, dtype=np.float64, order="C")
     # Cells addressed by flat index: a fraction of the cost of (row, column) fancy indexing.
     row_starts = np.arange(len(work)) * work.shape[1]
     order = np.empty((len(work), k), dtype=np.int64)

@@ -79,6 +79,14 @@ def test_compress_tail_keeps_order_and_is_continuous():
     assert compress_tail(np.array([1000.0]), DEFAULT_SOFT_CLIP)[0] < DEFAULT_SOFT_CLIP + 10
 
 
+def test_compress_tail_compresses_far_values_beside_nan_and_accepts_no_rows():
+    z = np.array([[np.nan, 1000.0], [-1000.0, 1.0]])
+    out = compress_tail(z, DEFAULT_SOFT_CLIP)
+    assert np.isnan(out[0, 0]) and out[1, 1] == 1.0
+    assert DEFAULT_SOFT_CLIP < out[0, 1] == -out[1, 0] < DEFAULT_SOFT_CLIP + 10
+    assert compress_tail(np.zeros((0, 3)), DEFAULT_SOFT_CLIP).shape == (0, 3)
+
+
 def test_compress_tail_maps_infinities_and_huge_values_to_finite_caps():
     z = np.array([-np.inf, -1e308, -1e6, 0.0, 1e6, 1e308, np.inf])
     with warnings.catch_warnings():

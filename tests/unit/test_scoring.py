@@ -236,6 +236,13 @@ def test_top_k_columns_matches_a_stable_sort_including_ties() -> None:
     values[7, 2] = np.nan  # never ranked above a number
     expected = np.argsort(-np.nan_to_num(values, nan=-np.inf), axis=1, kind="stable")[:, :3]
     np.testing.assert_array_equal(top_k_columns(values, 3), expected)
+    # Without any NaN (the common case, which skips the NaN mapping), and with infinities.
+    values[7, 2] = 1.0
+    values[11, [1, 4]] = np.inf
+    values[12, 5] = -np.inf
+    expected = np.argsort(-values, axis=1, kind="stable")[:, :3]
+    np.testing.assert_array_equal(top_k_columns(values, 3), expected)
+    assert top_k_columns(values, 3)[11, :2].tolist() == [1, 4]
 
 
 def test_an_unseen_category_costs_at_least_a_laplace_floor(encoded_setup):
