@@ -50,7 +50,11 @@ def test_scoring_benchmark_runs_on_a_tiny_size(tmp_path: Path) -> None:
         assert row["end_to_end_rows_per_s"] > 0 and row["ceiling_rows_per_s"] > 0
         assert row["peak_rss_mb"] > 0
         assert row["ratio_to_ceiling"] == row["end_to_end_rows_per_s"] / row["ceiling_rows_per_s"]
-    assert "ratio_to_ceiling" in printed and report["machine"]["cores"] >= 1
+        assert row["ratio_to_bare_forward"] == (
+            row["end_to_end_rows_per_s"] / row["bare_forward_rows_per_s"]
+        )
+        assert row["bare_forward_cpu_s_per_m"] > 0
+    assert "ratio_to_bare_forward" in printed and report["machine"]["cores"] >= 1
 
 
 def test_training_benchmark_runs_on_a_tiny_size(tmp_path: Path) -> None:

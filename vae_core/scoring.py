@@ -265,7 +265,9 @@ def top_k_columns(values: np.ndarray, k: int) -> np.ndarray:
     The same as a stable argsort of ``-values`` cut to ``k`` columns, at a fraction of the
     cost for small ``k``: ``k`` passes of argmax, each masking the column it found.
     """
-    if np.isnan(np.add.reduce(values, axis=None)):
+    with np.errstate(invalid="ignore"):  # inf - inf is NaN too: then the NaN branch
+        has_nan = bool(np.isnan(np.add.reduce(values, axis=None)))
+    if has_nan:
         # A copy with NaN ranked last; torch's nan_to_num is several times numpy's.
         work = torch.nan_to_num(
             torch.from_numpy(values), nan=-math.inf, posinf=math.inf, neginf=-math.inf
