@@ -17,11 +17,13 @@ import numpy as np
 import pandas as pd
 
 from flows.input_checks import InputNotes
+from flows.partition_scoring import PartitionResult, scored_table
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import InputError, SchemaError
+from vae_core.features import EncodedData
 from vae_core.io import DEFAULT_BATCH_SIZE, ParquetBatchWriter, iter_batches
-from vae_core.prefetch import prefetch
-from vae_core.scoring import UNFILTERED_COLUMNS
+from vae_core.prefetch import WriteBehind, prefetch
+from vae_core.scoring import UNFILTERED_COLUMNS, ScoreArrays
 
 #: How many of the highest-scoring rows are printed by default.
 DEFAULT_TOP = 10
@@ -89,15 +91,14 @@ def carried_columns(detector: VAEAnomalyDetector, batch: pd.DataFrame, source: s
     return keys + [c for c in detector.schema_.ignored_columns if c in batch.columns]
 
 
-def _scored_batches(
+def _encoded_batches(
     detector: VAEAnomalyDetector, data: str, batch_size: int, notes: InputNotes
-) -> Iterator[pd.DataFrame]:
-    # Read ahead in a background thread while the model scores the current batch.
-    for batch in prefetch(iter_batches(data, batch_size=batch_size)):
+) -> Iterator[tuple[pd.DataFrame, EncodedData]]:
+    """The reading stage, run in the read-ahead thread: carried columns and encoded rows."""
+    for batch in iter_batches(data, batch_size=batch_size):
         notes.observe(batch)
-        carried = batch[carried_columns(detector, batch, data)]
-        scores = detector.score_frame(batch, source=data)
-        yield pd.concat([carried, scores], axis=1)
+        carried = batch[carried_columns(detector, batch, data)].reset_index(drop=True)
+        yield carried, detector.encode(batch, source=data)
 
 
 def score_file(
@@ -107,24 +108,49 @@ def score_file(
     top: int = DEFAULT_TOP,
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> ScoreSummary:
-    """Stream ``data`` through the detector into ``output``; keep the ``top`` rows in memory."""
+    """Stream ``data`` through the detector into ``output``; keep the ``top`` rows in memory.
+
+    The scoring flow's pipeline without its quarantine: batches are read and encoded in a
+    background thread, scored in this one, and turned into output rows and written in
+    another. A bad value stops the run, and nothing is written.
+    """
     if Path(data).resolve() == output.resolve():
         raise InputError(f"output {output} is the input file; write the scores elsewhere.")
-    rows = flagged = 0
-    best: list[pd.DataFrame] = []
     notes = InputNotes.for_model(detector.schema_, data)
-    with ParquetBatchWriter(output, without_statistics=UNFILTERED_COLUMNS) as writer:
-        for scored in _scored_batches(detector, data, batch_size, notes):
-            writer.write(scored)
-            if top > 0:
-                best.append(
-                    scored.assign(row=np.arange(rows, rows + len(scored))).nlargest(top, "score")
-                )
-                best = [pd.concat(best).nlargest(top, "score")]
-            rows += len(scored)
-            flagged += int(scored["is_anomaly"].sum())
-    top_rows = pd.concat(best) if best else pd.DataFrame()
-    return ScoreSummary(rows, flagged, top_rows.reset_index(drop=True), notes.messages())
+    threshold = detector.threshold_.value
+    summary = PartitionResult()
+    writer = ParquetBatchWriter(output, without_statistics=UNFILTERED_COLUMNS)
+    batches = prefetch(_encoded_batches(detector, data, batch_size, notes))
+
+    def write_scores(item: tuple[pd.DataFrame, ScoreArrays]) -> None:
+        writer.write_arrow(scored_table(*item, threshold))
+
+    behind = WriteBehind(write_scores)
+    try:
+        for carried, encoded in batches:
+            arrays = detector.score_arrays(encoded)
+            behind.submit((carried, arrays))
+            # The top rows keep their position in the output, for the summary.
+            start = summary.rows_scored
+            numbered = carried.assign(row=np.arange(start, start + len(arrays)))
+            summary.keep_top_of(numbered, arrays, threshold, top)
+            summary.rows_scored += len(arrays)
+            summary.n_flagged += int(np.count_nonzero(arrays.score > threshold))
+        behind.flush()
+        writer.close()
+    except BaseException:
+        batches.close()
+        try:
+            behind.flush()
+        except BaseException:  # noqa: BLE001 - the first error is the one raised
+            pass
+        writer.abort()
+        raise
+    top_rows = pd.DataFrame() if summary.top is None else summary.top
+    return ScoreSummary(
+        summary.rows_scored, summary.n_flagged, top_rows.reset_index(drop=True),
+        notes.messages(),
+    )
 
 
 def _contributions(row: pd.Series) -> str:

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from flows import cli
+from flows.batch import score_file
 from flows.demo_data import ANOMALY_KINDS, KEY_COLUMNS, make_demo_data, make_demo_frames
 from vae_core import VAEAnomalyDetector
 from vae_core.io import read_table, write_parquet_atomic
@@ -278,6 +279,22 @@ def test_score_in_small_batches_matches_one_batch(
         assert run(capsys, *argv, "--batch-size", size, "--top", "0")[0] == 0
         outputs.append(read_table(output))
     pd.testing.assert_frame_equal(outputs[0], outputs[1])
+
+
+def test_score_file_summary_keeps_the_top_rows_with_their_output_positions(
+    demo_files: dict[str, Path], model_dir: Path, tmp_path: Path
+) -> None:
+    detector = VAEAnomalyDetector.load(model_dir)
+    output = tmp_path / "scores.parquet"
+    summary = score_file(detector, str(demo_files["score"]), output, top=5, batch_size=7)
+    scores = read_table(output)
+    assert summary.rows == len(scores) == 120
+    assert summary.flagged == int(scores["is_anomaly"].sum())
+    # Across 18 batches: the five highest scores of the file, each at its output row.
+    expected = scores.nlargest(5, "score")
+    assert summary.top["row"].tolist() == expected.index.tolist()
+    assert summary.top["score"].tolist() == expected["score"].tolist()
+    assert summary.top["payment_id"].tolist() == expected["payment_id"].tolist()
 
 
 def test_score_reads_a_partitioned_directory(
