@@ -30,3 +30,14 @@ def test_the_duplicate_check_stops_at_its_memory_bound_and_says_so(monkeypatch) 
     assert first.duplicate_keys == 2  # 1 repeated, then 2 repeated within the first 4 rows
     assert first.unchecked_key_rows == 2
     assert "checked over the first 4 rows only; 2 later rows" in " ".join(first.messages())
+
+
+def test_a_key_seen_three_times_is_two_repeats_however_often_asked() -> None:
+    seen = notes()
+    seen.observe(pd.DataFrame({"id": [7, 5, 7], "x": 0.0}))
+    seen.observe(pd.DataFrame({"id": [6, 7, 5, 8], "x": 0.0}))
+    assert seen.duplicate_keys == 3  # 7 twice more, 5 once more
+    assert seen.duplicate_keys == 3  # counting leaves the collected hashes as they were
+    alone = notes()
+    alone.observe(pd.DataFrame({"id": [1], "x": 0.0}))
+    assert alone.duplicate_keys == 0 and notes().duplicate_keys == 0
