@@ -38,6 +38,8 @@ def test_a_key_seen_three_times_is_two_repeats_however_often_asked() -> None:
     seen.observe(pd.DataFrame({"id": [6, 7, 5, 8], "x": 0.0}))
     assert seen.duplicate_keys == 3  # 7 twice more, 5 once more
     assert seen.duplicate_keys == 3  # counting leaves the collected hashes as they were
+    seen.observe(pd.DataFrame({"id": [8], "x": 0.0}))  # after a count, more rows count too
+    assert seen.duplicate_keys == 4
     alone = notes()
     alone.observe(pd.DataFrame({"id": [1], "x": 0.0}))
     assert alone.duplicate_keys == 0 and notes().duplicate_keys == 0
