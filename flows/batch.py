@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 
 from flows.input_checks import InputNotes
-from flows.partition_scoring import PartitionResult, scored_table
+from flows.partition_scoring import TRIM_EVERY, PartitionResult, abandon, scored_table
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import InputError, SchemaError
 from vae_core.features import EncodedData
 from vae_core.io import DEFAULT_BATCH_SIZE, ParquetBatchWriter, iter_batches
+from vae_core.memory import release_free_memory
 from vae_core.prefetch import WriteBehind, prefetch
 from vae_core.scoring import UNFILTERED_COLUMNS, ScoreArrays
 
@@ -126,6 +127,7 @@ def score_file(
         writer.write_arrow(scored_table(*item, threshold))
 
     behind = WriteBehind(write_scores)
+    batches_done = 0
     try:
         for carried, encoded in batches:
             arrays = detector.score_arrays(encoded)
@@ -136,15 +138,13 @@ def score_file(
             summary.keep_top_of(numbered, arrays, threshold, top)
             summary.rows_scored += len(arrays)
             summary.n_flagged += int(np.count_nonzero(arrays.score > threshold))
+            batches_done += 1
+            if batches_done % TRIM_EVERY == 0:  # three threads: see vae_core.memory
+                release_free_memory()
         behind.flush()
         writer.close()
     except BaseException:
-        batches.close()
-        try:
-            behind.flush()
-        except BaseException:  # noqa: BLE001 - the first error is the one raised
-            pass
-        writer.abort()
+        abandon(batches, behind, writer)
         raise
     top_rows = pd.DataFrame() if summary.top is None else summary.top
     return ScoreSummary(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -336,13 +336,7 @@ def score_partition(
                 f"{result.rows_scored} scored; the output is incomplete."
             )
     except BaseException:
-        batches.close()
-        try:
-            scores_behind.flush()
-        except BaseException:  # noqa: BLE001 - the first error is the one raised
-            pass
-        scores_out.abort()
-        quarantine_out.abort()
+        abandon(batches, scores_behind, scores_out, quarantine_out)
         raise
     if result.rows_in:
         scores_out.close()
@@ -351,6 +345,22 @@ def score_partition(
     finish_quarantine(quarantine_out, quarantine_path, result.rows_quarantined)
     result.record_partition(seed, where, None if partition is None else partition.row_groups)
     return result
+
+
+def abandon(
+    batches: Generator[object, None, None], behind: WriteBehind, *outputs: ParquetBatchWriter
+) -> None:
+    """After a failure: stop reading, let the writer thread finish, remove partial outputs.
+
+    An error of the writer thread is dropped here: the first error is the one raised.
+    """
+    batches.close()
+    try:
+        behind.flush()
+    except BaseException:  # noqa: BLE001 - the first error is the one raised
+        pass
+    for output in outputs:
+        output.abort()
 
 
 def finish_quarantine(writer: ParquetBatchWriter, path: Path, rows_quarantined: int) -> None:
