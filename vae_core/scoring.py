@@ -35,8 +35,9 @@ _TEXT_DTYPE = pd.Series(["text"]).dtype
 DEFAULT_TOP_K = 3
 #: On CPU, rows are scored in chunks whose widest layer holds about this many values (1 MB
 #: of float32), so that a chunk's activations and per-term arrays stay in a core's L2
-#: cache: 8,192-row chunks of a 20-column model (32 hidden units) scored 25-30% faster than
-#: 65,536-row ones, 1,024-row chunks of a 200-column model (256) 10-25% faster than 10,000.
+#: cache: 8,192-row chunks of a 20-column model (32 hidden units) scored 8-30% faster than
+#: 65,536-row ones (median 18%), 1,024-row chunks of a 200-column model (256 hidden units)
+#: 10-25% faster than 10,000-row ones.
 CPU_CHUNK_CELLS = 262_144
 MIN_CHUNK_ROWS = 256
 #: On a GPU each kernel launch costs more than the memory traffic: large chunks.
@@ -185,6 +186,8 @@ def score_encoded(
     score numeric columns with a Student-t likelihood of that many degrees of freedom
     (``student_t_terms``); None keeps the Gaussian of training.
     """
+    if not models:
+        raise ValueError("score_encoded needs at least one model.")
     if batch_size is None:
         batch_size = chunk_rows(models, layout, device)
     assignment, names = _term_to_feature_matrix(layout)

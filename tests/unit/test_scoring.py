@@ -159,6 +159,8 @@ def test_cpu_chunks_are_sized_by_the_widest_layer(encoded_setup):
     wide_arch = dataclasses.replace(models[0].arch, hidden_sizes=(4096, 8))
     assert chunk_rows([TabularVAE(wide_arch)], layout, "cpu") == MIN_CHUNK_ROWS
     assert chunk_rows(models, layout, "cuda") == DEVICE_CHUNK_ROWS
+    with pytest.raises(ValueError, match="at least one model"):
+        score_encoded([], encoded_setup[0], layout, beta=1.0)
     # More rows than a chunk: scored in two, as they would be in one forward pass.
     encoded = encoded_setup[0]
     rows = np.arange(narrow + 100) % len(encoded)
