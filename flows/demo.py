@@ -35,6 +35,13 @@ def write_inputs(data: DemoData, workdir: Path) -> tuple[Path, Path]:
     return train_path, score_path
 
 
+def top_rows(scores_path: Path, n: int) -> pd.DataFrame:
+    """The ``n`` highest-scoring rows of a scores file, ``row`` their position in it."""
+    top = read_table(scores_path).nlargest(n, "score")
+    top.insert(0, "row", top.index)
+    return top.reset_index(drop=True)
+
+
 def grade(scores_path: Path, data: DemoData) -> None:
     """ROC AUC of the scores and precision/recall of the flags, from the written output."""
     scores = read_table(scores_path)
@@ -94,9 +101,7 @@ def run(workdir: Path, seed: int = 0) -> int:
         f"{scored.rows_in:,} rows in = {scored.rows_scored:,} scored + "
         f"{scored.rows_quarantined:,} quarantined; {scored.n_flagged:,} flagged"
     )
-    top = read_table(scored.scores_path).nlargest(10, "score").reset_index(drop=True)
-    top.insert(0, "row", top.index)
-    print(batch.format_top(top, list(KEY_COLUMNS)))
+    print(batch.format_top(top_rows(scored.scores_path, 10), list(KEY_COLUMNS)))
 
     _step(4, "grading against the injected labels (never shown to the model)")
     grade(scored.scores_path, data)

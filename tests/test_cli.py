@@ -371,6 +371,15 @@ def test_module_entry_point_in_a_subprocess(tmp_path: Path) -> None:
 
 
 # -- demo data and demo ----------------------------------------------------------------
+def test_demo_top_rows_are_numbered_by_their_position_in_the_scores(tmp_path: Path) -> None:
+    from flows.demo import top_rows
+
+    scores = pd.DataFrame({"payment_id": ["a", "b", "c", "d"], "score": [1.0, 9.0, 3.0, 7.0]})
+    write_parquet_atomic(scores, tmp_path / "scores.parquet")
+    top = top_rows(tmp_path / "scores.parquet", 2)
+    assert top["row"].tolist() == [1, 3] and top["payment_id"].tolist() == ["b", "d"]
+
+
 def test_demo_data_is_deterministic_and_keeps_labels_apart() -> None:
     first = make_demo_data(seed=5, n_train=300, n_score=200)
     second = make_demo_data(seed=5, n_train=300, n_score=200)
