@@ -8,9 +8,9 @@ validate, preprocess, score, write batch by batch). In the same subprocess, the 
 scoring pass (forward pass plus the per-feature likelihood terms, the work that produces a
 score) runs on the same batches already encoded in memory: that rate is the ceiling the
 end-to-end rate is compared with. The bare ``model(x)`` rate (the same chunks, forward
-pass only) and the ratio to it are printed too. Wall-clock
-rates suffer from whatever else runs on the machine; CPU seconds per row (all threads) do
-much less, so the model's share of the end-to-end CPU work is printed as well.
+pass only) and the ratio to it are printed too. Wall-clock rates suffer from whatever else
+runs on the machine; CPU seconds per row (all threads) do much less, so the model's share
+of the end-to-end CPU work is printed as well.
 
     python benchmarks/bench_scoring.py --rows 1000000 3000000 10000000
     python benchmarks/bench_scoring.py --rows 20000 --json out.json   # a quick check
