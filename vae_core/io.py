@@ -541,7 +541,7 @@ def column_encodings(
 
     Columns in ``without_statistics`` get no min/max statistics: they let a reader skip
     row groups when it filters on a column, and cost a pass over its values when writing
-    (for text, comparing every string: 40% of writing the scores).
+    (for text, comparing every string: the most costly part of the scores' statistics).
     """
     def is_text(field: pa.Field) -> bool:
         kind = field.type
