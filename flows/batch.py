@@ -23,6 +23,7 @@ from vae_core.errors import InputError, SchemaError
 from vae_core.features import EncodedData
 from vae_core.io import DEFAULT_BATCH_SIZE, ParquetBatchWriter, iter_batches
 from vae_core.memory import release_free_memory
+from vae_core.output_targets import check_file_target
 from vae_core.prefetch import WriteBehind, prefetch
 from vae_core.scoring import UNFILTERED_COLUMNS, ScoreArrays
 
@@ -117,6 +118,7 @@ def score_file(
     """
     if Path(data).resolve() == output.resolve():
         raise InputError(f"output {output} is the input file; write the scores elsewhere.")
+    check_file_target(output)  # before any work: a device or a folder is refused up front
     notes = InputNotes.for_model(detector.schema_, data)
     threshold = detector.threshold_.value
     summary = PartitionResult()

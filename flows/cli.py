@@ -35,7 +35,7 @@ from flows.batch import (
 from flows.input_checks import training_notes
 from flows.row_validation import split_training_rows
 from vae_core import VAEAnomalyDetector
-from vae_core.errors import InputError, ModelFileError
+from vae_core.errors import InputError, ModelFileError, OutputPathError
 from vae_core.io import DEFAULT_BATCH_SIZE, read_table
 from vae_core.sampling import sample_rows
 from vae_core.threshold import THRESHOLD_METHODS
@@ -45,7 +45,12 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 #: Errors the user can fix by changing the command line or the files: exit code 2.
 #: (flows.tracking.ModelResolutionError is an InputError: a model URI that resolves to
 #: nothing is a configuration to fix.)
-USER_ERRORS: tuple[type[BaseException], ...] = (InputError, ModelFileError, FileExistsError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    InputError,
+    ModelFileError,
+    OutputPathError,
+    FileExistsError,
+)
 
 
 # -- command registry ------------------------------------------------------------------

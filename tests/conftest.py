@@ -9,6 +9,9 @@ correlation, not the marginal range) or give a row categories that contradict it
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,6 +28,43 @@ SENSOR_COLUMNS = tuple(f"sensor_{j}" for j in range(6))
 DIRECTIONS = ("north", "east", "south", "west")
 FEATURE_COLUMNS = (*SENSOR_COLUMNS, "cat", "grade", "flag")
 CATEGORICAL_NAN_COLUMNS = ("cat", "grade")
+
+# -- machine guard ---------------------------------------------------------------------
+# A test that renames a file over /dev/null replaces the device for the whole machine
+# (apt, shells and every later test then write into a regular file). Checked after each
+# test, so the one that did it is named, and once more when the run ends.
+_DEV_NULL = "/dev/null"
+_damage: list[str] = []
+
+
+def _dev_null_is_intact() -> bool:
+    try:
+        return stat.S_ISCHR(os.stat(_DEV_NULL).st_mode)
+    except OSError:
+        return False
+
+
+def _damage_message(culprit: str) -> str:
+    return (
+        f"{_DEV_NULL} is no longer a character device after {culprit}; restore it as root "
+        f"with: rm {_DEV_NULL} && mknod -m 666 {_DEV_NULL} c 1 3"
+    )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    if not _damage and not _dev_null_is_intact():
+        _damage.append(item.nodeid)
+        pytest.fail(_damage_message(item.nodeid), pytrace=False)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _dev_null_is_intact():
+        return
+    culprit = _damage[0] if _damage else "the test session"
+    session.config.get_terminal_writer().line(f"FAILED: {_damage_message(culprit)}", red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
 
 #: Small, fast training settings for tests that need a fitted model but not a good one.
 FAST_PARAMS = {"max_epochs": 12, "hidden_sizes": (16, 8), "latent_dim": 2, "random_state": 0}

@@ -7,6 +7,7 @@ detection quality is tested with the detector.
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -355,6 +356,37 @@ def test_score_refuses_to_overwrite_its_input(
     code, _, err = run(capsys, "score-file", data, "--model-dir", model_dir, "--output", data)
     assert code == 2
     assert_one_line_error(err, "is the input file")
+
+
+@pytest.mark.parametrize("kind", ["device", "directory", "fifo"])
+def test_score_refuses_an_output_that_is_not_a_regular_file(
+    capsys: pytest.CaptureFixture[str],
+    demo_files: dict[str, Path],
+    model_dir: Path,
+    tmp_path: Path,
+    kind: str,
+) -> None:
+    output = tmp_path / "scores.parquet"
+    if kind == "device":
+        try:
+            os.mknod(output, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("creating a device node needs root")
+    elif kind == "directory":
+        output.mkdir()
+    else:
+        os.mkfifo(output)
+    before = os.lstat(output)
+    code, _, err = run(
+        capsys, "score-file", demo_files["score"], "--model-dir", model_dir, "--output", output
+    )
+    assert code == 2
+    assert_one_line_error(err, str(output), "Choose another output path")
+    after = os.lstat(output)
+    assert (after.st_mode, after.st_rdev, after.st_ino) == (
+        before.st_mode, before.st_rdev, before.st_ino,
+    )  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.parquet"]
 
 
 # -- the installed entry point ---------------------------------------------------------

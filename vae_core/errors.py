@@ -43,3 +43,7 @@ class ModelFileError(VAEAnomalyError, OSError):
 
 class NotFittedError(VAEAnomalyError, _SklearnNotFitted):
     """The detector was used before ``fit`` or ``load``."""
+
+
+class OutputPathError(VAEAnomalyError, OSError):
+    """An output path cannot be written: it is a device or a folder, or it is read-only."""

@@ -34,6 +34,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from vae_core.errors import EmptyInputError, InputError, SchemaError
+from vae_core.output_targets import check_file_target, writing_to
 
 PathLike = str | os.PathLike[str]
 
@@ -577,18 +578,19 @@ def _write_atomic(path: PathLike, write: Callable[[IO[bytes]], None]) -> Path:
     Readers see the old file or the whole new one. The parent directory is created if
     needed; if anything fails the temporary file is removed and ``path`` is left as it was.
     """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = _temporary_sibling(target)
-    try:
-        with open(staging, "xb") as handle:
-            write(handle)
-            _sync_and_close(handle)
-        os.chmod(staging, 0o644)  # outputs are for people and other jobs to read
-        os.replace(staging, target)
-    except BaseException:
-        _remove_quietly(staging)
-        raise
+    target = check_file_target(path)
+    with writing_to(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = _temporary_sibling(target)
+        try:
+            with open(staging, "xb") as handle:
+                write(handle)
+                _sync_and_close(handle)
+            os.chmod(staging, 0o644)  # outputs are for people and other jobs to read
+            os.replace(staging, target)
+        except BaseException:
+            _remove_quietly(staging)
+            raise
     _fsync_directory(target.parent)
     return target
 
@@ -685,9 +687,11 @@ class ParquetBatchWriter:
 
     def _open(self, schema: pa.Schema) -> None:
         self.schema = schema
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._staging = _temporary_sibling(self.path)
-        self._handle = open(self._staging, "xb")
+        check_file_target(self.path)
+        with writing_to(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._staging = _temporary_sibling(self.path)
+            self._handle = open(self._staging, "xb")
         self._writer = pq.ParquetWriter(
             self._handle, schema, **column_encodings(schema, self.without_statistics)
         )
@@ -706,7 +710,10 @@ class ParquetBatchWriter:
         try:
             self._writer.close()
             _sync_and_close(self._handle)
-            os.replace(self._staging, self.path)
+            with writing_to(self.path):
+                # The target may have become a device or a folder while the file was written.
+                check_file_target(self.path)
+                os.replace(self._staging, self.path)
         except BaseException:
             self.abort()
             raise

@@ -28,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from vae_core.errors import ModelFileError
+from vae_core.output_targets import check_directory_target, writing_to
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "model.json"
@@ -69,18 +70,20 @@ def staged_directory(path: str | os.PathLike[str], overwrite: bool = False) -> I
     staging directory is removed and ``path`` is left as it was. An existing ``path`` is
     refused unless ``overwrite``.
     """
-    target = Path(path)
+    target = check_directory_target(path)
     if target.exists() and not overwrite:
         raise FileExistsError(
             f"{target} already exists; pass overwrite=True to replace it, or save elsewhere."
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    with writing_to(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         yield staging
         _fsync_dir(staging)
         if target.exists():
             retired = target.with_name(f".{target.name}.old-{os.getpid()}")
+            check_directory_target(target)  # it may have been replaced while we wrote
             os.replace(target, retired)
             os.replace(staging, target)
             if retired.is_dir():
