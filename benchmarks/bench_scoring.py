@@ -96,7 +96,7 @@ def measure(
     """
     import torch
 
-    from flows.partition_scoring import batch_rows, score_partition
+    from flows.pipeline.partitions import batch_rows, score_partition
     from vae_core import VAEAnomalyDetector
     from vae_core.io import iter_batches
     from vae_core.scoring import chunk_rows, score_encoded

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from vae_core.io import write_bytes_atomic
+from flows.pipeline.writers import write_bytes_atomic
 from vae_core.sensor import SensorVAEDetector
 
 TRAIN_ROWS = 400

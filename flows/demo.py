@@ -14,10 +14,11 @@ from pathlib import Path
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from flows import batch
 from flows.config import Settings, load_settings
 from flows.demo_data import KEY_COLUMNS, DemoData, make_demo_data
-from vae_core.io import read_table, write_parquet_atomic
+from flows.pipeline import score_file as batch
+from flows.pipeline.writers import write_parquet_atomic
+from vae_core.io import read_table
 
 STEPS = 4
 

@@ -25,9 +25,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows import report, sensor_scoring, tracking
 from flows.config import ScoreSettings, Settings, load_settings
-from flows.partition_scoring import (
+from flows.mlops import tracking
+from flows.pipeline import sensor_scoring
+from flows.pipeline.partitions import (
     SAMPLE_SIZE,
     PartitionResult,
     RowAccountingError,
@@ -36,6 +37,8 @@ from flows.partition_scoring import (
     staging_directory,
     time_columns,
 )
+from flows.pipeline.writers import write_bytes_atomic
+from flows.reporting import report
 from flows.task_runners import (
     ModelRef,
     make_task_runner,
@@ -45,7 +48,7 @@ from flows.task_runners import (
 )
 from vae_core import SensorVAEDetector, VAEAnomalyDetector
 from vae_core.errors import EmptyInputError
-from vae_core.io import Partition, list_partitions, write_bytes_atomic
+from vae_core.io import Partition, list_partitions
 from vae_core.scoring import UNFILTERED_COLUMNS
 
 __all__ = ["SAMPLE_SIZE", "RowAccountingError", "score_flow"]

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import torch
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from flows import tracking
+from flows.mlops import tracking
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import InputError
 

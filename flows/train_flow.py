@@ -1,6 +1,6 @@
 """The retraining flow: load -> validate -> split -> fit -> evaluate -> log -> register -> promote.
 
-Tasks are thin: each calls ``vae_core`` or ``flows.tracking`` and returns plain values. The
+Tasks are thin: each calls ``vae_core`` or ``flows.mlops.tracking`` and returns plain values. The
 MLflow run id is passed explicitly from task to task (the active run is thread-local and
 Prefect runs tasks in worker threads). Any failure marks the MLflow run FAILED and leaves
 the registry's aliases untouched: the champion only moves in the last task, after the new
@@ -24,16 +24,17 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
-from flows import promotion, report, tracking
 from flows.config import Settings, TrainSettings, load_settings
-from flows.input_checks import training_notes
-from flows.row_validation import split_training_rows
-from flows.sensor_scoring import build_sensor_detector
+from flows.mlops import promotion, tracking
+from flows.pipeline.input_checks import training_notes
+from flows.pipeline.row_validation import split_training_rows
+from flows.pipeline.sampling import PartitionSample, SampleInfo, merge_samples, sample_partition
+from flows.pipeline.sensor_scoring import build_sensor_detector
+from flows.reporting import report
 from flows.task_runners import make_task_runner
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import EmptyInputError, SchemaError, TooFewRowsError
 from vae_core.io import Partition, list_partitions, read_table
-from vae_core.sampling import PartitionSample, SampleInfo, merge_samples, sample_partition
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 

@@ -18,10 +18,11 @@ import pytest
 import torch
 
 from flows import cli
-from flows.batch import score_file
 from flows.demo_data import ANOMALY_KINDS, KEY_COLUMNS, make_demo_data, make_demo_frames
+from flows.pipeline.score_file import score_file
+from flows.pipeline.writers import write_parquet_atomic
 from vae_core import VAEAnomalyDetector
-from vae_core.io import read_table, write_parquet_atomic
+from vae_core.io import read_table
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--epochs", "2", "--seed", "0"]
@@ -236,7 +237,7 @@ def test_unexpected_errors_exit_1(
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk\non fire")
 
-    monkeypatch.setattr(cli, "read_table", explode)
+    monkeypatch.setattr("flows.cli.app.read_table", explode)
     code, _, err = run(capsys, "fit", tmp_path / "x.parquet", "--model-dir", tmp_path / "m")
     assert code == 1
     assert_one_line_error(err, "RuntimeError: disk on fire")

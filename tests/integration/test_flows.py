@@ -15,10 +15,11 @@ from mlflow import MlflowClient
 
 from flows.config import Settings, load_settings
 from flows.demo_data import make_demo_frames
+from flows.pipeline.writers import write_parquet_atomic
 from flows.score_flow import score_flow
 from flows.train_flow import train_flow
 from vae_core.errors import NonFiniteLossError
-from vae_core.io import read_table, write_parquet_atomic
+from vae_core.io import read_table
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -229,7 +230,7 @@ def test_labelled_evaluation_and_time_window(
 def test_scoring_without_a_champion_fails_fast_naming_what_it_tried(
     tmp_path: Path, data_dir: Path, mlflow_store_factory
 ) -> None:
-    from flows.tracking import ModelResolutionError
+    from flows.mlops.tracking import ModelResolutionError
 
     store = mlflow_store_factory(tmp_path)
     settings = make_settings(store, data_dir, tmp_path, name="nobody")

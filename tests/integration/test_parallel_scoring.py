@@ -19,9 +19,10 @@ import pytest
 
 from flows.config import Settings, load_settings
 from flows.demo_data import make_demo_frames
+from flows.pipeline.writers import write_parquet_atomic, writer_tag
 from flows.score_flow import MANIFEST_FILE, score_flow
 from flows.train_flow import train_flow
-from vae_core.io import read_table, write_parquet_atomic, writer_tag
+from vae_core.io import read_table
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

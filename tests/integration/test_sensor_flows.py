@@ -14,10 +14,11 @@ import pandas as pd
 import pytest
 
 from flows.config import load_settings
+from flows.pipeline.writers import write_parquet_atomic
 from flows.score_flow import score_flow
 from flows.train_flow import train_flow
 from vae_core import SensorVAEDetector
-from vae_core.io import read_table, write_parquet_atomic
+from vae_core.io import read_table
 from vae_core.windows import STATUS_AFTER_GAP, STATUS_OK, STATUS_WARMING_UP
 
 SKAB = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "skab" / "valve1"

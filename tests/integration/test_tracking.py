@@ -1,4 +1,4 @@
-"""flows.tracking against a real MLflow sqlite store: runs, the pyfunc model, the registry."""
+"""flows.mlops.tracking against a real MLflow sqlite store: runs, the pyfunc model, the registry."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import torch
 from mlflow.models import Model
 from mlflow.tracking import MlflowClient
 
-from flows import tracking
-from flows.tracking import ModelResolutionError
+from flows.mlops import tracking
+from flows.mlops.tracking import ModelResolutionError
 from vae_core import VAEAnomalyDetector, VAEAnomalyError
 from vae_core.training import EpochRecord
 

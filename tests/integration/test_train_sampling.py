@@ -12,9 +12,9 @@ from prefect import flow
 from flows import cli
 from flows.config import load_settings
 from flows.demo_data import make_demo_frames
+from flows.pipeline.writers import write_parquet_atomic
 from flows.train_flow import train_flow
 from vae_core import VAEAnomalyDetector
-from vae_core.io import write_parquet_atomic
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +45,8 @@ def test_train_flow_samples_and_records_the_sample(history: Path, tmp_path: Path
 @pytest.mark.usefixtures("prefect_server")
 def test_sampling_as_dask_tasks_gives_the_same_sample(history: Path, tmp_path: Path) -> None:
     pytest.importorskip("distributed")
+    from flows.pipeline.sampling import sample_rows
     from flows.train_flow import sample_training_rows
-    from vae_core.sampling import sample_rows
 
     base = {"data_path": str(history), "max_train_rows": 333,
             "detector": {"random_state": 5}}

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from flows import input_checks
-from flows.input_checks import InputNotes
+from flows.pipeline import input_checks
+from flows.pipeline.input_checks import InputNotes
 
 
 def notes() -> InputNotes:

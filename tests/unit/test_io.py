@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from flows.pipeline import writers
 from vae_core import io
 from vae_core.errors import EmptyInputError, InputError, SchemaError
 
@@ -196,7 +197,7 @@ def test_iter_batches_rejects_a_bad_batch_size(tmp_path: Path) -> None:
 def test_write_parquet_atomic_round_trips_and_creates_parents(tmp_path: Path) -> None:
     frame = mixed_frame()
     target = tmp_path / "deep" / "er" / "out.parquet"
-    assert io.write_parquet_atomic(frame, target) == target
+    assert writers.write_parquet_atomic(frame, target) == target
     pd.testing.assert_frame_equal(io.read_table(target), frame, check_dtype=False)
     assert "__index_level_0__" not in pq.read_schema(target).names
     assert leftovers(target.parent) == []
@@ -204,8 +205,8 @@ def test_write_parquet_atomic_round_trips_and_creates_parents(tmp_path: Path) ->
 
 def test_write_parquet_atomic_replaces_an_existing_file(tmp_path: Path) -> None:
     target = tmp_path / "out.parquet"
-    io.write_parquet_atomic(mixed_frame(6), target)
-    io.write_parquet_atomic(mixed_frame(12), target)
+    writers.write_parquet_atomic(mixed_frame(6), target)
+    writers.write_parquet_atomic(mixed_frame(12), target)
     assert len(io.read_table(target)) == 12
 
 
@@ -214,21 +215,21 @@ def test_write_parquet_atomic_syncs_before_renaming(
 ) -> None:
     events: list[str] = []
     real_fsync, real_replace = os.fsync, os.replace
-    monkeypatch.setattr(io.os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(writers.os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
     monkeypatch.setattr(
         io.os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1]
     )
-    io.write_parquet_atomic(mixed_frame(), tmp_path / "out.parquet")
+    writers.write_parquet_atomic(mixed_frame(), tmp_path / "out.parquet")
     assert events.index("fsync") < events.index("replace")
 
 
 def test_failed_conversion_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
     target = tmp_path / "out.parquet"
-    io.write_parquet_atomic(mixed_frame(6), target)
+    writers.write_parquet_atomic(mixed_frame(6), target)
     before = target.read_bytes()
     unconvertible = pd.DataFrame({"mixed": [1, "two", object()]})
     with pytest.raises((pa.ArrowException, TypeError, ValueError)):
-        io.write_parquet_atomic(unconvertible, target)
+        writers.write_parquet_atomic(unconvertible, target)
     assert target.read_bytes() == before
     assert leftovers(tmp_path) == []
 
@@ -239,16 +240,16 @@ def test_failed_rename_removes_the_temp_file(
     def refuse(src: str, dst: str) -> None:
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(io.os, "replace", refuse)
+    monkeypatch.setattr(writers.os, "replace", refuse)
     with pytest.raises(OSError, match="disk on fire"):
-        io.write_parquet_atomic(mixed_frame(), tmp_path / "out.parquet")
+        writers.write_parquet_atomic(mixed_frame(), tmp_path / "out.parquet")
     assert list(tmp_path.iterdir()) == []
 
 
 # -- ParquetBatchWriter ----------------------------------------------------------------
 def test_batch_writer_appears_only_on_close(tmp_path: Path) -> None:
     target = tmp_path / "out.parquet"
-    with io.ParquetBatchWriter(target) as writer:
+    with writers.ParquetBatchWriter(target) as writer:
         writer.write(mixed_frame(6, 0))
         writer.write(mixed_frame(6, 6))
         assert not target.exists()
@@ -259,10 +260,10 @@ def test_batch_writer_appears_only_on_close(tmp_path: Path) -> None:
 
 def test_batch_writer_error_keeps_the_previous_output(tmp_path: Path) -> None:
     target = tmp_path / "out.parquet"
-    io.write_parquet_atomic(mixed_frame(6), target)
+    writers.write_parquet_atomic(mixed_frame(6), target)
     before = target.read_bytes()
     with pytest.raises(RuntimeError, match="scoring failed"):
-        with io.ParquetBatchWriter(target) as writer:
+        with writers.ParquetBatchWriter(target) as writer:
             writer.write(mixed_frame(12))
             raise RuntimeError("scoring failed")
     assert target.read_bytes() == before
@@ -272,7 +273,7 @@ def test_batch_writer_error_keeps_the_previous_output(tmp_path: Path) -> None:
 def test_batch_writer_rejects_a_batch_with_other_columns(tmp_path: Path) -> None:
     target = tmp_path / "out.parquet"
     with pytest.raises(InputError, match="does not match the schema of the first batch"):
-        with io.ParquetBatchWriter(target) as writer:
+        with writers.ParquetBatchWriter(target) as writer:
             writer.write(mixed_frame(6))
             writer.write(pd.DataFrame({"other": [1.0]}))
     assert not target.exists()
@@ -281,18 +282,18 @@ def test_batch_writer_rejects_a_batch_with_other_columns(tmp_path: Path) -> None
 
 def test_batch_writer_without_batches(tmp_path: Path) -> None:
     with pytest.raises(EmptyInputError, match="nothing was written"):
-        with io.ParquetBatchWriter(tmp_path / "none.parquet"):
+        with writers.ParquetBatchWriter(tmp_path / "none.parquet"):
             pass
     assert list(tmp_path.iterdir()) == []
 
     schema = pa.schema([("score", pa.float64())])
-    with io.ParquetBatchWriter(tmp_path / "empty.parquet", schema=schema):
+    with writers.ParquetBatchWriter(tmp_path / "empty.parquet", schema=schema):
         pass
     assert pq.read_table(tmp_path / "empty.parquet").num_rows == 0
 
 
 def test_batch_writer_abort_outside_a_with_block(tmp_path: Path) -> None:
-    writer = io.ParquetBatchWriter(tmp_path / "out.parquet")
+    writer = writers.ParquetBatchWriter(tmp_path / "out.parquet")
     writer.write(mixed_frame())
     writer.abort()
     assert list(tmp_path.iterdir()) == []
@@ -346,7 +347,7 @@ def test_batch_writer_dictionary_encodes_text_and_leaves_floats_uncompressed(
         "score": np.random.default_rng(0).random(1000),
         "top_feature_1": np.array(["bytes", "rate", "port"])[np.arange(1000) % 3],
     })
-    with io.ParquetBatchWriter(tmp_path / "scores.parquet") as writer:
+    with writers.ParquetBatchWriter(tmp_path / "scores.parquet") as writer:
         writer.write(frame)
     chunk = pq.ParquetFile(tmp_path / "scores.parquet").metadata.row_group(0)
     columns = {chunk.column(i).path_in_schema: chunk.column(i) for i in range(3)}
@@ -361,7 +362,7 @@ def test_batch_writer_dictionary_encodes_text_and_leaves_floats_uncompressed(
 def test_batch_writer_leaves_statistics_out_only_where_asked(tmp_path: Path) -> None:
     frame = pd.DataFrame({"id": np.arange(10), "score": np.linspace(0.0, 1.0, 10),
                           "name": ["a", "b"] * 5})
-    with io.ParquetBatchWriter(tmp_path / "s.parquet", without_statistics={"name"}) as writer:
+    with writers.ParquetBatchWriter(tmp_path / "s.parquet", without_statistics={"name"}) as writer:
         writer.write(frame)
     chunk = pq.ParquetFile(tmp_path / "s.parquet").metadata.row_group(0)
     columns = {chunk.column(i).path_in_schema: chunk.column(i) for i in range(3)}

@@ -6,7 +6,7 @@ import platform
 
 import numpy as np
 
-from vae_core.memory import release_free_memory
+from flows.pipeline.memory import release_free_memory
 
 
 def test_release_free_memory_trims_on_glibc_and_is_a_no_op_elsewhere() -> None:

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import torch
 
+from flows.pipeline.writers import ParquetBatchWriter, write_bytes_atomic, write_parquet_atomic
 from vae_core import OutputPathError
-from vae_core.io import ParquetBatchWriter, write_bytes_atomic, write_parquet_atomic
 from vae_core.output_targets import check_file_target
 from vae_core.persistence import save_model
 

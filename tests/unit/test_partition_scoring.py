@@ -9,8 +9,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from flows import partition_scoring
-from flows.partition_scoring import PartitionResult, RowAccountingError, concatenate_parts
+from flows.pipeline import partitions as partition_scoring
+from flows.pipeline.partitions import PartitionResult, RowAccountingError, concatenate_parts
 from vae_core.scoring import ScoreArrays
 
 
@@ -91,7 +91,7 @@ def test_concatenate_nothing_removes_a_stale_target(tmp_path: Path) -> None:
 
 
 def test_batches_of_wide_data_are_cut_to_the_cell_budget() -> None:
-    from flows.partition_scoring import BATCH_CELLS, MIN_BATCH_ROWS, batch_rows
+    from flows.pipeline.partitions import BATCH_CELLS, MIN_BATCH_ROWS, batch_rows
 
     assert batch_rows(65_536, 20) == 65_536
     assert batch_rows(65_536, 200) == BATCH_CELLS // 200

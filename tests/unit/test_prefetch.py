@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from vae_core.prefetch import WriteBehind, prefetch
+from flows.pipeline.prefetch import WriteBehind, prefetch
 
 
 def test_items_arrive_in_order() -> None:

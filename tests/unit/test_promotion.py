@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from flows import promotion
-from flows.promotion import decide
+from flows.mlops import promotion
+from flows.mlops.promotion import decide
 
 
 def label_free(median: float = 10.0, alert_rate: float = 0.01, expected: float = 0.01) -> dict:

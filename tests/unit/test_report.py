@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flows import charts, report
-from flows.report import ReportData
-from flows.sensor_scoring import SensorResult, entity_label
+from flows.pipeline.sensor_scoring import SensorResult, entity_label
+from flows.reporting import charts, report
+from flows.reporting.report import ReportData
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MALICIOUS = "<script>alert('x')</script>"

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from flows.pipeline.sampling import merge_samples, sample_partition, sample_rows
 from vae_core.errors import EmptyInputError
 from vae_core.io import list_partitions
-from vae_core.sampling import merge_samples, sample_partition, sample_rows
 
 
 @pytest.fixture()

@@ -8,13 +8,13 @@ import pytest
 import torch
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from flows.mlops.tracking import ResolvedModel
 from flows.task_runners import (
     TaskRunnerError,
     make_task_runner,
     model_ref,
     threads_per_task,
 )
-from flows.tracking import ResolvedModel
 
 
 def test_local_runner_is_a_thread_pool_of_the_configured_size() -> None:

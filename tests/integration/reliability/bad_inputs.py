@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from vae_core.io import write_parquet_atomic
+from flows.pipeline.writers import write_parquet_atomic
 
 KEY = "payment_id"
 SCORE_COLUMNS = ("recon_error", "kl", "score")

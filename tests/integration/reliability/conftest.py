@@ -15,8 +15,8 @@ import pytest
 from reliability_helpers import TINY_DETECTOR, Champion, flow_settings
 
 from flows.demo_data import make_demo_frames
+from flows.pipeline.writers import write_parquet_atomic
 from vae_core import VAEAnomalyDetector
-from vae_core.io import write_parquet_atomic
 
 
 @pytest.fixture(scope="session")

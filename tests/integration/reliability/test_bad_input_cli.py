@@ -41,7 +41,8 @@ from reliability_helpers import (
     write_config,
 )
 
-from vae_core.io import read_table, write_parquet_atomic
+from flows.pipeline.writers import write_parquet_atomic
+from vae_core.io import read_table
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

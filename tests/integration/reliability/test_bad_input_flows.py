@@ -36,10 +36,11 @@ from mlflow import MlflowClient
 from reliability_helpers import Champion, flow_settings, temporary_files
 
 from flows.config import ConfigError
+from flows.pipeline.writers import write_parquet_atomic
 from flows.score_flow import score_flow
 from flows.train_flow import train_flow
 from vae_core.errors import ColumnTypeError, InputError, TooFewRowsError
-from vae_core.io import read_table, write_parquet_atomic
+from vae_core.io import read_table
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -136,7 +137,7 @@ def dirty_training(tmp_path_factory: pytest.TempPathFactory, frames, champion: C
 
 def test_training_keeps_nan_inf_and_extreme_rows(dirty_training) -> None:
     outcome, settings, dirty = dirty_training
-    from flows import tracking
+    from flows.mlops import tracking
 
     tracking.configure_tracking(settings.tracking.tracking_uri)
     detector = tracking.load_detector(tracking.resolve_model("models:/rel-dirty/1"))

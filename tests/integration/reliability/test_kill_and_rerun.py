@@ -22,8 +22,8 @@ import pytest
 from mlflow import MlflowClient
 from reliability_helpers import Champion, flow_settings, run_cli, temporary_files, write_config
 
+from flows.pipeline.writers import write_parquet_atomic
 from flows.score_flow import score_flow
-from vae_core.io import write_parquet_atomic
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -174,7 +174,7 @@ def test_scoring_run_twice_gives_the_same_files(
 
 # -- row accounting --------------------------------------------------------------------------
 def test_accounting_check_counts_every_row() -> None:
-    from flows.partition_scoring import PartitionResult, RowAccountingError
+    from flows.pipeline.partitions import PartitionResult, RowAccountingError
 
     PartitionResult(rows_in=10, rows_scored=8, rows_quarantined=2).check_accounting()
     with pytest.raises(RowAccountingError, match="rows read 10 != rows scored 8 \\+ rows "
@@ -186,8 +186,8 @@ def test_a_run_that_loses_a_row_fails_and_writes_nothing(
     tmp_path: Path, champion: Champion, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Inject the bug the check exists for: validation silently dropping a row."""
-    from flows import partition_scoring as module
-    from flows.partition_scoring import RowAccountingError
+    from flows.pipeline import partitions as module
+    from flows.pipeline.partitions import RowAccountingError
 
     real_split = module.split_valid_rows
 

@@ -23,8 +23,8 @@ from reliability_helpers import (
     write_config,
 )
 
+from flows.mlops.tracking import ModelResolutionError
 from flows.score_flow import score_flow
-from flows.tracking import ModelResolutionError
 from vae_core.errors import ModelFileError
 from vae_core.persistence import MANIFEST_NAME, WEIGHTS_NAME
 

@@ -24,7 +24,10 @@ from typing import Any, NoReturn
 import torch
 
 import vae_core
-from flows.batch import (
+from flows.pipeline.input_checks import training_notes
+from flows.pipeline.row_validation import split_training_rows
+from flows.pipeline.sampling import sample_rows
+from flows.pipeline.score_file import (
     DEFAULT_TOP,
     fit_and_save,
     fit_summary,
@@ -32,18 +35,15 @@ from flows.batch import (
     refuse_existing,
     score_file,
 )
-from flows.input_checks import training_notes
-from flows.row_validation import split_training_rows
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import InputError, ModelFileError, OutputPathError
 from vae_core.io import DEFAULT_BATCH_SIZE, read_table
-from vae_core.sampling import sample_rows
 from vae_core.threshold import THRESHOLD_METHODS
 
 PROG = "vae-anomaly"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 #: Errors the user can fix by changing the command line or the files: exit code 2.
-#: (flows.tracking.ModelResolutionError is an InputError: a model URI that resolves to
+#: (flows.mlops.tracking.ModelResolutionError is an InputError: a model URI that resolves to
 #: nothing is a configuration to fix.)
 USER_ERRORS: tuple[type[BaseException], ...] = (
     InputError,
@@ -321,7 +321,7 @@ def run_score_file(args: argparse.Namespace) -> int:
 
 
 # Flow commands (train, score, demo, serve, config-schema) register themselves on import.
-from flows import flow_commands  # noqa: E402,F401
+from flows.cli import flow_commands  # noqa: E402,F401
 
 
 # -- main ------------------------------------------------------------------------------
@@ -401,11 +401,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE if isinstance(exc, _EXIT_USAGE_ERRORS) else EXIT_FAILURE
     finally:
         torch.set_num_threads(threads)  # main() may run inside a longer-lived process
-
-
-if __name__ == "__main__":
-    # ``python -m flows.cli`` runs this file as ``__main__``, a second copy of the module:
-    # the flow commands register themselves in ``flows.cli``, so run that copy's main.
-    from flows.cli import main as package_main
-
-    sys.exit(package_main())

@@ -29,21 +29,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flows.input_checks import InputNotes
-from flows.row_validation import REASON_COLUMN, split_valid_rows
+from flows.pipeline.input_checks import InputNotes
+from flows.pipeline.memory import release_free_memory
+from flows.pipeline.prefetch import WriteBehind, prefetch
+from flows.pipeline.row_validation import REASON_COLUMN, split_valid_rows
+from flows.pipeline.writers import ParquetBatchWriter, abandoned, frame_to_table, writer_tag
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import VAEAnomalyError
 from vae_core.features import EncodedData
-from vae_core.io import (
-    ParquetBatchWriter,
-    Partition,
-    abandoned,
-    frame_to_table,
-    iter_batches,
-    writer_tag,
-)
-from vae_core.memory import release_free_memory
-from vae_core.prefetch import WriteBehind, prefetch
+from vae_core.io import Partition, iter_batches
 from vae_core.scoring import UNFILTERED_COLUMNS, ScoreArrays, score_columns, to_frame
 
 #: Scores kept for the histogram and the time plot: a uniform sample of the run.
@@ -51,7 +45,7 @@ SAMPLE_SIZE = 50_000
 #: Cells (rows x features) per record batch, and the fewest rows a batch is cut to.
 BATCH_CELLS = 2_000_000
 MIN_BATCH_ROWS = 1024
-#: Batches between returns of freed memory to the OS (``vae_core.memory``).
+#: Batches between returns of freed memory to the OS (``flows.pipeline.memory``).
 TRIM_EVERY = 8
 #: Staging directories of partition outputs start with this; a killed run's are removed.
 STAGING_PREFIX = ".parts-"

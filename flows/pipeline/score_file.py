@@ -16,15 +16,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from flows.input_checks import InputNotes
-from flows.partition_scoring import TRIM_EVERY, PartitionResult, abandon, scored_table
+from flows.pipeline.input_checks import InputNotes
+from flows.pipeline.memory import release_free_memory
+from flows.pipeline.partitions import TRIM_EVERY, PartitionResult, abandon, scored_table
+from flows.pipeline.prefetch import WriteBehind, prefetch
+from flows.pipeline.writers import ParquetBatchWriter
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import InputError, SchemaError
 from vae_core.features import EncodedData
-from vae_core.io import DEFAULT_BATCH_SIZE, ParquetBatchWriter, iter_batches
-from vae_core.memory import release_free_memory
+from vae_core.io import DEFAULT_BATCH_SIZE, iter_batches
 from vae_core.output_targets import check_file_target
-from vae_core.prefetch import WriteBehind, prefetch
 from vae_core.scoring import UNFILTERED_COLUMNS, ScoreArrays
 
 #: How many of the highest-scoring rows are printed by default.
@@ -141,7 +142,7 @@ def score_file(
             summary.rows_scored += len(arrays)
             summary.n_flagged += int(np.count_nonzero(arrays.score > threshold))
             batches_done += 1
-            if batches_done % TRIM_EVERY == 0:  # three threads: see vae_core.memory
+            if batches_done % TRIM_EVERY == 0:  # three threads: see flows.pipeline.memory
                 release_free_memory()
         behind.flush()
         writer.close()

@@ -1,13 +1,13 @@
 """Everything the flows say to MLflow: runs, params, metrics, artifacts, the model, aliases.
 
-This is the only module (with the pyfunc file ``flows/pyfunc_model.py``) that imports
+This is the only module (with the pyfunc file ``flows/mlops/pyfunc_model.py``) that imports
 MLflow. Every function takes the run id explicitly and talks through ``MlflowClient``:
 MLflow's active run is thread-local and Prefect runs tasks in worker threads, so nothing
 here starts, reads or ends the fluent "active run".
 
 The model is logged once per training run as a models-from-code pyfunc:
 
-- code: ``flows/pyfunc_model.py`` (``VAEAnomalyPyfunc``) plus a copy of ``vae_core``
+- code: ``flows/mlops/pyfunc_model.py`` (``VAEAnomalyPyfunc``) plus a copy of ``vae_core``
   (``code/vae_core`` in the model), so loading needs no checkout of this repository and
   no ``vae-anomaly`` package (it is not on any index);
 - artifact ``detector``: the directory written by ``VAEAnomalyDetector.save`` (safetensors
@@ -69,7 +69,7 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 CHAMPION = "champion"
 MODEL_NAME_IN_RUN = "model"
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
-DETECTOR_ARTIFACT = "detector"  # same name as flows.pyfunc_model.DETECTOR_ARTIFACT
+DETECTOR_ARTIFACT = "detector"  # same name as flows.mlops.pyfunc_model.DETECTOR_ARTIFACT
 #: Libraries the pyfunc imports (directly or through vae_core), pinned to running versions.
 REQUIRED_DISTRIBUTIONS = (
     "torch", "numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "safetensors", "tqdm",
@@ -582,7 +582,7 @@ def load_detector(resolved: ResolvedModel, device: str = "cpu") -> VAEAnomalyDet
             if relative is None:
                 raise ModelResolutionError(
                     f"{resolved.uri} has no '{DETECTOR_ARTIFACT}' artifact: it was not logged "
-                    "by flows.tracking.log_detector_model. Point at a vae-anomaly model."
+                    "by flows.mlops.tracking.log_detector_model. Point at a vae-anomaly model."
                 )
             detector_dir = mlflow.artifacts.download_artifacts(
                 artifact_uri=f"{root.rstrip('/')}/{relative}", dst_path=str(local / "model")

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from flows.charts import (
+from flows.pipeline.writers import write_bytes_atomic
+from flows.reporting.charts import (
     carried_columns,
     feature_ranks,
     score_histogram_png,
@@ -40,7 +41,6 @@ from flows.charts import (
     top_features_png,
     training_histogram_png,
 )
-from vae_core.io import write_bytes_atomic
 
 __all__ = [
     "ALERT_RATE_HIGH",

@@ -25,11 +25,12 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.config import ScoreSettings, TrainSettings
-from flows.partition_scoring import PartitionResult, finish_quarantine
-from flows.report import ReportData
-from flows.row_validation import split_valid_rows
-from vae_core.io import ParquetBatchWriter, iter_batches
-from vae_core.prefetch import prefetch
+from flows.pipeline.partitions import PartitionResult, finish_quarantine
+from flows.pipeline.prefetch import prefetch
+from flows.pipeline.row_validation import split_valid_rows
+from flows.pipeline.writers import ParquetBatchWriter
+from flows.reporting.report import ReportData
+from vae_core.io import iter_batches
 from vae_core.scoring import UNFILTERED_COLUMNS
 from vae_core.sensor import SensorVAEDetector
 from vae_core.windows import STATUS_OK

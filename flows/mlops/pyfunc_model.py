@@ -1,6 +1,6 @@
 """The MLflow pyfunc that wraps a saved ``VAEAnomalyDetector`` (models-from-code).
 
-``flows.tracking.log_detector_model`` logs *this file* as the model's code; MLflow runs it
+``flows.mlops.tracking.log_detector_model`` logs *this file* as the model's code; MLflow runs it
 again wherever the model is loaded, so it must stay importable on its own: it imports
 ``mlflow``, ``pandas`` and ``vae_core`` only, never ``flows`` or Prefect. The detector
 travels as the model artifact ``detector`` (safetensors weights + JSON manifest, checked

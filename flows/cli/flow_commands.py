@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from flows.cli import EXIT_OK, command, positive_int
+from flows.cli.app import EXIT_OK, command, positive_int
 from flows.config import Settings, json_schema, load_settings
 
 # The flows run offline by default (Prefect's ephemeral server on a laptop or in CI): its

@@ -1,0 +1,7 @@
+"""``python -m flows.cli``: the same command line as ``vae-anomaly``."""
+
+import sys
+
+from flows.cli import main
+
+sys.exit(main())

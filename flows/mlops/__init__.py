@@ -1,0 +1,1 @@
+"""MLflow: runs, metrics and artifacts, model logging, the registry, promotion, the pyfunc."""

@@ -1,0 +1,1 @@
+"""The batch anomaly report: HTML page, charts, Markdown and table artifacts."""
