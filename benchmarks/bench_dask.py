@@ -60,10 +60,13 @@ def main(argv: list[str] | None = None) -> int:
             os.environ["PREFECT_API_URL"] = server.api_url  # for the worker processes
             stack.enter_context(temporary_settings({PREFECT_API_URL: server.api_url}))
         report = measure(args)
-    print(f"scoring flow, {report['rows']:,} rows in {args.files} files x {args.columns} "
-          f"columns; {report['machine']['cpu']} ({report['machine']['cores']} cores)")
-    print(pd.DataFrame(report["results"]).to_string(
-        index=False, float_format=lambda v: f"{v:,.2f}"))
+    print(
+        f"scoring flow, {report['rows']:,} rows in {args.files} files x {args.columns} "
+        f"columns; {report['machine']['cpu']} ({report['machine']['cores']} cores)"
+    )
+    print(
+        pd.DataFrame(report["results"]).to_string(index=False, float_format=lambda v: f"{v:,.2f}")
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2) + "\n")
@@ -76,19 +79,37 @@ def measure(args: argparse.Namespace) -> dict:
         generate(root / "train.parquet", 20_000, args.columns, seed=1)
         (root / "data").mkdir()
         for number in range(args.files):
-            generate(root / "data" / f"part-{number:03d}.parquet", args.rows_per_file,
-                     args.columns, seed=100 + number)
+            generate(
+                root / "data" / f"part-{number:03d}.parquet",
+                args.rows_per_file,
+                args.columns,
+                seed=100 + number,
+            )
         n_rows = args.files * args.rows_per_file
 
         def settings(out: str, **score):
-            return load_settings(files=[], environ={}, overrides={
-                "tracking": {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
-                             "registered_model": "bench"},
-                "train": {"data_path": str(root / "train.parquet"), "key_columns": ["id"],
-                          "detector": {"max_epochs": 10, "random_state": 0}},
-                "score": {"input_path": str(root / "data"), "output_dir": str(root / out),
-                          "model_uri": "models:/bench@champion", "top_n": 20, **score},
-            })
+            return load_settings(
+                files=[],
+                environ={},
+                overrides={
+                    "tracking": {
+                        "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+                        "registered_model": "bench",
+                    },
+                    "train": {
+                        "data_path": str(root / "train.parquet"),
+                        "key_columns": ["id"],
+                        "detector": {"max_epochs": 10, "random_state": 0},
+                    },
+                    "score": {
+                        "input_path": str(root / "data"),
+                        "output_dir": str(root / out),
+                        "model_uri": "models:/bench@champion",
+                        "top_n": 20,
+                        **score,
+                    },
+                },
+            )
 
         train_flow(settings("unused"))
         rows = []
@@ -96,25 +117,48 @@ def measure(args: argparse.Namespace) -> dict:
         score_flow(settings("local", concurrency=1))
         local_s = time.perf_counter() - started
         expected = pd.read_parquet(root / "local" / "scores.parquet")
-        rows.append({"runner": "in-process", "workers": 1, "cold_s": local_s,
-                     "warm_s": local_s, "rows_per_s": n_rows / local_s, "vs_in_process": 1.0})
+        rows.append(
+            {
+                "runner": "in-process",
+                "workers": 1,
+                "cold_s": local_s,
+                "warm_s": local_s,
+                "rows_per_s": n_rows / local_s,
+                "vs_in_process": 1.0,
+            }
+        )
         for n_workers in args.workers:
-            with distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1,
-                                          processes=True, dashboard_address=":0") as cluster:
+            with distributed.LocalCluster(
+                n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+            ) as cluster:
                 times = []
                 for run in ("cold", "warm"):
                     out = f"dask-{n_workers}-{run}"
                     started = time.perf_counter()
-                    score_flow(settings(out, task_runner="dask",
-                                        dask_address=cluster.scheduler_address))
+                    score_flow(
+                        settings(out, task_runner="dask", dask_address=cluster.scheduler_address)
+                    )
                     times.append(time.perf_counter() - started)
                     got = pd.read_parquet(root / out / "scores.parquet")
                     pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-4)
-            rows.append({"runner": "dask", "workers": n_workers, "cold_s": times[0],
-                         "warm_s": times[1], "rows_per_s": n_rows / times[1],
-                         "vs_in_process": local_s / times[1]})
-    return {"benchmark": "dask", "rows": n_rows, "files": args.files,
-            "columns": args.columns, "machine": machine(), "results": rows}
+            rows.append(
+                {
+                    "runner": "dask",
+                    "workers": n_workers,
+                    "cold_s": times[0],
+                    "warm_s": times[1],
+                    "rows_per_s": n_rows / times[1],
+                    "vs_in_process": local_s / times[1],
+                }
+            )
+    return {
+        "benchmark": "dask",
+        "rows": n_rows,
+        "files": args.files,
+        "columns": args.columns,
+        "machine": machine(),
+        "results": rows,
+    }
 
 
 if __name__ == "__main__":

@@ -108,8 +108,13 @@ def measure(
 
     def end_to_end() -> None:
         result = score_partition(
-            detector, str(data), None, out, out.with_name("quarantine.parquet"),
-            batch_size=batch_size, top_n=20,
+            detector,
+            str(data),
+            None,
+            out,
+            out.with_name("quarantine.parquet"),
+            batch_size=batch_size,
+            top_n=20,
         )
         assert result.rows_scored == n_rows == pq.ParquetFile(out).metadata.num_rows
 
@@ -140,8 +145,9 @@ def measure(
 
     def scoring_pass() -> None:
         for batch in encoded:
-            score_encoded(models, batch, layout, detector.beta, "cpu",
-                          numeric_dof=detector.numeric_dof)
+            score_encoded(
+                models, batch, layout, detector.beta, "cpu", numeric_dof=detector.numeric_dof
+            )
 
     def bare_forward() -> None:
         with torch.inference_mode():
@@ -154,8 +160,10 @@ def measure(
             timed("end_to_end", end_to_end)
         timed("ceiling", scoring_pass)
         timed("bare_forward", bare_forward)
-    per_m = {name: cpu / (n_rows if name == "end_to_end" else n_encoded) * 1e6
-             for name, (_, cpu) in best.items()}
+    per_m = {
+        name: cpu / (n_rows if name == "end_to_end" else n_encoded) * 1e6
+        for name, (_, cpu) in best.items()
+    }
     return {
         "rows": n_rows,
         "end_to_end_rows_per_s": n_rows / best["end_to_end"][0],
@@ -175,12 +183,22 @@ def measure(
 def machine() -> dict:
     import torch
 
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")), platform.processor(),
-    ) if Path("/proc/cpuinfo").exists() else platform.processor()
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
         "torch": torch.__version__,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
@@ -199,9 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args._measure:  # the child process
         data, model_dir, out = map(Path, args._measure)
-        print(json.dumps(
-            measure(data, model_dir, out, args.batch_size, args.threads, args.repeat)
-        ))
+        print(json.dumps(measure(data, model_dir, out, args.batch_size, args.threads, args.repeat)))
         return 0
 
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
@@ -214,10 +230,23 @@ def main(argv: list[str] | None = None) -> int:
             data = root / f"data-{n_rows}.parquet"
             generate(data, n_rows, args.columns)
             child = subprocess.run(
-                [sys.executable, __file__, "--batch-size", str(args.batch_size),
-                 "--threads", str(args.threads), "--repeat", str(args.repeat),
-                 "--_measure", str(data), str(root / "model"), str(root / "scores.parquet")],
-                capture_output=True, text=True, check=False,
+                [
+                    sys.executable,
+                    __file__,
+                    "--batch-size",
+                    str(args.batch_size),
+                    "--threads",
+                    str(args.threads),
+                    "--repeat",
+                    str(args.repeat),
+                    "--_measure",
+                    str(data),
+                    str(root / "model"),
+                    str(root / "scores.parquet"),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if child.returncode:
                 sys.stderr.write(child.stderr)
@@ -230,16 +259,32 @@ def main(argv: list[str] | None = None) -> int:
             results.append(figures)
             data.unlink()
 
-    report = {"benchmark": "scoring", "columns": args.columns, "batch_size": args.batch_size,
-              "threads": args.threads, "machine": machine(), "results": results}
-    table = pd.DataFrame(results)[[
-        "rows", "end_to_end_rows_per_s", "ceiling_rows_per_s", "ratio_to_ceiling",
-        "bare_forward_rows_per_s", "ratio_to_bare_forward", "peak_rss_mb", "end_to_end_s",
-        "model_share_of_cpu",
-    ]]
+    report = {
+        "benchmark": "scoring",
+        "columns": args.columns,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "machine": machine(),
+        "results": results,
+    }
+    table = pd.DataFrame(results)[
+        [
+            "rows",
+            "end_to_end_rows_per_s",
+            "ceiling_rows_per_s",
+            "ratio_to_ceiling",
+            "bare_forward_rows_per_s",
+            "ratio_to_bare_forward",
+            "peak_rss_mb",
+            "end_to_end_s",
+            "model_share_of_cpu",
+        ]
+    ]
     cpu = report["machine"]
-    print(f"scoring, {args.columns} numeric columns + id, batch {args.batch_size:,}, "
-          f"{args.threads} threads, {cpu['cpu']} ({cpu['cores']} cores)")
+    print(
+        f"scoring, {args.columns} numeric columns + id, batch {args.batch_size:,}, "
+        f"{args.threads} threads, {cpu['cpu']} ({cpu['cores']} cores)"
+    )
     print(table.to_string(index=False, float_format=lambda v: f"{v:,.2f}"))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -58,8 +58,13 @@ def fit_project(
     train: pd.DataFrame, args: argparse.Namespace, batch_size: int | str
 ) -> tuple[VAEAnomalyDetector, dict]:
     detector = VAEAnomalyDetector(
-        hidden_sizes=tuple(args.hidden), latent_dim=args.latent, max_epochs=args.epochs,
-        batch_size=batch_size, patience=10**6, random_state=0, device="cpu",
+        hidden_sizes=tuple(args.hidden),
+        latent_dim=args.latent,
+        max_epochs=args.epochs,
+        batch_size=batch_size,
+        patience=10**6,
+        random_state=0,
+        device="cpu",
     )
     started = time.perf_counter()
     detector.fit(train)
@@ -68,25 +73,38 @@ def fit_project(
     # rows in gradient steps: the validation split is held out of training
     n_train = len(train) - max(2, int(round(detector.validation_fraction * len(train))))
     batch = auto_sizes(n_train, input_dim=1, batch_size=batch_size).batch_size
-    return detector, {"batch_size": batch, "fit_s": seconds,
-                      "epochs": epochs, "train_rows": n_train,
-                      "samples_per_s": n_train * epochs / seconds}
+    return detector, {
+        "batch_size": batch,
+        "fit_s": seconds,
+        "epochs": epochs,
+        "train_rows": n_train,
+        "samples_per_s": n_train * epochs / seconds,
+    }
 
 
 def fit_pyod(train: pd.DataFrame, args: argparse.Namespace, batch_size: int):
     from pyod.models.vae import VAE
 
     model = VAE(
-        encoder_neuron_list=list(args.hidden), decoder_neuron_list=list(reversed(args.hidden)),
-        latent_dim=args.latent, epoch_num=args.epochs, batch_size=batch_size,
-        random_state=0, verbose=0, device="cpu",
+        encoder_neuron_list=list(args.hidden),
+        decoder_neuron_list=list(reversed(args.hidden)),
+        latent_dim=args.latent,
+        epoch_num=args.epochs,
+        batch_size=batch_size,
+        random_state=0,
+        verbose=0,
+        device="cpu",
     )
     started = time.perf_counter()
     model.fit(train.to_numpy(dtype=np.float64))
     seconds = time.perf_counter() - started
-    return model, {"batch_size": batch_size, "fit_s": seconds, "epochs": args.epochs,
-                   "train_rows": len(train),
-                   "samples_per_s": len(train) * args.epochs / seconds}
+    return model, {
+        "batch_size": batch_size,
+        "fit_s": seconds,
+        "epochs": args.epochs,
+        "train_rows": len(train),
+        "samples_per_s": len(train) * args.epochs / seconds,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--columns", type=int, default=20, help="generated data only")
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=256,
-                        help="batch size of the same-batch comparison")
+    parser.add_argument(
+        "--batch-size", type=int, default=256, help="batch size of the same-batch comparison"
+    )
     parser.add_argument("--hidden", type=int, nargs="+", default=[64, 32])
     parser.add_argument("--latent", type=int, default=8)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
@@ -125,12 +144,19 @@ def main(argv: list[str] | None = None) -> int:
         "same_batch": (args.batch_size, args.batch_size),
         "defaults": ("auto", PYOD_DEFAULT_BATCH),
     }
-    rows, report = [], {
-        "benchmark": "training", "data": source, "rows_train": len(train),
-        "epochs": args.epochs, "hidden": args.hidden, "latent": args.latent,
-        "threads": args.threads,
-        "machine": machine(),
-    }
+    rows, report = (
+        [],
+        {
+            "benchmark": "training",
+            "data": source,
+            "rows_train": len(train),
+            "epochs": args.epochs,
+            "hidden": args.hidden,
+            "latent": args.latent,
+            "threads": args.threads,
+            "machine": machine(),
+        },
+    )
     for name, (ours_batch, pyod_batch) in comparisons.items():
         ours, ours_figures = fit_project(train, args, ours_batch)
         theirs, theirs_figures = fit_pyod(train, args, pyod_batch)
@@ -139,12 +165,15 @@ def main(argv: list[str] | None = None) -> int:
             y_test, theirs.decision_function(test.to_numpy(dtype=np.float64))
         )
         speedup = ours_figures["samples_per_s"] / theirs_figures["samples_per_s"]
-        report[name] = {"project": ours_figures, "pyod_vae": theirs_figures,
-                        "speedup": speedup}
-        rows += [{"comparison": name, "detector": "project", **ours_figures},
-                 {"comparison": name, "detector": "PyOD VAE", **theirs_figures}]
-    print(f"training on {source}: {len(train):,} rows, {args.epochs} epochs, layers "
-          f"{args.hidden} -> {args.latent}, {args.threads} threads")
+        report[name] = {"project": ours_figures, "pyod_vae": theirs_figures, "speedup": speedup}
+        rows += [
+            {"comparison": name, "detector": "project", **ours_figures},
+            {"comparison": name, "detector": "PyOD VAE", **theirs_figures},
+        ]
+    print(
+        f"training on {source}: {len(train):,} rows, {args.epochs} epochs, layers "
+        f"{args.hidden} -> {args.latent}, {args.threads} threads"
+    )
     print(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:,.3f}"))
     for name in comparisons:
         print(f"speedup (samples/s), {name.replace('_', ' ')}: {report[name]['speedup']:.1f}x")

@@ -17,7 +17,10 @@ from pathlib import Path
 import pandas as pd
 
 METRICS = {
-    "auroc": "mean ROC AUC", "ap": "mean AP", "f1": "mean flag F1", "fit_s": "mean fit s",
+    "auroc": "mean ROC AUC",
+    "ap": "mean AP",
+    "f1": "mean flag F1",
+    "fit_s": "mean fit s",
     "seconds": "mean fit+score s",
 }
 

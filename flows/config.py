@@ -110,6 +110,7 @@ class SensorSettings(_Frozen):
         if value is not None:
             resample_step(value)  # fail at config time, not after reading the data
         return value
+
     alarm_k: int = Field(1, ge=1)  # flag when k of the last n scored rows are above
     alarm_n: int = Field(1, ge=1)  # the threshold (1 of 1: every row above it)
     iqr_factor: float = Field(6.0, gt=0)  # replaces detector.iqr_factor for window scores
@@ -243,8 +244,11 @@ def _field_path(loc: tuple[Any, ...]) -> str:
         parts.append(str(part))
         annotation = fields[part].annotation
         model = next(
-            (a for a in (annotation, *getattr(annotation, "__args__", ()))
-             if isinstance(a, type) and issubclass(a, BaseModel)),
+            (
+                a
+                for a in (annotation, *getattr(annotation, "__args__", ()))
+                if isinstance(a, type) and issubclass(a, BaseModel)
+            ),
             None,
         )
     return ".".join(parts) or ".".join(map(str, loc))
@@ -255,8 +259,10 @@ def _describe(error: dict[str, Any]) -> str:
     value = error.get("input")
     if error["type"] == "extra_forbidden":
         key = ".".join(str(part) for part in error["loc"])
-        return f"unknown key '{key}' (value {value!r}); check the spelling against " \
+        return (
+            f"unknown key '{key}' (value {value!r}); check the spelling against "
             "`vae-anomaly config-schema`"
+        )
     allowed = error.get("ctx", {}).get("expected") or error["msg"]
     return f"key '{key}' has value {value!r}: {allowed}"
 

@@ -87,23 +87,39 @@ def score_partition_task(
         # Long partitions say how far they got, at most every PROGRESS_EVERY_S seconds.
         if time.monotonic() - last_report[0] >= PROGRESS_EVERY_S:
             last_report[0] = time.monotonic()
-            logger.info("%s: %d rows so far, %d quarantined", label, running.rows_in,
-                        running.rows_quarantined)
+            logger.info(
+                "%s: %d rows so far, %d quarantined",
+                label,
+                running.rows_in,
+                running.rows_quarantined,
+            )
 
     result = score_partition(
-        detector, cfg.input_path, partition, scores_path, quarantine_path,
-        batch_size=cfg.batch_size, top_n=cfg.top_n, numeric_errors=cfg.numeric_errors,
+        detector,
+        cfg.input_path,
+        partition,
+        scores_path,
+        quarantine_path,
+        batch_size=cfg.batch_size,
+        top_n=cfg.top_n,
+        numeric_errors=cfg.numeric_errors,
         progress=report_progress,
     )
     logger.info(
         "%s: %d rows, %d scored, %d quarantined, %d flagged",
-        label, result.rows_in, result.rows_scored, result.rows_quarantined, result.n_flagged,
+        label,
+        result.rows_in,
+        result.rows_scored,
+        result.rows_quarantined,
+        result.n_flagged,
     )
     return result
 
 
 def score_stream(
-    detector: VAEAnomalyDetector, cfg: ScoreSettings, output_dir: Path,
+    detector: VAEAnomalyDetector,
+    cfg: ScoreSettings,
+    output_dir: Path,
     ref: ModelRef | None = None,
 ) -> PartitionResult:
     """Score every partition of the input into ``output_dir``; return counts and summaries.
@@ -118,10 +134,16 @@ def score_stream(
     """
     partitions = list_partitions(cfg.input_path, cfg.partition_rows)
     if len(partitions) == 1 and cfg.task_runner == "local":
-        return report_notes(score_partition_task(
-            detector, cfg, None, output_dir / SCORES_FILE, output_dir / QUARANTINE_FILE,
-            label=Path(partitions[0].file).name,
-        ))
+        return report_notes(
+            score_partition_task(
+                detector,
+                cfg,
+                None,
+                output_dir / SCORES_FILE,
+                output_dir / QUARANTINE_FILE,
+                label=Path(partitions[0].file).name,
+            )
+        )
     staging = staging_directory(output_dir, secrets.token_hex(6))
     try:
         model = detector if cfg.task_runner == "local" or ref is None else ref
@@ -129,12 +151,17 @@ def score_stream(
         sharing = threads_per_task(cfg.concurrency if cfg.task_runner == "local" else 1)
         with sharing, runner:
             futures = [
-                runner.submit(score_partition_task, parameters={
-                    "model": model, "cfg": cfg, "partition": part,
-                    "scores_path": staging / f"{part.name}.scores.parquet",
-                    "quarantine_path": staging / f"{part.name}.quarantine.parquet",
-                    "label": f"{part.name} ({Path(part.file).name})",
-                })
+                runner.submit(
+                    score_partition_task,
+                    parameters={
+                        "model": model,
+                        "cfg": cfg,
+                        "partition": part,
+                        "scores_path": staging / f"{part.name}.scores.parquet",
+                        "quarantine_path": staging / f"{part.name}.quarantine.parquet",
+                        "label": f"{part.name} ({Path(part.file).name})",
+                    },
+                )
                 for part in partitions
             ]
             results = [future.result() for future in futures]
@@ -149,7 +176,8 @@ def score_stream(
         total.check_accounting()
         concatenate_parts(
             [staging / f"{p.name}.scores.parquet" for p in partitions],
-            output_dir / SCORES_FILE, UNFILTERED_COLUMNS,
+            output_dir / SCORES_FILE,
+            UNFILTERED_COLUMNS,
         )
         concatenate_parts(
             [staging / f"{p.name}.quarantine.parquet" for p in partitions],
@@ -169,8 +197,11 @@ def report_notes(summary: PartitionResult) -> PartitionResult:
 
 
 def write_manifest(
-    summary: PartitionResult, resolved: tracking.ResolvedModel, cfg: ScoreSettings,
-    output_dir: Path, run_id: str,
+    summary: PartitionResult,
+    resolved: tracking.ResolvedModel,
+    cfg: ScoreSettings,
+    output_dir: Path,
+    run_id: str,
 ) -> Path:
     """Record what produced the outputs: model version, input, partitions and row counts."""
     manifest = {
@@ -178,8 +209,12 @@ def write_manifest(
         "model": {"name": resolved.name, "version": str(resolved.version), "uri": resolved.uri},
         "input_path": cfg.input_path,
         "mlflow_run_id": run_id,
-        "rows": {"in": summary.rows_in, "scored": summary.rows_scored,
-                 "quarantined": summary.rows_quarantined, "flagged": summary.n_flagged},
+        "rows": {
+            "in": summary.rows_in,
+            "scored": summary.rows_scored,
+            "quarantined": summary.rows_quarantined,
+            "flagged": summary.n_flagged,
+        },
         "outputs": {
             "scores": SCORES_FILE,
             "quarantine": QUARANTINE_FILE if summary.rows_quarantined else None,
@@ -187,9 +222,7 @@ def write_manifest(
         },
         "partitions": summary.partitions,
     }
-    return write_bytes_atomic(
-        json.dumps(manifest, indent=2).encode(), output_dir / MANIFEST_FILE
-    )
+    return write_bytes_atomic(json.dumps(manifest, indent=2).encode(), output_dir / MANIFEST_FILE)
 
 
 def build_report_data(
@@ -200,20 +233,26 @@ def build_report_data(
     output_dir: Path,
     run_id: str | None,
 ) -> report.ReportData:
-    sample = summary.sample if summary.sample is not None else pd.DataFrame(
-        {"score": [], "is_anomaly": []}
+    sample = (
+        summary.sample
+        if summary.sample is not None
+        else pd.DataFrame({"score": [], "is_anomaly": []})
     )
     scores = sample["score"].to_numpy(dtype=float)
     time_column = next((c for c in time_columns(detector) if c in sample.columns), None)
     series = None
     if time_column is not None and len(sample):
-        series = sample[[time_column, "score", "is_anomaly"]].rename(
-            columns={time_column: "timestamp"}
-        ).sort_values("timestamp")
+        series = (
+            sample[[time_column, "score", "is_anomaly"]]
+            .rename(columns={time_column: "timestamp"})
+            .sort_values("timestamp")
+        )
     levels = (0.5, 0.9, 0.99, 0.999)
-    quantiles = {f"q{level:g}": float(np.quantile(scores, level)) for level in levels} if len(
-        scores
-    ) else {}
+    quantiles = (
+        {f"q{level:g}": float(np.quantile(scores, level)) for level in levels}
+        if len(scores)
+        else {}
+    )
     return report.ReportData(
         title=cfg.report_title,
         model_name=resolved.name,
@@ -244,11 +283,13 @@ def build_report_data(
 def publish_report(data: report.ReportData, output_dir: Path, run_id: str) -> Path:
     path = report.write_report(data, output_dir / REPORT_FILE)
     create_markdown_artifact(
-        key="anomaly-report", markdown=report.render_markdown(data),
+        key="anomaly-report",
+        markdown=report.render_markdown(data),
         description=f"{data.title}: {data.model_name} v{data.model_version}",
     )
     create_table_artifact(
-        key="top-anomalies", table=report.top_anomalies_table(data),
+        key="top-anomalies",
+        table=report.top_anomalies_table(data),
         description="Highest-scoring rows and their contributing features",
     )
     metrics = {
@@ -263,8 +304,9 @@ def publish_report(data: report.ReportData, output_dir: Path, run_id: str) -> Pa
     }
     tracking.log_metrics(run_id, metrics)
     tracking.log_artifact(run_id, str(path), "report")
-    tracking.log_text(run_id, json.dumps(data.quarantine_reasons, indent=2),
-                      "report/quarantine_reasons.json")
+    tracking.log_text(
+        run_id, json.dumps(data.quarantine_reasons, indent=2), "report/quarantine_reasons.json"
+    )
     return path
 
 
@@ -297,8 +339,13 @@ def score_flow(
     cfg, track = settings.score, settings.tracking
     tracking.configure_tracking(track.tracking_uri, track.registry_uri)
     resolved, detector = resolve_champion(cfg.model_uri)
-    tags = {"job": "score", "input_path": cfg.input_path, "model_name": resolved.name,
-            "model_version": str(resolved.version), "model_uri": resolved.uri}
+    tags = {
+        "job": "score",
+        "input_path": cfg.input_path,
+        "model_name": resolved.name,
+        "model_version": str(resolved.version),
+        "model_uri": resolved.uri,
+    }
     with tracking.tracked_run(track.experiment, "score", tags) as run_id:
         output_dir = Path(cfg.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -324,8 +371,14 @@ def score_flow(
         f"{summary.n_flagged} flagged; report {report_path}"
     )
     return ScoreOutcome(
-        run_id, str(resolved.version), summary.rows_in, summary.rows_scored,
-        summary.rows_quarantined, summary.n_flagged, output_dir / SCORES_FILE,
-        quarantine if summary.rows_quarantined else None, report_path,
+        run_id,
+        str(resolved.version),
+        summary.rows_in,
+        summary.rows_scored,
+        summary.rows_quarantined,
+        summary.n_flagged,
+        output_dir / SCORES_FILE,
+        quarantine if summary.rows_quarantined else None,
+        report_path,
         tuple(summary.notes.messages()) if summary.notes else (),
     )

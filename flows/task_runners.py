@@ -73,11 +73,15 @@ def make_task_runner(kind: RunnerKind, workers: int, address: str | None) -> Tas
     # One thread per worker process: torch already uses the cores it is given, and
     # processes sidestep the GIL for the pandas parts of scoring. The workers are told
     # where this run's Prefect API is: without it each would start a server of its own.
-    return DaskTaskRunner(cluster_kwargs={
-        "n_workers": workers, "threads_per_worker": 1, "processes": True,
-        "dashboard_address": ":0",  # any free port: several runs may share a machine
-        "env": {"PREFECT_API_URL": api_url} if api_url else {},
-    })
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": workers,
+            "threads_per_worker": 1,
+            "processes": True,
+            "dashboard_address": ":0",  # any free port: several runs may share a machine
+            "env": {"PREFECT_API_URL": api_url} if api_url else {},
+        }
+    )
 
 
 def prefect_api_url() -> tuple[str | None, bool]:
@@ -92,15 +96,22 @@ def prefect_api_url() -> tuple[str | None, bool]:
         return str(client.api_url).rstrip("/"), False
 
 
-def model_ref(resolved: tracking.ResolvedModel, tracking_uri: str,
-              registry_uri: str | None) -> ModelRef:
+def model_ref(
+    resolved: tracking.ResolvedModel, tracking_uri: str, registry_uri: str | None
+) -> ModelRef:
     """A reference other processes can load from; relative sqlite paths made absolute."""
+
     def absolute(uri: str) -> str:
         db = tracking.sqlite_path(uri)
         return uri if db is None else f"sqlite:///{db.expanduser().absolute()}"
 
-    return ModelRef(resolved.name, str(resolved.version), resolved.uri, absolute(tracking_uri),
-                    absolute(registry_uri or tracking_uri))
+    return ModelRef(
+        resolved.name,
+        str(resolved.version),
+        resolved.uri,
+        absolute(tracking_uri),
+        absolute(registry_uri or tracking_uri),
+    )
 
 
 @contextlib.contextmanager
@@ -127,6 +138,5 @@ def worker_detector(ref: ModelRef) -> VAEAnomalyDetector:
     """
     torch.set_num_threads(1)
     tracking.configure_tracking(ref.tracking_uri, ref.registry_uri)
-    resolved = tracking.ResolvedModel(uri=ref.uri, name=ref.name, version=ref.version,
-                                      run_id=None)
+    resolved = tracking.ResolvedModel(uri=ref.uri, name=ref.name, version=ref.version, run_id=None)
     return tracking.load_detector(resolved)

@@ -67,11 +67,15 @@ def _needed_columns(cfg: TrainSettings) -> list[str] | None:
 
 
 @task(cache_policy=NO_CACHE, task_run_name="sample-{partition.name}")
-def sample_partition_task(
-    cfg: TrainSettings, partition: Partition, seed: int
-) -> PartitionSample:
-    return sample_partition(cfg.data_path, partition, cfg.max_train_rows or 0, seed,
-                            _needed_columns(cfg), _window_filter(cfg))
+def sample_partition_task(cfg: TrainSettings, partition: Partition, seed: int) -> PartitionSample:
+    return sample_partition(
+        cfg.data_path,
+        partition,
+        cfg.max_train_rows or 0,
+        seed,
+        _needed_columns(cfg),
+        _window_filter(cfg),
+    )
 
 
 def sample_training_rows(cfg: TrainSettings) -> tuple[pd.DataFrame, SampleInfo]:
@@ -85,8 +89,9 @@ def sample_training_rows(cfg: TrainSettings) -> tuple[pd.DataFrame, SampleInfo]:
     partitions = list_partitions(cfg.data_path)
     with make_task_runner(cfg.task_runner, cfg.concurrency, cfg.dask_address) as runner:
         futures = [
-            runner.submit(sample_partition_task,
-                          parameters={"cfg": cfg, "partition": part, "seed": seed})
+            runner.submit(
+                sample_partition_task, parameters={"cfg": cfg, "partition": part, "seed": seed}
+            )
             for part in partitions
         ]
         samples = [future.result() for future in futures]
@@ -115,8 +120,13 @@ def load_training_data(cfg: TrainSettings) -> tuple[pd.DataFrame, SampleInfo]:
     logger = get_run_logger()
     logger.info("loaded %d rows x %d columns from %s", *frame.shape, cfg.data_path)
     if info.sampled:
-        logger.info("trained on a uniform sample: %d of %d rows (max_train_rows=%d, seed %d)",
-                    info.rows_sampled, info.rows_seen, cfg.max_train_rows, info.seed)
+        logger.info(
+            "trained on a uniform sample: %d of %d rows (max_train_rows=%d, seed %d)",
+            info.rows_sampled,
+            info.rows_seen,
+            cfg.max_train_rows,
+            info.seed,
+        )
     return frame, info
 
 
@@ -191,8 +201,12 @@ def validate_training_data(frame: pd.DataFrame, cfg: TrainSettings) -> dict[str,
         _timestamps(frame, cfg.timestamp_column, source)
     duplicated = int(frame.duplicated(subset=cfg.key_columns).sum()) if cfg.key_columns else 0
     null_share = {c: float(v) for c, v in frame.isna().mean().items() if v > 0}
-    summary = {"rows": len(frame), "columns": len(frame.columns),
-               "duplicate_keys": duplicated, "null_share": null_share}
+    summary = {
+        "rows": len(frame),
+        "columns": len(frame.columns),
+        "duplicate_keys": duplicated,
+        "null_share": null_share,
+    }
     get_run_logger().info("validation: %s", json.dumps(summary)[:500])
     return summary
 
@@ -219,18 +233,20 @@ def fit_detector(train: pd.DataFrame, cfg: TrainSettings, run_id: str) -> VAEAno
         detector = build_sensor_detector(cfg)
     else:
         detector = VAEAnomalyDetector(**cfg.detector.estimator_params(cfg.key_columns))
-    detector.fit(
-        train, epoch_callback=tracking.epoch_logger(run_id, cfg.detector.n_models)
-    )
+    detector.fit(train, epoch_callback=tracking.epoch_logger(run_id, cfg.detector.n_models))
     result = detector.training_results_[0]
     get_run_logger().info(
         "trained %d epochs (best %d, val loss %.4f) on %s",
-        len(result.history), result.best_epoch + 1, result.best_val_loss, detector.device_,
+        len(result.history),
+        result.best_epoch + 1,
+        result.best_val_loss,
+        detector.device_,
     )
     if cfg.sensor is not None:  # duplicates, gaps and warm-up rows of the training series
-        tracking.log_metrics(run_id, {
-            f"train_rows_{status}": float(n) for status, n in detector.fit_status_counts_.items()
-        })
+        tracking.log_metrics(
+            run_id,
+            {f"train_rows_{status}": float(n) for status, n in detector.fit_status_counts_.items()},
+        )
     return detector
 
 
@@ -299,7 +315,8 @@ def log_training(
     tracking.log_params(run_id, {"tracking": settings.tracking.model_dump(mode="json")})
     tracking.log_metrics(run_id, metrics)
     tracking.log_text(
-        run_id, yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False),
+        run_id,
+        yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False),
         "config/resolved.yaml",
     )
     tracking.log_text(
@@ -314,10 +331,18 @@ def log_training(
 def training_report(
     detector: VAEAnomalyDetector, metrics: dict[str, float], validation: dict[str, Any]
 ) -> str:
-    lines = ["# Training report", "", "## Data", "", f"- rows: {validation['rows']}",
-             f"- duplicate keys: {validation['duplicate_keys']}",
-             f"- columns with missing values: {len(validation['null_share'])}", "",
-             "## Training", ""]
+    lines = [
+        "# Training report",
+        "",
+        "## Data",
+        "",
+        f"- rows: {validation['rows']}",
+        f"- duplicate keys: {validation['duplicate_keys']}",
+        f"- columns with missing values: {len(validation['null_share'])}",
+        "",
+        "## Training",
+        "",
+    ]
     for result in detector.training_results_:
         lines.append(
             f"- member {result.history[0].member if result.history else 0}: "
@@ -326,10 +351,17 @@ def training_report(
             + (" (stopped early)" if result.stopped_early else "")
         )
     threshold = detector.threshold_
-    lines += ["", "## Threshold", "", f"- method: {threshold.method} {threshold.params}",
-              f"- value: {threshold.value:.6g}",
-              f"- expected alert rate: {threshold.expected_alert_rate:.4%}", "",
-              "## Holdout metrics", ""]
+    lines += [
+        "",
+        "## Threshold",
+        "",
+        f"- method: {threshold.method} {threshold.params}",
+        f"- value: {threshold.value:.6g}",
+        f"- expected alert rate: {threshold.expected_alert_rate:.4%}",
+        "",
+        "## Holdout metrics",
+        "",
+    ]
     lines += [f"- {k}: {v:.6g}" for k, v in sorted(metrics.items())]
     return "\n".join(lines) + "\n"
 
@@ -360,25 +392,27 @@ def promote(
     if champion_version is not None:
         resolved = tracking.resolve_model(f"models:/{name}/{champion_version}")
         champion = tracking.load_detector(resolved)
-        champion_metrics = {
-            **holdout_metrics(champion, holdout), **labelled_metrics(champion, cfg)
-        }
+        champion_metrics = {**holdout_metrics(champion, holdout), **labelled_metrics(champion, cfg)}
     decision = promotion.decide(
-        candidate_metrics, champion_metrics, labelled=cfg.evaluation is not None,
+        candidate_metrics,
+        champion_metrics,
+        labelled=cfg.evaluation is not None,
         tolerance=cfg.promotion_tolerance,
     )
     tracking.set_alias(name, decision.alias, registered.version)
     tracking.set_version_tag(name, registered.version, "promotion", decision.reason[:500])
     tracking.log_metrics(run_id, {"promoted": float(decision.promote)})
-    tracking.log_text(run_id, json.dumps(asdict(decision), indent=2, default=str),
-                      "promotion/decision.json")
+    tracking.log_text(
+        run_id, json.dumps(asdict(decision), indent=2, default=str), "promotion/decision.json"
+    )
     if champion_metrics:
-        tracking.log_metrics(
-            run_id, {f"champion_{k}": v for k, v in champion_metrics.items()}
-        )
+        tracking.log_metrics(run_id, {f"champion_{k}": v for k, v in champion_metrics.items()})
     logger.info(
         "version %s -> %s (previous champion: %s): %s",
-        registered.version, decision.alias, champion_version, decision.reason,
+        registered.version,
+        decision.alias,
+        champion_version,
+        decision.reason,
     )
     return decision
 
@@ -415,10 +449,15 @@ def train_flow(
         frame, sample = load_training_data(cfg)
         frame = quarantine_training_rows(frame, cfg, run_id)
         validation = validate_training_data(frame, cfg)
-        tracking.set_run_tags(run_id, {
-            "row_count": str(len(frame)), "data_fingerprint": data_fingerprint(frame),
-            "rows_seen": str(sample.rows_seen), "sampled": str(sample.sampled).lower(),
-        })
+        tracking.set_run_tags(
+            run_id,
+            {
+                "row_count": str(len(frame)),
+                "data_fingerprint": data_fingerprint(frame),
+                "rows_seen": str(sample.rows_seen),
+                "sampled": str(sample.sampled).lower(),
+            },
+        )
         train, holdout = split_holdout(frame, cfg)
         detector = fit_detector(train, cfg, run_id)
         metrics = evaluate(detector, holdout, cfg)
@@ -428,11 +467,15 @@ def train_flow(
     create_markdown_artifact(
         key="training-summary",
         markdown=f"# Model {registered.name} v{registered.version}: {decision.alias}\n\n"
-        f"{decision.reason}\n\n"
-        + "\n".join(f"- {k}: {v:.6g}" for k, v in sorted(metrics.items())),
+        f"{decision.reason}\n\n" + "\n".join(f"- {k}: {v:.6g}" for k, v in sorted(metrics.items())),
         description="Training run summary",
     )
     return TrainOutcome(
-        run_id, registered.name, registered.version, decision.alias, decision.promote,
-        decision.reason, metrics,
+        run_id,
+        registered.name,
+        registered.version,
+        decision.alias,
+        decision.promote,
+        decision.reason,
+        metrics,
     )

@@ -12,10 +12,24 @@ SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "summarize_qual
 
 def test_summarize_quality_prints_means_per_detector(tmp_path: Path) -> None:
     rows = [
-        {"dataset": "a", "detector": "project", "seed": 0, "auroc": 0.9, "ap": 0.5, "f1": 0.4,
-         "fit_s": 1.0},
-        {"dataset": "a", "detector": "project", "seed": 1, "auroc": 0.7, "ap": 0.3, "f1": 0.2,
-         "fit_s": 3.0},
+        {
+            "dataset": "a",
+            "detector": "project",
+            "seed": 0,
+            "auroc": 0.9,
+            "ap": 0.5,
+            "f1": 0.4,
+            "fit_s": 1.0,
+        },
+        {
+            "dataset": "a",
+            "detector": "project",
+            "seed": 1,
+            "auroc": 0.7,
+            "ap": 0.3,
+            "f1": 0.2,
+            "fit_s": 3.0,
+        },
         {"dataset": "a", "detector": "iforest", "seed": 0, "error": "ValueError('x')"},
     ]
     results = tmp_path / "r.jsonl"
@@ -34,7 +48,9 @@ BENCHMARKS = SCRIPT.parent
 def run_benchmark(name: str, *args: str) -> str:
     result = subprocess.run(
         [sys.executable, str(BENCHMARKS / name), "--threads", "1", *args],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
@@ -42,8 +58,18 @@ def run_benchmark(name: str, *args: str) -> str:
 
 def test_scoring_benchmark_runs_on_a_tiny_size(tmp_path: Path) -> None:
     out = tmp_path / "scoring.json"
-    printed = run_benchmark("bench_scoring.py", "--rows", "3000", "7000", "--columns", "5",
-                            "--batch-size", "1024", "--json", str(out))
+    printed = run_benchmark(
+        "bench_scoring.py",
+        "--rows",
+        "3000",
+        "7000",
+        "--columns",
+        "5",
+        "--batch-size",
+        "1024",
+        "--json",
+        str(out),
+    )
     report = json.loads(out.read_text())
     assert [r["rows"] for r in report["results"]] == [3000, 7000]
     for row in report["results"]:
@@ -59,8 +85,9 @@ def test_scoring_benchmark_runs_on_a_tiny_size(tmp_path: Path) -> None:
 
 def test_training_benchmark_runs_on_a_tiny_size(tmp_path: Path) -> None:
     out = tmp_path / "training.json"
-    printed = run_benchmark("bench_training.py", "--rows", "1500", "--columns", "6",
-                            "--epochs", "1", "--json", str(out))
+    printed = run_benchmark(
+        "bench_training.py", "--rows", "1500", "--columns", "6", "--epochs", "1", "--json", str(out)
+    )
     report = json.loads(out.read_text())
     for comparison in ("same_batch", "defaults"):
         figures = report[comparison]
@@ -76,13 +103,28 @@ def test_training_benchmark_runs_on_a_tiny_size(tmp_path: Path) -> None:
 def test_dask_benchmark_runs_on_a_tiny_size(tmp_path: Path) -> None:
     out = tmp_path / "dask.json"
     result = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "bench_dask.py"), "--files", "2",
-         "--rows-per-file", "500", "--columns", "4", "--workers", "1", "--json", str(out)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            str(BENCHMARKS / "bench_dask.py"),
+            "--files",
+            "2",
+            "--rows-per-file",
+            "500",
+            "--columns",
+            "4",
+            "--workers",
+            "1",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert [(r["runner"], r["workers"]) for r in report["results"]] == [
-        ("in-process", 1), ("dask", 1)
+        ("in-process", 1),
+        ("dask", 1),
     ]
     assert all(r["rows_per_s"] > 0 for r in report["results"])

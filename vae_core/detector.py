@@ -418,4 +418,3 @@ def library_versions() -> dict[str, str]:
         "pandas": pd.__version__,
         "scikit-learn": sklearn.__version__,
     }
-

@@ -114,8 +114,9 @@ def compress_tail(z: np.ndarray, soft_clip: float, in_place: bool = False) -> np
     """
     # The common case, nothing beyond the linear range, is found by two reductions (NaN
     # ignored: it is not far), without the batch-sized mask the rest needs.
-    if z.size == 0 or not (np.fmax.reduce(z, axis=None) > soft_clip
-                           or np.fmin.reduce(z, axis=None) < -soft_clip):
+    if z.size == 0 or not (
+        np.fmax.reduce(z, axis=None) > soft_clip or np.fmin.reduce(z, axis=None) < -soft_clip
+    ):
         return z
     # Two comparisons rather than abs(): no batch-sized float temporary. NaN is not far.
     far = z > soft_clip
@@ -231,18 +232,18 @@ class Preprocessor:
                     # A two-valued column (a flag) is a Bernoulli variable: as a Gaussian on
                     # a robust scale, a flag set in 2% of rows would sit 50 units out and
                     # outweigh every other column whenever it is set.
-                    categorical.append({
-                        "name": spec.name,
-                        "levels": [repr(float(v)) for v in distinct] + [UNSEEN_LEVEL],
-                        "rare": [],
-                        "numeric_values": [float(v) for v in distinct],
-                    })
+                    categorical.append(
+                        {
+                            "name": spec.name,
+                            "levels": [repr(float(v)) for v in distinct] + [UNSEEN_LEVEL],
+                            "rare": [],
+                            "numeric_values": [float(v) for v in distinct],
+                        }
+                    )
                     continue
                 log = use_log_scale(observed)
                 centre, scale = _robust_centre_scale(np.log1p(observed) if log else observed)
-                numeric.append(
-                    {"name": spec.name, "centre": centre, "scale": scale, "log1p": log}
-                )
+                numeric.append({"name": spec.name, "centre": centre, "scale": scale, "log1p": log})
             else:
                 counts = series.dropna().astype(str).value_counts()
                 if len(counts) <= 1:
@@ -257,10 +258,14 @@ class Preprocessor:
                 level_counts = [float(n) for n in values[values >= min_count]]
                 if rare:
                     level_counts.append(float(values[values < min_count].mean()))
-                categorical.append({
-                    "name": spec.name, "levels": levels, "rare": rare,
-                    "counts": [*level_counts, 0.0],
-                })
+                categorical.append(
+                    {
+                        "name": spec.name,
+                        "levels": levels,
+                        "rare": rare,
+                        "counts": [*level_counts, 0.0],
+                    }
+                )
         if dropped:
             warnings.warn(
                 "not modelled, no information in the training data: " + ", ".join(dropped),
@@ -304,11 +309,13 @@ class Preprocessor:
             present = codes[:, j] >= 0
             block[np.flatnonzero(present), codes[present, j]] = 1.0
             one_hot_blocks.append(block)
-        missing = np.stack(
-            [frame[name].isna().to_numpy() for name in self.state["missing_indicators"]],
-            axis=1,
-        ).astype(np.float32) if self.state["missing_indicators"] else np.zeros(
-            (n_rows, 0), dtype=np.float32
+        missing = (
+            np.stack(
+                [frame[name].isna().to_numpy() for name in self.state["missing_indicators"]],
+                axis=1,
+            ).astype(np.float32)
+            if self.state["missing_indicators"]
+            else np.zeros((n_rows, 0), dtype=np.float32)
         )
         inputs = np.concatenate([numeric, *one_hot_blocks, missing], axis=1)
         return EncodedData(inputs, numeric, numeric_mask, codes, missing)
@@ -342,9 +349,7 @@ class Preprocessor:
                 # cap, i.e. as far out as anything can be.
                 part = raw[:, logged]
                 defined = part > -1
-                raw[:, logged] = np.where(
-                    defined, np.log1p(np.where(defined, part, 0.0)), -np.inf
-                )
+                raw[:, logged] = np.where(defined, np.log1p(np.where(defined, part, 0.0)), -np.inf)
             # In place: ``raw`` is this call's own copy, and batches are large.
             z = np.divide(np.subtract(raw, self._centres, out=raw), self._scales, out=raw)
         any_missing = bool(missing.any())

@@ -230,7 +230,8 @@ def _check_fragment_columns(
     # The dataset's schema is the first file's: a column only later files have would be
     # dropped without a word, so files that disagree are an error whichever way round.
     surplus = [
-        name for name in fragment.physical_schema.names
+        name
+        for name in fragment.physical_schema.names
         if name not in schema.names and not name.startswith(_PANDAS_INDEX_PREFIX)
     ]
     if surplus and columns is None:
@@ -261,10 +262,18 @@ def _kind(data_type: pa.DataType) -> str:
         return _kind(data_type.value_type)
     checks = (
         ("null", pa.types.is_null),
-        ("number", lambda t: pa.types.is_integer(t) or pa.types.is_floating(t)
-         or pa.types.is_decimal(t)),
-        ("text", lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)
-         or getattr(pa.types, "is_string_view", lambda _: False)(t)),
+        (
+            "number",
+            lambda t: pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t),
+        ),
+        (
+            "text",
+            lambda t: (
+                pa.types.is_string(t)
+                or pa.types.is_large_string(t)
+                or getattr(pa.types, "is_string_view", lambda _: False)(t)
+            ),
+        ),
         ("bool", pa.types.is_boolean),
         ("timestamp", pa.types.is_timestamp),
         ("date", pa.types.is_date),
@@ -328,8 +337,11 @@ def _fragment_batches(
         # until the whole file is done (a 3M-row file grew the process by 500 MB), and its
         # default read-ahead of 16 batches holds far more than a single consumer needs.
         yield from fragment.to_batches(
-            schema=schema, columns=_column_list(columns), batch_size=batch_size,
-            batch_readahead=2, fragment_readahead=1,
+            schema=schema,
+            columns=_column_list(columns),
+            batch_size=batch_size,
+            batch_readahead=2,
+            fragment_readahead=1,
             fragment_scan_options=_STREAMING_SCAN,
         )
     except _ARROW_ERRORS as exc:
@@ -373,12 +385,14 @@ def list_partitions(path: PathLike, max_rows: int | None = None) -> list[Partiti
         except _ARROW_ERRORS as exc:
             raise _file_error(fragment.path, exc) from exc
         for groups in _group_ranges(sizes, max_rows):
-            partitions.append(Partition(
-                index=len(partitions),
-                file=fragment.path,
-                row_groups=None if len(groups) == len(sizes) else tuple(groups),
-                n_rows=sum(sizes[g] for g in groups),
-            ))
+            partitions.append(
+                Partition(
+                    index=len(partitions),
+                    file=fragment.path,
+                    row_groups=None if len(groups) == len(sizes) else tuple(groups),
+                    n_rows=sum(sizes[g] for g in groups),
+                )
+            )
     return partitions
 
 

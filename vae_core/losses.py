@@ -30,9 +30,18 @@ class Batch(NamedTuple):
 
     @classmethod
     def from_encoded(cls, data: EncodedData, device: torch.device | str = "cpu") -> Batch:
-        return cls(*(torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (
-            data.inputs, data.numeric, data.numeric_mask, data.categories, data.missing
-        )))
+        return cls(
+            *(
+                torch.from_numpy(np.ascontiguousarray(a)).to(device)
+                for a in (
+                    data.inputs,
+                    data.numeric,
+                    data.numeric_mask,
+                    data.categories,
+                    data.missing,
+                )
+            )
+        )
 
     def select(self, index: torch.Tensor) -> Batch:
         # index_select: half the time of advanced indexing for a 1-d row index.
@@ -77,9 +86,11 @@ def reconstruction_terms(
     if category_nll:
         parts.append(torch.stack(category_nll, dim=1))
     if batch.missing.shape[1]:  # skipped when no column had missing values in training
-        parts.append(F.binary_cross_entropy_with_logits(
-            out.missing_logits.float(), batch.missing, reduction="none"
-        ))
+        parts.append(
+            F.binary_cross_entropy_with_logits(
+                out.missing_logits.float(), batch.missing, reduction="none"
+            )
+        )
     return torch.cat(parts, dim=1) if len(parts) > 1 else numeric_nll
 
 

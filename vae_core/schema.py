@@ -112,9 +112,7 @@ def is_numeric_dtype(series: pd.Series | np.dtype[Any] | pd.api.extensions.Exten
 
 
 def is_datetime_dtype(series: pd.Series) -> bool:
-    return pd.api.types.is_datetime64_any_dtype(series) or isinstance(
-        series.dtype, pd.PeriodDtype
-    )
+    return pd.api.types.is_datetime64_any_dtype(series) or isinstance(series.dtype, pd.PeriodDtype)
 
 
 def check_numeric_column(series: pd.Series, name: str, source: str) -> None:

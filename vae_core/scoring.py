@@ -47,11 +47,17 @@ DEVICE_CHUNK_ROWS = 65_536
 #: and these columns' statistics were a third of the cost of writing the scores, most of
 #: it comparing the name strings. Keys, timestamps, ``score`` and ``is_anomaly`` keep
 #: theirs.
-UNFILTERED_COLUMNS = frozenset({
-    "recon_error", "kl",
-    *(f"top_feature_{rank}{suffix}" for rank in range(1, DEFAULT_TOP_K + 1)
-      for suffix in ("", "_share")),
-})
+UNFILTERED_COLUMNS = frozenset(
+    {
+        "recon_error",
+        "kl",
+        *(
+            f"top_feature_{rank}{suffix}"
+            for rank in range(1, DEFAULT_TOP_K + 1)
+            for suffix in ("", "_share")
+        ),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -68,8 +74,11 @@ class ScoreArrays:
     def take(self, rows: np.ndarray) -> ScoreArrays:
         """The scores of ``rows`` (positions), in that order."""
         return ScoreArrays(
-            self.recon_error[rows], self.kl[rows], self.score[rows],
-            self.contributions[rows], self.feature_names,
+            self.recon_error[rows],
+            self.kl[rows],
+            self.score[rows],
+            self.contributions[rows],
+            self.feature_names,
         )
 
 
@@ -317,9 +326,7 @@ def score_columns(
         names = pa.array(list(scores.feature_names), type=pa.large_string())
         for rank in range(k):
             columns[f"top_feature_{rank + 1}"] = names.take(pa.array(order[:, rank]))
-            columns[f"top_feature_{rank + 1}_share"] = _cells(
-                scores.contributions, order[:, rank]
-            )
+            columns[f"top_feature_{rank + 1}_share"] = _cells(scores.contributions, order[:, rank])
     return columns
 
 

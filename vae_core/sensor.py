@@ -222,14 +222,17 @@ class SensorVAEDetector:
         self._check_fitted()
         with persistence.staged_directory(path, overwrite) as staging:
             self.detector_.save(staging / VAE_SUBDIR)
-            persistence.write_json(staging / SENSOR_MANIFEST, {
-                "format_version": SENSOR_FORMAT_VERSION,
-                "params": self.get_params(),
-                "spec": self.spec_.to_dict(),
-                "fit_status_counts": self.fit_status_counts_,
-                "n_windows": self.n_windows_,
-                "channel_dtypes": self.channel_dtypes_,
-            })
+            persistence.write_json(
+                staging / SENSOR_MANIFEST,
+                {
+                    "format_version": SENSOR_FORMAT_VERSION,
+                    "params": self.get_params(),
+                    "spec": self.spec_.to_dict(),
+                    "fit_status_counts": self.fit_status_counts_,
+                    "n_windows": self.n_windows_,
+                    "channel_dtypes": self.channel_dtypes_,
+                },
+            )
         return Path(path)
 
     @classmethod

@@ -100,9 +100,7 @@ def fit_threshold(
         q1, q3 = np.quantile(scores, [0.25, 0.75])
         value, params = q3 + iqr_factor * (q3 - q1), {"iqr_factor": iqr_factor}
     elif method == "contamination":
-        value, params = _quantile_threshold(scores, contamination), {
-            "contamination": contamination
-        }
+        value, params = _quantile_threshold(scores, contamination), {"contamination": contamination}
     elif method == "fpr":
         value, params = _quantile_threshold(scores, target_fpr), {"target_fpr": target_fpr}
     elif method == "pot":

@@ -124,8 +124,17 @@ def fit(
     with flat_parameters(model) as flat:
         optimizer = FlatAdamW(flat, lr=config.learning_rate, weight_decay=config.weight_decay)
         result = _train_epochs(
-            model, loss_fn, train, validation, config, callbacks, member, device,
-            generator, flat, optimizer,
+            model,
+            loss_fn,
+            train,
+            validation,
+            config,
+            callbacks,
+            member,
+            device,
+            generator,
+            flat,
+            optimizer,
         )
     model.eval()
     return result
@@ -198,9 +207,11 @@ def _train_epochs(
             _raise_non_finite(total, epoch, "training")
         # Validation is as contaminated as training: trim it the same way, at every epoch
         # (warm-up included) so that losses of different epochs stay comparable.
-        val_value = float(trimmed_mean(
-            evaluate(model, loss_fn, validation, 4 * config.batch_size), config.trim_fraction
-        ))
+        val_value = float(
+            trimmed_mean(
+                evaluate(model, loss_fn, validation, 4 * config.batch_size), config.trim_fraction
+            )
+        )
         if not math.isfinite(val_value):
             _raise_non_finite(val_value, epoch, "validation")
         if not math.isfinite(result.best_val_loss) or val_value < result.best_val_loss - (
@@ -212,7 +223,11 @@ def _train_epochs(
         else:
             epochs_without_gain += 1
         record = EpochRecord(
-            member, epoch, total / max(n_batches, 1), val_value, result.best_val_loss,
+            member,
+            epoch,
+            total / max(n_batches, 1),
+            val_value,
+            result.best_val_loss,
             time.perf_counter() - started,
         )
         result.history.append(record)

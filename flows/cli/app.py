@@ -310,7 +310,8 @@ def _configure_score(parser: argparse.ArgumentParser) -> None:
 
 
 @command(
-    "score-file", "score Parquet with a model directory saved by 'fit' (no MLflow)",
+    "score-file",
+    "score Parquet with a model directory saved by 'fit' (no MLflow)",
     _configure_score,
 )
 def run_score_file(args: argparse.Namespace) -> int:

@@ -73,11 +73,13 @@ class _WithoutTraceback(logging.Formatter):
 def _console_handlers() -> list[logging.Handler]:
     """Stream handlers of the root and the ``prefect`` loggers (the terminal, not the API)."""
     loggers = [logging.getLogger()] + [
-        logger for name, logger in logging.Logger.manager.loggerDict.items()
+        logger
+        for name, logger in logging.Logger.manager.loggerDict.items()
         if name.startswith("prefect") and isinstance(logger, logging.Logger)
     ]
-    handlers = {id(h): h for lg in loggers for h in lg.handlers
-                if isinstance(h, logging.StreamHandler)}
+    handlers = {
+        id(h): h for lg in loggers for h in lg.handlers if isinstance(h, logging.StreamHandler)
+    }
     return list(handlers.values())
 
 
@@ -106,12 +108,17 @@ def console_tracebacks(shown: bool) -> Iterator[None]:
 # -- train -------------------------------------------------------------------------------
 def _configure_train(parser: argparse.ArgumentParser) -> None:
     _add_config(parser)
-    parser.add_argument("--data", help="Parquet file, directory or glob to train on "
-                        "(overrides train.data_path).")
-    parser.add_argument("--model-name", help="registered model name "
-                        "(overrides tracking.registered_model).")
-    parser.add_argument("--epochs", type=positive_int,
-                        help="upper bound on epochs (overrides train.detector.max_epochs).")
+    parser.add_argument(
+        "--data", help="Parquet file, directory or glob to train on (overrides train.data_path)."
+    )
+    parser.add_argument(
+        "--model-name", help="registered model name (overrides tracking.registered_model)."
+    )
+    parser.add_argument(
+        "--epochs",
+        type=positive_int,
+        help="upper bound on epochs (overrides train.detector.max_epochs).",
+    )
 
 
 @command("train", "run the training flow: fit, log to MLflow, register, promote", _configure_train)
@@ -125,48 +132,80 @@ def run_train(args: argparse.Namespace) -> int:
         overrides["tracking"] = {"registered_model": args.model_name}
     with console_tracebacks(args.debug):
         outcome = train_flow(_settings(args, "train", overrides))
-    print(f"registered {outcome.model_name} version {outcome.version} as {outcome.alias}: "
-          f"{outcome.reason}")
+    print(
+        f"registered {outcome.model_name} version {outcome.version} as {outcome.alias}: "
+        f"{outcome.reason}"
+    )
     return EXIT_OK
 
 
 # -- score -------------------------------------------------------------------------------
 def _configure_score(parser: argparse.ArgumentParser) -> None:
     _add_config(parser)
-    parser.add_argument("--input", help="Parquet file, directory or glob to score "
-                        "(overrides score.input_path).")
-    parser.add_argument("--output-dir", help="directory for scores.parquet, "
-                        "quarantine.parquet and report.html (overrides score.output_dir).")
-    parser.add_argument("--model-uri", help="models:/<name>@<alias> or models:/<name>/<version> "
-                        "(overrides score.model_uri; default the champion).")
-    parser.add_argument("--batch-size", type=positive_int,
-                        help="rows per record batch (overrides score.batch_size).")
-    parser.add_argument("--concurrency", type=positive_int,
-                        help="partitions scored at the same time: threads, or the worker "
-                        "processes of a local Dask cluster (overrides score.concurrency).")
-    parser.add_argument("--partition-rows", type=positive_int,
-                        help="split files larger than this many rows into row-group "
-                        "partitions (overrides score.partition_rows).")
-    parser.add_argument("--task-runner", choices=("local", "dask"),
-                        help="where partitions run: local threads, or Dask worker processes "
-                        "(overrides score.task_runner).")
-    parser.add_argument("--dask-address", metavar="tcp://HOST:8786",
-                        help="score on this existing Dask cluster (implies --task-runner "
-                        "dask; overrides score.dask_address).")
+    parser.add_argument(
+        "--input", help="Parquet file, directory or glob to score (overrides score.input_path)."
+    )
+    parser.add_argument(
+        "--output-dir",
+        help="directory for scores.parquet, "
+        "quarantine.parquet and report.html (overrides score.output_dir).",
+    )
+    parser.add_argument(
+        "--model-uri",
+        help="models:/<name>@<alias> or models:/<name>/<version> "
+        "(overrides score.model_uri; default the champion).",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        help="rows per record batch (overrides score.batch_size).",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=positive_int,
+        help="partitions scored at the same time: threads, or the worker "
+        "processes of a local Dask cluster (overrides score.concurrency).",
+    )
+    parser.add_argument(
+        "--partition-rows",
+        type=positive_int,
+        help="split files larger than this many rows into row-group "
+        "partitions (overrides score.partition_rows).",
+    )
+    parser.add_argument(
+        "--task-runner",
+        choices=("local", "dask"),
+        help="where partitions run: local threads, or Dask worker processes "
+        "(overrides score.task_runner).",
+    )
+    parser.add_argument(
+        "--dask-address",
+        metavar="tcp://HOST:8786",
+        help="score on this existing Dask cluster (implies --task-runner "
+        "dask; overrides score.dask_address).",
+    )
 
 
-@command("score", "run the scoring flow: champion model, scores, quarantine, report",
-         _configure_score)
+@command(
+    "score", "run the scoring flow: champion model, scores, quarantine, report", _configure_score
+)
 def run_score(args: argparse.Namespace) -> int:
     from flows.score_flow import score_flow
 
-    overrides = {"score": _section({
-        "input_path": args.input, "output_dir": args.output_dir,
-        "model_uri": args.model_uri, "batch_size": args.batch_size,
-        "concurrency": args.concurrency, "partition_rows": args.partition_rows,
-        "task_runner": "dask" if args.dask_address else args.task_runner,
-        "dask_address": args.dask_address,
-    })}
+    overrides = {
+        "score": _section(
+            {
+                "input_path": args.input,
+                "output_dir": args.output_dir,
+                "model_uri": args.model_uri,
+                "batch_size": args.batch_size,
+                "concurrency": args.concurrency,
+                "partition_rows": args.partition_rows,
+                "task_runner": "dask" if args.dask_address else args.task_runner,
+                "dask_address": args.dask_address,
+            }
+        )
+    }
     with console_tracebacks(args.debug):
         outcome = score_flow(_settings(args, "score", overrides))
     print(f"scores: {outcome.scores_path}\nreport: {outcome.report_path}")
@@ -179,14 +218,18 @@ def run_score(args: argparse.Namespace) -> int:
 
 # -- demo --------------------------------------------------------------------------------
 def _configure_demo(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workdir", type=Path, default=Path("demo_output"),
-                        help="directory for data, MLflow store, scores and report. "
-                        "Default: %(default)s.")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("demo_output"),
+        help="directory for data, MLflow store, scores and report. Default: %(default)s.",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of data and model.")
 
 
-@command("demo", "generate data, then run the training and scoring flows end to end",
-         _configure_demo)
+@command(
+    "demo", "generate data, then run the training and scoring flows end to end", _configure_demo
+)
 def run_demo(args: argparse.Namespace) -> int:
     import torch
 
@@ -202,14 +245,21 @@ def run_demo(args: argparse.Namespace) -> int:
 # -- serve -------------------------------------------------------------------------------
 def _configure_serve(parser: argparse.ArgumentParser) -> None:
     _add_config(parser)
-    parser.add_argument("--retrain-cron", default="0 3 * * 1",
-                        help="cron of the retraining flow. Default: %(default)s (weekly).")
-    parser.add_argument("--score-cron", default="0 5 * * *",
-                        help="cron of the scoring flow. Default: %(default)s (daily).")
+    parser.add_argument(
+        "--retrain-cron",
+        default="0 3 * * 1",
+        help="cron of the retraining flow. Default: %(default)s (weekly).",
+    )
+    parser.add_argument(
+        "--score-cron",
+        default="0 5 * * *",
+        help="cron of the scoring flow. Default: %(default)s (daily).",
+    )
 
 
-@command("serve", "run both flows on their schedules in this process (no work pool)",
-         _configure_serve)
+@command(
+    "serve", "run both flows on their schedules in this process (no work pool)", _configure_serve
+)
 def run_serve(args: argparse.Namespace) -> int:
     from prefect import serve
 
@@ -220,11 +270,13 @@ def run_serve(args: argparse.Namespace) -> int:
     score_settings = _settings(args, "score", {})
     serve(
         train_flow.to_deployment(
-            name="retrain", cron=args.retrain_cron,
+            name="retrain",
+            cron=args.retrain_cron,
             parameters={"settings": train_settings.model_dump(mode="json")},
         ),
         score_flow.to_deployment(
-            name="score", cron=args.score_cron,
+            name="score",
+            cron=args.score_cron,
             parameters={"settings": score_settings.model_dump(mode="json")},
         ),
     )

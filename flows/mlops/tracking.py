@@ -72,8 +72,16 @@ PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
 DETECTOR_ARTIFACT = "detector"  # same name as flows.mlops.pyfunc_model.DETECTOR_ARTIFACT
 #: Libraries the pyfunc imports (directly or through vae_core), pinned to running versions.
 REQUIRED_DISTRIBUTIONS = (
-    "torch", "numpy", "pandas", "pyarrow", "scikit-learn", "scipy", "safetensors", "tqdm",
-    "pydantic", "mlflow",
+    "torch",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "scikit-learn",
+    "scipy",
+    "safetensors",
+    "tqdm",
+    "pydantic",
+    "mlflow",
 )
 #: While resolving a model, an unreachable HTTP registry fails after this many seconds.
 RESOLVE_TIMEOUT_S = 10
@@ -162,8 +170,9 @@ def start_run(experiment: str, run_name: str, tags: Mapping[str, Any] | None = N
                 raise
             experiment_id = found.experiment_id
     run = client.create_run(
-        experiment_id, run_name=run_name, tags={k: _truncate(v, MAX_TAG_VAL_LENGTH)
-                                                for k, v in (tags or {}).items()}
+        experiment_id,
+        run_name=run_name,
+        tags={k: _truncate(v, MAX_TAG_VAL_LENGTH) for k, v in (tags or {}).items()},
     )
     return run.info.run_id
 
@@ -243,8 +252,9 @@ def log_metrics(run_id: str, metrics: Mapping[str, float], step: int | None = No
         client.log_batch(run_id, metrics=chunk)
 
 
-def log_artifact(run_id: str, local_path: str | os.PathLike[str],
-                 artifact_path: str | None = None) -> None:
+def log_artifact(
+    run_id: str, local_path: str | os.PathLike[str], artifact_path: str | None = None
+) -> None:
     """Upload a file, or a directory's contents, under ``artifact_path`` of the run."""
     local = Path(local_path)
     if local.is_dir():
@@ -327,8 +337,10 @@ def model_signature(detector: VAEAnomalyDetector) -> ModelSignature:
         # required inputs, and every output row says whether it had a full window.
         keys = [ColSpec(AnyType(), key) for key in detector.spec_.key_columns]
         scores = [
-            ColSpec(DataType.string, "window_status"), *scores[:3],
-            ColSpec(DataType.boolean, "above_threshold"), scores[3],
+            ColSpec(DataType.string, "window_status"),
+            *scores[:3],
+            ColSpec(DataType.boolean, "above_threshold"),
+            scores[3],
         ]
         n_contributors = len(detector.spec_.feature_names)  # channel@lag, not channel
     outputs = [*keys, *scores]
@@ -407,7 +419,10 @@ def log_detector_model(
     }.items():
         set_version_tag(registered_name, version, key, value)
     return RegisteredVersion(
-        registered_name, version, f"models:/{registered_name}/{version}", run_id,
+        registered_name,
+        version,
+        f"models:/{registered_name}/{version}",
+        run_id,
         logged.model_id,
     )
 
@@ -550,8 +565,12 @@ def resolve_model(model_ref: str) -> ResolvedModel:
 
 #: What MLflow's HTTP client says when nothing answers (it wraps the error in its own).
 _CONNECTION_FAILURES = (
-    "Failed to establish a new connection", "Connection refused", "Max retries exceeded",
-    "timed out", "Name or service not known", "Temporary failure in name resolution",
+    "Failed to establish a new connection",
+    "Connection refused",
+    "Max retries exceeded",
+    "timed out",
+    "Name or service not known",
+    "Temporary failure in name resolution",
 )
 
 
@@ -600,6 +619,5 @@ def load_detector(resolved: ResolvedModel, device: str = "cpu") -> VAEAnomalyDet
             # The local path is a temporary download: name what the user asked for.
             local = str(Path(detector_dir))
             raise ModelFileError(
-                f"model {resolved.uri} in {_where()}: "
-                + str(exc).replace(local, DETECTOR_ARTIFACT)
+                f"model {resolved.uri} in {_where()}: " + str(exc).replace(local, DETECTOR_ARTIFACT)
             ) from exc

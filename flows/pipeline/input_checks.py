@@ -41,8 +41,7 @@ class InputNotes:
     @classmethod
     def for_model(cls, schema: FeatureSchema, source: str) -> InputNotes:
         """Expect the model's feature, key and carried (datetime) columns."""
-        expected = frozenset([*schema.feature_names, *schema.key_columns,
-                              *schema.ignored_columns])
+        expected = frozenset([*schema.feature_names, *schema.key_columns, *schema.ignored_columns])
         return cls(source, expected, tuple(schema.key_columns))
 
     def observe(self, batch: pd.DataFrame) -> None:
@@ -54,9 +53,7 @@ class InputNotes:
             keys = batch[list(self.key_columns)].iloc[: max(room, 0)]
             self.unchecked_key_rows += len(batch) - len(keys)
             if len(keys):
-                self._key_hashes.append(
-                    pd.util.hash_pandas_object(keys, index=False).to_numpy()
-                )
+                self._key_hashes.append(pd.util.hash_pandas_object(keys, index=False).to_numpy())
 
     @property
     def _hashed_rows(self) -> int:

@@ -142,8 +142,8 @@ class PartitionResult:
         """The sample: the SAMPLE_SIZE rows of smallest key (by key), or all rows if fewer."""
         if not self._sample_parts:
             return None
-        pool = self._sample_parts[0] if len(self._sample_parts) == 1 else pd.concat(
-            self._sample_parts
+        pool = (
+            self._sample_parts[0] if len(self._sample_parts) == 1 else pd.concat(self._sample_parts)
         )
         bound = self._sample_bound
         if len(pool) > SAMPLE_SIZE:
@@ -179,19 +179,26 @@ class PartitionResult:
         self.partitions.extend(other.partitions)
         if other.notes is not None:
             if self.notes is None:
-                self.notes = InputNotes(other.notes.source, other.notes.expected,
-                                        other.notes.key_columns)
+                self.notes = InputNotes(
+                    other.notes.source, other.notes.expected, other.notes.key_columns
+                )
             self.notes.merge(other.notes)
 
     def record_partition(
         self, index: int, file: str, row_groups: tuple[int, ...] | None, **extra: object
     ) -> None:
         """Add this result's row counts to ``partitions`` (for the manifest), with ``extra``."""
-        self.partitions.append({
-            "index": index, "file": file, "row_groups": row_groups,
-            "rows_in": self.rows_in, "rows_scored": self.rows_scored,
-            "rows_quarantined": self.rows_quarantined, **extra,
-        })
+        self.partitions.append(
+            {
+                "index": index,
+                "file": file,
+                "row_groups": row_groups,
+                "rows_in": self.rows_in,
+                "rows_scored": self.rows_scored,
+                "rows_quarantined": self.rows_quarantined,
+                **extra,
+            }
+        )
 
     def check_accounting(self) -> None:
         if self.rows_in != self.rows_scored + self.rows_quarantined:
@@ -289,10 +296,15 @@ def score_partition(
     quarantine_out = ParquetBatchWriter(quarantine_path)
     rows_per_batch = batch_rows(batch_size, len(detector.schema_.columns))
     threshold = detector.threshold_.value
-    batches = prefetch(_prepared(
-        detector, iter_batches(source, batch_size=rows_per_batch, partition=partition),
-        where, numeric_errors, result.notes,
-    ))
+    batches = prefetch(
+        _prepared(
+            detector,
+            iter_batches(source, batch_size=rows_per_batch, partition=partition),
+            where,
+            numeric_errors,
+            result.notes,
+        )
+    )
 
     def write_scores(item: tuple[pd.DataFrame, ScoreArrays]) -> None:
         scores_out.write_arrow(scored_table(*item, threshold))

@@ -69,8 +69,12 @@ def split_valid_rows(
                     "not a number (score.numeric_errors=fail; set it to quarantine to keep "
                     "the other rows)."
                 )
-            text = "column '" + spec.name + "' value " + column.astype(str).map(repr) + (
-                " is not a number"
+            text = (
+                "column '"
+                + spec.name
+                + "' value "
+                + column.astype(str).map(repr)
+                + (" is not a number")
             )
             problems.append((bad, text))
         coerced[spec.name] = numbers
@@ -147,9 +151,7 @@ def split_training_rows(
                 f"{column.iloc[row]!r} ({int(bad.sum())} such row(s)). Fix the values, or "
                 "set numeric_errors to quarantine to train on the other rows."
             )
-        text = "column '" + name + "' value " + column.astype(str).map(repr) + (
-            " is not a number"
-        )
+        text = "column '" + name + "' value " + column.astype(str).map(repr) + (" is not a number")
         _first_reason(reasons, bad, text)
     bad_rows = reasons.notna().to_numpy()
     kept = frame.loc[~bad_rows].copy()

@@ -151,7 +151,9 @@ def score_file(
         raise
     top_rows = pd.DataFrame() if summary.top is None else summary.top
     return ScoreSummary(
-        summary.rows_scored, summary.n_flagged, top_rows.reset_index(drop=True),
+        summary.rows_scored,
+        summary.n_flagged,
+        top_rows.reset_index(drop=True),
         notes.messages(),
     )
 

@@ -94,8 +94,10 @@ class SensorResult(PartitionResult):
         """Extend or close each entity's open span with this batch's scored rows, in time order."""
         rows = scored.loc[scored["window_status"] == STATUS_OK, [timestamp, "is_anomaly"]]
         rows = rows.assign(_entity=None if label is None else label.loc[rows.index])
-        rows = rows.sort_values(["_entity", timestamp], kind="stable") if label is not None else (
-            rows.sort_values(timestamp, kind="stable")
+        rows = (
+            rows.sort_values(["_entity", timestamp], kind="stable")
+            if label is not None
+            else (rows.sort_values(timestamp, kind="stable"))
         )
         for entity, stamp, flagged in zip(
             rows["_entity"], rows[timestamp], rows["is_anomaly"], strict=True
@@ -177,12 +179,20 @@ def score_sensor_task(
     detector: SensorVAEDetector, cfg: ScoreSettings, scores_path: Path, quarantine_path: Path
 ) -> SensorResult:
     result = score_sensor_input(
-        detector, cfg.input_path, scores_path, quarantine_path,
-        batch_size=cfg.batch_size, top_n=cfg.top_n, numeric_errors=cfg.numeric_errors,
+        detector,
+        cfg.input_path,
+        scores_path,
+        quarantine_path,
+        batch_size=cfg.batch_size,
+        top_n=cfg.top_n,
+        numeric_errors=cfg.numeric_errors,
     )
     get_run_logger().info(
         "%d rows, %d quarantined, %d flagged in %d spans; window status %s",
-        result.rows_in, result.rows_quarantined, result.n_flagged, result.n_spans,
+        result.rows_in,
+        result.rows_quarantined,
+        result.n_flagged,
+        result.n_spans,
         result.status_counts,
     )
     return result

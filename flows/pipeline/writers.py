@@ -163,10 +163,14 @@ def column_encodings(
     row groups when it filters on a column, and cost a pass over its values when writing
     (for text, comparing every string: the most costly part of the scores' statistics).
     """
+
     def is_text(field: pa.Field) -> bool:
         kind = field.type
-        return (pa.types.is_string(kind) or pa.types.is_large_string(kind)
-                or pa.types.is_dictionary(kind))
+        return (
+            pa.types.is_string(kind)
+            or pa.types.is_large_string(kind)
+            or pa.types.is_dictionary(kind)
+        )
 
     options: dict[str, object] = {
         "use_dictionary": [f.name for f in schema if is_text(f)],

@@ -330,8 +330,10 @@ def _accounting_section(data: ReportData) -> str:
         )
     if data.window_status_counts:
         counts += _kv_table(
-            [(f"Window status: {status}", _count(n))
-             for status, n in sorted(data.window_status_counts.items())]
+            [
+                (f"Window status: {status}", _count(n))
+                for status, n in sorted(data.window_status_counts.items())
+            ]
         )
     reasons = sorted(data.quarantine_reasons.items(), key=lambda kv: (-int(kv[1]), str(kv[0])))
     if reasons:

@@ -30,7 +30,9 @@ for _name in ("mlflow", "alembic"):  # in case mlflow was imported before this f
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 MLFLOW_URI_VARIABLES = (
-    "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR",
 )
 PREFECT_STARTUP_TIMEOUT_S = 90
 #: Seconds the session's template store took to create (reported by the timing test).

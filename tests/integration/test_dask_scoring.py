@@ -33,16 +33,26 @@ ROWS_PER_FILE = 400
 
 
 def settings_for(store: str, root: Path, out: Path, **score) -> Settings:
-    return load_settings(files=[], environ={}, overrides={
-        "tracking": {"tracking_uri": store, "registered_model": "dask"},
-        "train": {
-            "data_path": str(root / "train.parquet"), "key_columns": ["payment_id"],
-            "timestamp_column": "created_at",
-            "detector": {"max_epochs": 3, "random_state": 0},
+    return load_settings(
+        files=[],
+        environ={},
+        overrides={
+            "tracking": {"tracking_uri": store, "registered_model": "dask"},
+            "train": {
+                "data_path": str(root / "train.parquet"),
+                "key_columns": ["payment_id"],
+                "timestamp_column": "created_at",
+                "detector": {"max_epochs": 3, "random_state": 0},
+            },
+            "score": {
+                "input_path": str(root / "many"),
+                "output_dir": str(out),
+                "model_uri": "models:/dask@champion",
+                "batch_size": 50,
+                **score,
+            },
         },
-        "score": {"input_path": str(root / "many"), "output_dir": str(out),
-                  "model_uri": "models:/dask@champion", "batch_size": 50, **score},
-    })
+    )
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +62,10 @@ def setup(tmp_path_factory: pytest.TempPathFactory, mlflow_store_factory):
     write_parquet_atomic(train, root / "train.parquet")
     score.loc[score.index % 53 == 5, "payment_id"] = None  # a few quarantined rows
     for number in range(N_FILES):
-        write_parquet_atomic(score.iloc[number * ROWS_PER_FILE : (number + 1) * ROWS_PER_FILE],
-                             root / "many" / f"part-{number}.parquet")
+        write_parquet_atomic(
+            score.iloc[number * ROWS_PER_FILE : (number + 1) * ROWS_PER_FILE],
+            root / "many" / f"part-{number}.parquet",
+        )
     store = mlflow_store_factory(root)
     train_flow(settings_for(store, root, root / "unused"))
     reference = score_flow(settings_for(store, root, root / "reference", concurrency=1))
@@ -65,7 +77,10 @@ def local_cluster(n_workers: int):
     from prefect.settings import PREFECT_API_URL
 
     return distributed.LocalCluster(
-        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+        n_workers=n_workers,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
         env={"PREFECT_API_URL": str(PREFECT_API_URL.value())},
     )
 
@@ -86,15 +101,25 @@ def assert_same_outputs(outcome, reference) -> None:
     # Same partitions, same batches: the same bytes of every value.
     pd.testing.assert_frame_equal(scores, expected_scores)
     pd.testing.assert_frame_equal(quarantine, expected_quarantine)
-    assert (outcome.rows_in, outcome.rows_scored, outcome.rows_quarantined,
-            outcome.n_flagged) == (reference.rows_in, reference.rows_scored,
-                                   reference.rows_quarantined, reference.n_flagged)
+    assert (outcome.rows_in, outcome.rows_scored, outcome.rows_quarantined, outcome.n_flagged) == (
+        reference.rows_in,
+        reference.rows_scored,
+        reference.rows_quarantined,
+        reference.n_flagged,
+    )
 
 
 def test_scoring_on_an_existing_cluster_equals_single_process(setup, cluster, tmp_path) -> None:
     store, root, reference = setup
-    outcome = score_flow(settings_for(store, root, tmp_path / "out", task_runner="dask",
-                                      dask_address=cluster.scheduler_address))
+    outcome = score_flow(
+        settings_for(
+            store,
+            root,
+            tmp_path / "out",
+            task_runner="dask",
+            dask_address=cluster.scheduler_address,
+        )
+    )
     assert_same_outputs(outcome, reference)
     manifest = json.loads((tmp_path / "out" / MANIFEST_FILE).read_text())
     assert [p["index"] for p in manifest["partitions"]] == list(range(N_FILES))
@@ -110,8 +135,9 @@ def _model_loads() -> int:
     return worker_detector.cache_info().misses
 
 
-def test_an_existing_cluster_needs_a_prefect_api_its_workers_can_reach(setup, cluster,
-                                                                       tmp_path) -> None:
+def test_an_existing_cluster_needs_a_prefect_api_its_workers_can_reach(
+    setup, cluster, tmp_path
+) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.task_runners import TaskRunnerError, make_task_runner
@@ -127,8 +153,9 @@ def test_an_existing_cluster_needs_a_prefect_api_its_workers_can_reach(setup, cl
 
 def test_a_local_cluster_is_started_when_no_address_is_given(setup, tmp_path) -> None:
     store, root, reference = setup
-    outcome = score_flow(settings_for(store, root, tmp_path / "out", task_runner="dask",
-                                      concurrency=2))
+    outcome = score_flow(
+        settings_for(store, root, tmp_path / "out", task_runner="dask", concurrency=2)
+    )
     assert_same_outputs(outcome, reference)
 
 
@@ -152,8 +179,16 @@ def test_a_worker_killed_mid_partition_costs_a_retry_not_a_row(setup, tmp_path) 
 
         killer = threading.Thread(target=kill_a_busy_worker)
         killer.start()
-        outcome = score_flow(settings_for(store, root, out, task_runner="dask",
-                                          dask_address=local.scheduler_address, batch_size=10))
+        outcome = score_flow(
+            settings_for(
+                store,
+                root,
+                out,
+                task_runner="dask",
+                dask_address=local.scheduler_address,
+                batch_size=10,
+            )
+        )
         killer.join()
     assert killed, "no worker was caught mid-partition"
     scores, _ = outputs(outcome)

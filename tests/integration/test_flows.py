@@ -113,7 +113,10 @@ def test_registered_model_loads_by_alias_in_a_fresh_process(trained, data_dir: P
     out = Path(scored.scores_path).parent / "pyfunc.parquet"
     env = {"MLFLOW_TRACKING_URI": settings.tracking.tracking_uri, "PATH": ""}
     result = subprocess.run(
-        [sys.executable, "-c", code, str(out)], capture_output=True, text=True, env=env,
+        [sys.executable, "-c", code, str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
         timeout=180,
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -127,10 +130,15 @@ def test_a_worse_model_stays_challenger(tmp_path: Path, data_dir: Path, mlflow_s
     store = mlflow_store_factory(tmp_path)
     good = train_flow(make_settings(store, data_dir, tmp_path, name="gate"))
     # One epoch at a tiny learning rate: a model that has barely left its initialisation.
-    worse = train_flow(make_settings(
-        store, data_dir, tmp_path, name="gate",
-        detector={"max_epochs": 1, "learning_rate": 1e-6, "warmup_epochs": 0},
-    ))
+    worse = train_flow(
+        make_settings(
+            store,
+            data_dir,
+            tmp_path,
+            name="gate",
+            detector={"max_epochs": 1, "learning_rate": 1e-6, "warmup_epochs": 0},
+        )
+    )
     assert good.alias == "champion"
     assert not worse.promoted and worse.alias == "challenger"
     client = MlflowClient(store)
@@ -148,15 +156,16 @@ def test_non_finite_loss_fails_the_run_and_leaves_the_champion(
     store = mlflow_store_factory(tmp_path)
     good = train_flow(make_settings(store, data_dir, tmp_path, name="nan"))
     with pytest.raises(NonFiniteLossError):
-        train_flow(make_settings(
-            store, data_dir, tmp_path, name="nan", detector={"learning_rate": 1e30}
-        ))
+        train_flow(
+            make_settings(store, data_dir, tmp_path, name="nan", detector={"learning_rate": 1e30})
+        )
     client = MlflowClient(store)
     assert str(client.get_model_version_by_alias("nan", "champion").version) == good.version
     assert len(client.search_model_versions("name='nan'")) == 1
     runs = client.search_runs(
         [client.get_experiment_by_name("vae-anomaly").experiment_id],
-        order_by=["attributes.start_time DESC"], max_results=1,
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
     )
     assert runs[0].info.status == "FAILED"
 
@@ -171,9 +180,17 @@ def test_invalid_rows_are_quarantined_and_accounted(
     bad.loc[7, "payment_id"] = None
     bad.loc[9, "fee"] = np.inf  # data, not an error: scored as far out
     source = write_parquet_atomic(bad, tmp_path / "bad.parquet")
-    cfg = settings.model_copy(update={"score": settings.score.model_copy(update={
-        "input_path": str(source), "output_dir": str(tmp_path / "out"), "batch_size": 64,
-    })})
+    cfg = settings.model_copy(
+        update={
+            "score": settings.score.model_copy(
+                update={
+                    "input_path": str(source),
+                    "output_dir": str(tmp_path / "out"),
+                    "batch_size": 64,
+                }
+            )
+        }
+    )
     outcome = score_flow(cfg)
     assert outcome.rows_in == len(frame)
     assert outcome.rows_quarantined == 2

@@ -31,16 +31,26 @@ ROWS_PER_FILE = 24
 
 
 def settings_for(store: str, train: Path, source: Path, out: Path, **score) -> Settings:
-    return load_settings(files=[], environ={}, overrides={
-        "tracking": {"tracking_uri": store, "registered_model": "parallel"},
-        "train": {
-            "data_path": str(train), "key_columns": ["payment_id"],
-            "timestamp_column": "created_at",
-            "detector": {"max_epochs": 5, "random_state": 0},
+    return load_settings(
+        files=[],
+        environ={},
+        overrides={
+            "tracking": {"tracking_uri": store, "registered_model": "parallel"},
+            "train": {
+                "data_path": str(train),
+                "key_columns": ["payment_id"],
+                "timestamp_column": "created_at",
+                "detector": {"max_epochs": 5, "random_state": 0},
+            },
+            "score": {
+                "input_path": str(source),
+                "output_dir": str(out),
+                "model_uri": "models:/parallel@champion",
+                "batch_size": 7,
+                **score,
+            },
         },
-        "score": {"input_path": str(source), "output_dir": str(out),
-                  "model_uri": "models:/parallel@champion", "batch_size": 7, **score},
-    })
+    )
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +96,12 @@ def test_fifty_files_scored_concurrently_account_for_every_row_once(setup, tmp_p
     manifest = json.loads((tmp_path / "out" / MANIFEST_FILE).read_text())
     assert len(manifest["partitions"]) == N_FILES
     assert sum(p["rows_in"] for p in manifest["partitions"]) == len(score)
-    assert manifest["rows"] == {"in": len(score), "scored": len(good),
-                                "quarantined": expected_bad, "flagged": outcome.n_flagged}
+    assert manifest["rows"] == {
+        "in": len(score),
+        "scored": len(good),
+        "quarantined": expected_bad,
+        "flagged": outcome.n_flagged,
+    }
     assert manifest["model"]["version"] == outcome.model_version
     assert not list((tmp_path / "out").glob(".parts-*")), "staging must be cleaned up"
     # Row-group statistics where readers filter (keys, score, flag), none on the shares
@@ -129,8 +143,12 @@ def test_a_rerun_replaces_outputs_and_clears_a_killed_runs_staging(setup, tmp_pa
     out = tmp_path / "out"
     first, scores_first, _ = run(setup, root / "many", out, concurrency=4)
     # What a run killed mid-way leaves behind, and the staging of a run still writing.
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     stale = out / f".parts-{writer_tag().rpartition('.')[0]}.{dead.stdout.strip()}.deadbeef0000"
     stale.mkdir()
     (stale / "part-00000.scores.parquet").write_bytes(b"half a file")
@@ -141,6 +159,9 @@ def test_a_rerun_replaces_outputs_and_clears_a_killed_runs_staging(setup, tmp_pa
     live.rmdir()
     pd.testing.assert_frame_equal(scores_first, scores_second)
     assert sorted(p.name for p in out.iterdir()) == [
-        "manifest.json", "quarantine.parquet", "report.html", "scores.parquet"
+        "manifest.json",
+        "quarantine.parquet",
+        "report.html",
+        "scores.parquet",
     ]
     assert np.isclose(first.n_flagged, second.n_flagged)

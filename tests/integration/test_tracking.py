@@ -34,16 +34,18 @@ def make_frame(n_rows: int = 300, seed: int = 0) -> pd.DataFrame:
     """Every column kind the signature maps: float, int, str, category, bool, key, time."""
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(n_rows, 2))
-    frame = pd.DataFrame({
-        "id": np.arange(n_rows, dtype=np.int64),
-        "ts": pd.date_range("2024-01-01", periods=n_rows, freq="min"),
-        "temp": z[:, 0] + 0.1 * rng.normal(size=n_rows),
-        "pressure": z[:, 0] - z[:, 1] + 0.1 * rng.normal(size=n_rows),
-        "count": rng.poisson(5 + 2 * (z[:, 1] > 0), size=n_rows).astype(np.int64),
-        "site": np.where(z[:, 1] > 0, "north", "south").astype(object),
-        "grade": pd.Categorical(np.where(z[:, 0] > 0.5, "high", "low")),
-        "ok": z[:, 0] + z[:, 1] > 0,
-    })
+    frame = pd.DataFrame(
+        {
+            "id": np.arange(n_rows, dtype=np.int64),
+            "ts": pd.date_range("2024-01-01", periods=n_rows, freq="min"),
+            "temp": z[:, 0] + 0.1 * rng.normal(size=n_rows),
+            "pressure": z[:, 0] - z[:, 1] + 0.1 * rng.normal(size=n_rows),
+            "count": rng.poisson(5 + 2 * (z[:, 1] > 0), size=n_rows).astype(np.int64),
+            "site": np.where(z[:, 1] > 0, "north", "south").astype(object),
+            "grade": pd.Categorical(np.where(z[:, 0] > 0.5, "high", "low")),
+            "ok": z[:, 0] + z[:, 1] > 0,
+        }
+    )
     frame.loc[rng.choice(n_rows, 5, replace=False), "temp"] = np.nan
     return frame
 
@@ -88,9 +90,19 @@ def test_registered_pyfunc_in_a_fresh_process_gives_the_library_scores(
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_store}
     env.pop("MLFLOW_REGISTRY_URI", None)
     result = subprocess.run(
-        [sys.executable, "-c", FRESH_PROCESS, f"models:/{MODEL}@champion",
-         str(tmp_path / "input.parquet"), str(tmp_path / "output.parquet")],
-        capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path,
+        [
+            sys.executable,
+            "-c",
+            FRESH_PROCESS,
+            f"models:/{MODEL}@champion",
+            str(tmp_path / "input.parquet"),
+            str(tmp_path / "output.parquet"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     served = pd.read_parquet(tmp_path / "output.parquet")
@@ -158,7 +170,9 @@ def test_resolve_by_alias_version_and_bare_name(registered):
     assert tracking.resolve_model(MODEL) == expected
     by_version = tracking.resolve_model(f"models:/{MODEL}/1")
     assert (by_version.uri, by_version.version, by_version.alias) == (
-        f"models:/{MODEL}/1", "1", None
+        f"models:/{MODEL}/1",
+        "1",
+        None,
     )
 
 

@@ -352,9 +352,9 @@ def test_sensor_layer_validates_and_sets_the_split_timestamp(shipped_configs: Pa
     train = load_settings(files, environ={}).train
     assert train.sensor is not None and train.sensor.entity_columns == ["rig"]
     assert train.timestamp_column == "timestamp" == train.sensor.timestamp_column
-    inherited = load_settings([], environ={}, overrides={
-        "train": {"sensor": {"timestamp_column": "ts"}}
-    }).train
+    inherited = load_settings(
+        [], environ={}, overrides={"train": {"sensor": {"timestamp_column": "ts"}}}
+    ).train
     assert inherited.timestamp_column == "ts" and inherited.sensor.window_length == 20
 
 
@@ -363,26 +363,38 @@ def test_sensor_detector_scores_windows_with_the_gaussian_by_default(shipped_con
     train = load_settings(files, environ={}).train
     assert train.detector.numeric_dof == 30.0  # the tabular default ...
     assert build_sensor_detector(train).detector_params["numeric_dof"] is None  # ... not here
-    heavy = load_settings([], environ={}, overrides={
-        "train": {"sensor": {"timestamp_column": "ts", "numeric_dof": 10}}
-    }).train
+    heavy = load_settings(
+        [],
+        environ={},
+        overrides={"train": {"sensor": {"timestamp_column": "ts", "numeric_dof": 10}}},
+    ).train
     assert build_sensor_detector(heavy).detector_params["numeric_dof"] == 10
 
 
 def test_sensor_section_errors_name_the_key():
     with pytest.raises(ConfigError, match="alarm_k=3 must not exceed alarm_n=2"):
-        load_settings([], environ={}, overrides={
-            "train": {"sensor": {"timestamp_column": "ts", "alarm_k": 3, "alarm_n": 2}}
-        })
+        load_settings(
+            [],
+            environ={},
+            overrides={"train": {"sensor": {"timestamp_column": "ts", "alarm_k": 3, "alarm_n": 2}}},
+        )
     with pytest.raises(ConfigError, match="differs from sensor.timestamp_column"):
-        load_settings([], environ={}, overrides={
-            "train": {"timestamp_column": "created_at", "sensor": {"timestamp_column": "ts"}}
-        })
+        load_settings(
+            [],
+            environ={},
+            overrides={
+                "train": {"timestamp_column": "created_at", "sensor": {"timestamp_column": "ts"}}
+            },
+        )
     with pytest.raises(ConfigError, match="max_train_rows samples single rows"):
-        load_settings([], environ={}, overrides={
-            "train": {"max_train_rows": 1000, "sensor": {"timestamp_column": "ts"}}
-        })
+        load_settings(
+            [],
+            environ={},
+            overrides={"train": {"max_train_rows": 1000, "sensor": {"timestamp_column": "ts"}}},
+        )
     with pytest.raises(ConfigError, match="train.sensor.window_lenght"):
-        load_settings([], environ={}, overrides={
-            "train": {"sensor": {"timestamp_column": "ts", "window_lenght": 5}}
-        })
+        load_settings(
+            [],
+            environ={},
+            overrides={"train": {"sensor": {"timestamp_column": "ts", "window_lenght": 5}}},
+        )

@@ -150,10 +150,12 @@ def test_level_rarity_is_the_surprise_relative_to_the_most_common_level():
 
 
 def test_level_counts_give_each_categorical_level_its_rarity():
-    frame = pd.DataFrame({
-        "c": ["a"] * 300 + ["b"] * 30 + ["r1"] * 2 + ["r2"] * 1,
-        "flag": [0.0] * 320 + [1.0] * 13,
-    })
+    frame = pd.DataFrame(
+        {
+            "c": ["a"] * 300 + ["b"] * 30 + ["r1"] * 2 + ["r2"] * 1,
+            "flag": [0.0] * 320 + [1.0] * 13,
+        }
+    )
     pre = fit(frame)
     column = pre.state["categorical"][0]
     assert column["levels"] == ["a", "b", RARE_LEVEL, UNSEEN_LEVEL]
@@ -310,11 +312,13 @@ def test_skewed_non_negative_columns_are_modelled_on_a_log_scale() -> None:
     from vae_core.schema import infer_schema
 
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({
-        "bytes": rng.lognormal(3, 2.5, 2000),  # spans orders of magnitude
-        "ratio": rng.uniform(0, 1, 2000),  # bounded: stays linear
-        "signed": rng.normal(0, 1, 2000),
-    })
+    frame = pd.DataFrame(
+        {
+            "bytes": rng.lognormal(3, 2.5, 2000),  # spans orders of magnitude
+            "ratio": rng.uniform(0, 1, 2000),  # bounded: stays linear
+            "signed": rng.normal(0, 1, 2000),
+        }
+    )
     prep = Preprocessor.fit(frame, infer_schema(frame))
     flags = {c["name"]: c["log1p"] for c in prep.state["numeric"]}
     assert flags == {"bytes": True, "ratio": False, "signed": False}

@@ -70,9 +70,7 @@ def test_gradients_accumulate_into_the_flat_gradient_and_clip_like_torch():
 def test_flat_adamw_follows_torch_adamw_step_for_step():
     x, y = data()
     reference, model = small_net(), small_net()
-    optimizer = torch.optim.AdamW(
-        reference.parameters(), lr=3e-2, weight_decay=1e-2, foreach=False
-    )
+    optimizer = torch.optim.AdamW(reference.parameters(), lr=3e-2, weight_decay=1e-2, foreach=False)
     with flat_parameters(model) as flat:
         flat_optimizer = FlatAdamW(flat, lr=3e-2, weight_decay=1e-2)
         for _ in range(25):

@@ -306,7 +306,8 @@ def test_partitions_are_files_in_read_order_or_row_group_ranges(tmp_path: Path) 
     pq.write_table(pa.Table.from_pandas(frame.iloc[:10]), tmp_path / "a.parquet")
     whole = io.list_partitions(tmp_path)
     assert [(Path(p.file).name, p.row_groups, p.n_rows) for p in whole] == [
-        ("a.parquet", None, 10), ("b.parquet", None, 1000)
+        ("a.parquet", None, 10),
+        ("b.parquet", None, 1000),
     ]
     split = io.list_partitions(tmp_path, max_rows=300)
     assert [p.row_groups for p in split] == [None, (0, 1, 2), (3, 4, 5), (6, 7, 8), (9,)]
@@ -342,11 +343,13 @@ def test_a_partition_whose_file_has_gone_is_named(tmp_path: Path) -> None:
 def test_batch_writer_dictionary_encodes_text_and_leaves_floats_uncompressed(
     tmp_path: Path,
 ) -> None:
-    frame = pd.DataFrame({
-        "id": np.arange(1000),
-        "score": np.random.default_rng(0).random(1000),
-        "top_feature_1": np.array(["bytes", "rate", "port"])[np.arange(1000) % 3],
-    })
+    frame = pd.DataFrame(
+        {
+            "id": np.arange(1000),
+            "score": np.random.default_rng(0).random(1000),
+            "top_feature_1": np.array(["bytes", "rate", "port"])[np.arange(1000) % 3],
+        }
+    )
     with writers.ParquetBatchWriter(tmp_path / "scores.parquet") as writer:
         writer.write(frame)
     chunk = pq.ParquetFile(tmp_path / "scores.parquet").metadata.row_group(0)
@@ -360,8 +363,9 @@ def test_batch_writer_dictionary_encodes_text_and_leaves_floats_uncompressed(
 
 
 def test_batch_writer_leaves_statistics_out_only_where_asked(tmp_path: Path) -> None:
-    frame = pd.DataFrame({"id": np.arange(10), "score": np.linspace(0.0, 1.0, 10),
-                          "name": ["a", "b"] * 5})
+    frame = pd.DataFrame(
+        {"id": np.arange(10), "score": np.linspace(0.0, 1.0, 10), "name": ["a", "b"] * 5}
+    )
     with writers.ParquetBatchWriter(tmp_path / "s.parquet", without_statistics={"name"}) as writer:
         writer.write(frame)
     chunk = pq.ParquetFile(tmp_path / "s.parquet").metadata.row_group(0)

@@ -113,8 +113,10 @@ def test_models_saved_with_separate_latent_layers_still_load(model, x):
     weight, bias = state.pop("to_latent.weight"), state.pop("to_latent.bias")
     latent = ARCH.latent_dim
     state |= {
-        "to_mu.weight": weight[:latent], "to_mu.bias": bias[:latent],
-        "to_logvar.weight": weight[latent:], "to_logvar.bias": bias[latent:],
+        "to_mu.weight": weight[:latent],
+        "to_mu.bias": bias[:latent],
+        "to_logvar.weight": weight[latent:],
+        "to_logvar.bias": bias[latent:],
     }
     legacy = TabularVAE(ARCH)
     legacy.load_state_dict(state)  # strict: no key missing, none left over

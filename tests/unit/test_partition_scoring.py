@@ -73,8 +73,9 @@ def test_concatenate_parts_keeps_order_and_skips_absent_parts(tmp_path: Path) ->
     first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
     pd.DataFrame({"id": [1, 2], "label": ["x", "y"]}).to_parquet(first)
     # an empty part whose text column has no type: the schema comes from a part with rows
-    pd.DataFrame({"id": pd.Series([], dtype="int64"), "label": pd.Series([], dtype=object)}
-                 ).to_parquet(second)
+    pd.DataFrame(
+        {"id": pd.Series([], dtype="int64"), "label": pd.Series([], dtype=object)}
+    ).to_parquet(second)
     third = tmp_path / "c.parquet"
     pd.DataFrame({"id": [3], "label": ["z"]}).to_parquet(third)
     target = tmp_path / "out.parquet"

@@ -60,29 +60,32 @@ def test_with_labels_the_label_free_figures_do_not_matter():
 
 
 def test_label_free_promotes_a_fit_within_tolerance_with_a_stable_alert_rate():
-    decision = decide(label_free(median=10.4), label_free(median=10.0), labelled=False,
-                      tolerance=0.05)
+    decision = decide(
+        label_free(median=10.4), label_free(median=10.0), labelled=False, tolerance=0.05
+    )
     assert decision.promote and decision.criterion == "label_free"
     assert "10.4" in decision.reason and "10" in decision.reason
     assert decide(label_free(median=8.0), label_free(median=10.0), labelled=False).promote
 
 
 def test_label_free_rejects_a_worse_fit_of_the_holdout():
-    decision = decide(label_free(median=10.6), label_free(median=10.0), labelled=False,
-                      tolerance=0.05)
+    decision = decide(
+        label_free(median=10.6), label_free(median=10.0), labelled=False, tolerance=0.05
+    )
     assert not decision.promote and decision.alias == "challenger"
     assert "worse fit" in decision.reason
-    assert not decide(label_free(median=10.01), label_free(median=10.0), labelled=False,
-                      tolerance=0.0).promote
+    assert not decide(
+        label_free(median=10.01), label_free(median=10.0), labelled=False, tolerance=0.0
+    ).promote
 
 
 @pytest.mark.parametrize(
     ("alert_rate", "expected", "stable"),
     [
-        (0.03, 0.01, True),    # band max(0.02, 0.01) = 0.02: exactly on the edge
+        (0.03, 0.01, True),  # band max(0.02, 0.01) = 0.02: exactly on the edge
         (0.031, 0.01, False),
         (0.0, 0.01, True),
-        (0.19, 0.10, True),    # band = expected = 0.10
+        (0.19, 0.10, True),  # band = expected = 0.10
         (0.21, 0.10, False),
         (0.0, 0.10, True),
     ],

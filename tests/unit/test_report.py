@@ -354,20 +354,24 @@ def test_write_report_is_atomic(tmp_path, monkeypatch):
 # -- sensor runs: window statuses, flagged spans ------------------------------------------
 def test_flagged_spans_follow_each_entity_across_batches() -> None:
     stamps = pd.date_range("2024-03-01", periods=8, freq="s")
-    rows = pd.DataFrame({
-        "ts": np.tile(stamps, 2),
-        "rig": np.repeat(["a", "b"], 8),
-        "window_status": "ok",
-        "is_anomaly": [0, 1, 1, 0, 1, 1, 1, 1] + [1, 0, 0, 0, 0, 0, 1, 1],
-    }).astype({"is_anomaly": bool})
+    rows = pd.DataFrame(
+        {
+            "ts": np.tile(stamps, 2),
+            "rig": np.repeat(["a", "b"], 8),
+            "window_status": "ok",
+            "is_anomaly": [0, 1, 1, 0, 1, 1, 1, 1] + [1, 0, 0, 0, 0, 0, 1, 1],
+        }
+    ).astype({"is_anomaly": bool})
     result = SensorResult()
     for part in (rows.iloc[[0, 1, 2, 8, 9, 10]], rows.drop(index=[0, 1, 2, 8, 9, 10])):
         result.track_spans(part, "ts", entity_label(part, ("rig",)))
     result.close_spans()
     found = {(s["entity"], s["start"], s["end"]) for s in result.spans}
     assert found == {
-        ("a", stamps[1], stamps[2]), ("a", stamps[4], stamps[7]),
-        ("b", stamps[0], stamps[0]), ("b", stamps[6], stamps[7]),
+        ("a", stamps[1], stamps[2]),
+        ("a", stamps[4], stamps[7]),
+        ("b", stamps[0], stamps[0]),
+        ("b", stamps[6], stamps[7]),
     }
     assert result.n_spans == 4
     both = pd.DataFrame({"x": [1, 2], "y": ["p", "q"]})
@@ -377,10 +381,16 @@ def test_flagged_spans_follow_each_entity_across_batches() -> None:
 def test_report_shows_window_statuses_and_shaded_spans() -> None:
     series = make_series()
     series.loc[series["machine"] == "pump-b", "timestamp"] += pd.Timedelta(days=3)
-    spans = pd.DataFrame({"entity": ["pump-a"], "start": [series["timestamp"][5]],
-                          "end": [series["timestamp"][9]]})
-    data = make_data(time_series=series, entity_column="machine", flagged_spans=spans,
-                     n_flagged_spans=3, window_status_counts={"ok": 390, "warming_up": 10})
+    spans = pd.DataFrame(
+        {"entity": ["pump-a"], "start": [series["timestamp"][5]], "end": [series["timestamp"][9]]}
+    )
+    data = make_data(
+        time_series=series,
+        entity_column="machine",
+        flagged_spans=spans,
+        n_flagged_spans=3,
+        window_status_counts={"ok": 390, "warming_up": 10},
+    )
     page = report.render_html(data)
     assert "Window status: warming_up" in page
     assert "3 flagged spans (1 drawn)" in page

@@ -66,9 +66,10 @@ def test_values_are_never_carried_across_a_gap() -> None:
     seconds = [0, 1, 2, 3, 4.9, 12, 13, 14.5, 15, 16]
     frame = at(seconds, a=[float(k) for k in range(len(seconds))])
     features, status = build(frame, grid_spec(length=3))
-    assert list(status) == [STATUS_WARMING_UP] * 2 + [STATUS_OK] * 3 + [STATUS_AFTER_GAP] * 2 + [
-        STATUS_OK
-    ] * 3
+    assert (
+        list(status)
+        == [STATUS_WARMING_UP] * 2 + [STATUS_OK] * 3 + [STATUS_AFTER_GAP] * 2 + [STATUS_OK] * 3
+    )
     assert features.loc[7].tolist() == [5.0, 6.0, 6.0]  # step 14: 12, 13 and 13 carried
     assert features.loc[9].tolist() == [6.0, 8.0, 9.0]  # nothing from before the gap
     # Between rows closer than the tolerance, steps are filled: 3 s of a4 before the gap.
@@ -81,8 +82,15 @@ def test_a_row_in_the_stale_part_of_a_gap_comes_after_the_gap() -> None:
     # Step 9 is 9 s after row 0: no value, so row 9.5 (whose step is 9) has no window.
     frame = at([0, 1, 2, 9.5, 10, 11, 12], a=np.arange(7.0))
     _, status = build(frame, grid_spec(length=2))
-    assert list(status) == [STATUS_WARMING_UP, STATUS_OK, STATUS_OK, STATUS_AFTER_GAP,
-                            STATUS_AFTER_GAP, STATUS_OK, STATUS_OK]
+    assert list(status) == [
+        STATUS_WARMING_UP,
+        STATUS_OK,
+        STATUS_OK,
+        STATUS_AFTER_GAP,
+        STATUS_AFTER_GAP,
+        STATUS_OK,
+        STATUS_OK,
+    ]
     # A first row between grid points has no step yet: it warms up.
     _, status = build(at([0.5, 1, 2], a=np.arange(3.0)), grid_spec(length=2))
     assert list(status) == [STATUS_WARMING_UP, STATUS_WARMING_UP, STATUS_OK]
@@ -155,8 +163,9 @@ def irregular_series(seed: int) -> pd.DataFrame:
         n = 60 + 15 * k
         steps = rng.choice([0.25, 0.5, 1.0, 1.0, 1.3, 2.0, 9.0], size=n)
         stamps = START + pd.to_timedelta(np.round(np.cumsum(steps), 2), unit="s")
-        part = pd.DataFrame({"ts": stamps, "device": device, "a": rng.normal(size=n),
-                             "b": rng.normal(size=n)})
+        part = pd.DataFrame(
+            {"ts": stamps, "device": device, "a": rng.normal(size=n), "b": rng.normal(size=n)}
+        )
         duplicates = part.sample(3, random_state=seed + k).assign(a=rng.normal(size=3))
         parts += [part, duplicates]
     frame = pd.concat(parts, ignore_index=True)
@@ -167,8 +176,15 @@ def irregular_series(seed: int) -> pd.DataFrame:
 @pytest.mark.parametrize("length", [1, 4])
 def test_batch_by_batch_grid_windows_equal_one_piece_windows(seed: int, length: int) -> None:
     frame = irregular_series(seed)
-    spec = WindowSpec("ts", ("a", "b"), ("device",), length=length, differences=True,
-                      gap_tolerance=3.0, resample="1s")
+    spec = WindowSpec(
+        "ts",
+        ("a", "b"),
+        ("device",),
+        length=length,
+        differences=True,
+        gap_tolerance=3.0,
+        resample="1s",
+    )
     whole = WindowBuilder(spec).transform(frame)
     whole_features = whole.features.set_axis(whole.rows)
     rng = np.random.default_rng(seed)
@@ -203,20 +219,28 @@ def sensor_series(n: int, seed: int, offset_s: float = 0.0) -> pd.DataFrame:
     for k, device in enumerate(("p1", "p2")):
         seconds = offset_s + np.round(np.cumsum(rng.uniform(0.3, 1.7, size=n)), 3)
         phase = np.sin(2 * np.pi * seconds / 30 + k)
-        parts.append(pd.DataFrame({
-            "ts": START + pd.to_timedelta(seconds, unit="s"),
-            "device": device,
-            "pressure": phase + 0.05 * rng.normal(size=n),
-            "flow": 0.5 * phase + 0.05 * rng.normal(size=n),
-        }))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "ts": START + pd.to_timedelta(seconds, unit="s"),
+                    "device": device,
+                    "pressure": phase + 0.05 * rng.normal(size=n),
+                    "flow": 0.5 * phase + 0.05 * rng.normal(size=n),
+                }
+            )
+        )
     return pd.concat(parts, ignore_index=True)
 
 
 @pytest.fixture(scope="module")
 def resampled() -> SensorVAEDetector:
-    return SensorVAEDetector(timestamp_column="ts", entity_columns=("device",),
-                             window_length=5, resample="1s", detector_params=FAST).fit(
-        sensor_series(200, seed=0))
+    return SensorVAEDetector(
+        timestamp_column="ts",
+        entity_columns=("device",),
+        window_length=5,
+        resample="1s",
+        detector_params=FAST,
+    ).fit(sensor_series(200, seed=0))
 
 
 def test_scores_keep_one_row_per_input_row_and_stream_exactly(resampled) -> None:
@@ -229,8 +253,10 @@ def test_scores_keep_one_row_per_input_row_and_stream_exactly(resampled) -> None
     whole = resampled.score_frame(ordered)
     for cuts in ([0, 1, 2, 7, 150, 151, len(ordered)], [0, 99, 200, 201, len(ordered)]):
         stream = resampled.stream()
-        pieces = [stream.score(ordered.iloc[start:stop])
-                  for start, stop in zip(cuts[:-1], cuts[1:], strict=True)]
+        pieces = [
+            stream.score(ordered.iloc[start:stop])
+            for start, stop in zip(cuts[:-1], cuts[1:], strict=True)
+        ]
         pd.testing.assert_frame_equal(pd.concat(pieces), whole)
 
 

@@ -21,8 +21,9 @@ def data(tmp_path: Path) -> Path:
     start = 0
     for name, n in (("a", 5_000), ("b", 40_000), ("c", 15_000)):
         frame = pd.DataFrame({"n": np.arange(start, start + n), "even": np.arange(n) % 2 == 0})
-        pq.write_table(pa.Table.from_pandas(frame), tmp_path / f"{name}.parquet",
-                       row_group_size=4_000)
+        pq.write_table(
+            pa.Table.from_pandas(frame), tmp_path / f"{name}.parquet", row_group_size=4_000
+        )
         start += n
     return tmp_path
 

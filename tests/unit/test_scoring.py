@@ -164,9 +164,10 @@ def test_cpu_chunks_are_sized_by_the_widest_layer(encoded_setup):
     # More rows than a chunk: scored in two, as they would be in one forward pass.
     encoded = encoded_setup[0]
     rows = np.arange(narrow + 100) % len(encoded)
-    many = dataclasses.replace(encoded, **{
-        field.name: getattr(encoded, field.name)[rows] for field in dataclasses.fields(encoded)
-    })
+    many = dataclasses.replace(
+        encoded,
+        **{field.name: getattr(encoded, field.name)[rows] for field in dataclasses.fields(encoded)},
+    )
     chunked = score_encoded(models, many, layout, beta=1.0)
     whole = score_encoded(models, many, layout, beta=1.0, batch_size=len(rows))
     np.testing.assert_allclose(chunked.score, whole.score, rtol=1e-5)
@@ -254,8 +255,9 @@ def test_an_unseen_category_costs_at_least_a_laplace_floor(encoded_setup):
     pre_levels = layout.cardinalities[0]  # column 'c': x, y, z, __unseen__
     unseen = encoded.categories.copy()
     unseen[:, 0] = pre_levels - 1
-    changed = type(encoded)(encoded.inputs, encoded.numeric, encoded.numeric_mask, unseen,
-                            encoded.missing)
+    changed = type(encoded)(
+        encoded.inputs, encoded.numeric, encoded.numeric_mask, unseen, encoded.missing
+    )
     seen = score_encoded(models[:1], encoded, layout, beta=1.0)
     scored = score_encoded(models[:1], changed, layout, beta=1.0)
     column = scored.feature_names.index("c")

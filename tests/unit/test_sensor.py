@@ -27,19 +27,28 @@ def sensor_frame(
     for k, device in enumerate(devices):
         t = np.arange(n)
         phase = np.sin(2 * np.pi * t / 30 + k)
-        parts.append(pd.DataFrame({
-            "ts": START + pd.to_timedelta(t, unit="s"),
-            "device": device,
-            "pressure": phase + 0.05 * rng.normal(size=n),
-            "flow": 0.5 * phase + 0.05 * rng.normal(size=n),
-            "temp": 20 + 0.05 * rng.normal(size=n),
-        }))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "ts": START + pd.to_timedelta(t, unit="s"),
+                    "device": device,
+                    "pressure": phase + 0.05 * rng.normal(size=n),
+                    "flow": 0.5 * phase + 0.05 * rng.normal(size=n),
+                    "temp": 20 + 0.05 * rng.normal(size=n),
+                }
+            )
+        )
     return pd.concat(parts, ignore_index=True)
 
 
 def make_detector(**kwargs) -> SensorVAEDetector:
-    params = {"timestamp_column": "ts", "entity_columns": ("device",), "window_length": 5,
-              "detector_params": FAST, **kwargs}
+    params = {
+        "timestamp_column": "ts",
+        "entity_columns": ("device",),
+        "window_length": 5,
+        "detector_params": FAST,
+        **kwargs,
+    }
     return SensorVAEDetector(**params)
 
 

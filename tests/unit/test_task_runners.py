@@ -41,8 +41,7 @@ def test_threads_are_shared_between_concurrent_tasks_and_restored() -> None:
 
 def test_model_ref_pins_the_version_and_makes_sqlite_paths_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    resolved = ResolvedModel(uri="models:/m/3", name="m", version="3", run_id="r",
-                             alias="champion")
+    resolved = ResolvedModel(uri="models:/m/3", name="m", version="3", run_id="r", alias="champion")
     ref = model_ref(resolved, "sqlite:///mlflow.db", None)
     assert ref.uri == "models:/m/3" and ref.version == "3"
     assert ref.tracking_uri == ref.registry_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -68,9 +68,10 @@ def test_a_gap_starts_a_new_segment_marked_after_gap() -> None:
     frame = series(8, "p1")
     frame.loc[4:, "ts"] += pd.Timedelta(seconds=60)  # a one-minute hole before row 4
     features, status = build(frame, spec(length=3))
-    assert list(status) == [STATUS_WARMING_UP] * 2 + [STATUS_OK] * 2 + [STATUS_AFTER_GAP] * 2 + [
-        STATUS_OK
-    ] * 2
+    assert (
+        list(status)
+        == [STATUS_WARMING_UP] * 2 + [STATUS_OK] * 2 + [STATUS_AFTER_GAP] * 2 + [STATUS_OK] * 2
+    )
     assert list(features.loc[6, ["a@t-2", "a@t"]]) == [4.0, 6.0]  # nothing from before the gap
 
 
@@ -111,8 +112,9 @@ def random_series(seed: int) -> pd.DataFrame:
         n = 60 + 10 * k
         steps = rng.choice([1, 1, 1, 2, 9], size=n)  # 9 s steps exceed the 3 s tolerance
         stamps = START + pd.to_timedelta(np.cumsum(steps), unit="s")
-        part = pd.DataFrame({"ts": stamps, "device": device, "a": rng.normal(size=n),
-                             "b": rng.normal(size=n)})
+        part = pd.DataFrame(
+            {"ts": stamps, "device": device, "a": rng.normal(size=n), "b": rng.normal(size=n)}
+        )
         duplicates = part.sample(3, random_state=seed + k).assign(a=rng.normal(size=3))
         parts += [part, duplicates]
     return pd.concat(parts, ignore_index=True)

@@ -109,7 +109,8 @@ FILE_CASES: dict[str, FileCase] = {
         _disagree_extra, ("{culprit}", "['terminal_id']", "same columns"), "b.parquet"
     ),
     "schemas_disagree_column_type": FileCase(
-        _disagree_type, ("{culprit}", "column 'amount' holds text", "agree on column types"),
+        _disagree_type,
+        ("{culprit}", "column 'amount' holds text", "agree on column types"),
         "b.parquet",
     ),
 }

@@ -41,12 +41,16 @@ def flow_settings(
     tree: dict = {
         "tracking": {"tracking_uri": store, "registered_model": name, "experiment": "rel"},
         "train": {
-            "data_path": str(train_path), "key_columns": ["payment_id"],
-            "timestamp_column": "created_at", "detector": dict(TINY_DETECTOR),
+            "data_path": str(train_path),
+            "key_columns": ["payment_id"],
+            "timestamp_column": "created_at",
+            "detector": dict(TINY_DETECTOR),
         },
         "score": {
-            "input_path": str(score_path), "output_dir": str(output_dir),
-            "model_uri": f"models:/{name}@champion", "batch_size": 50,
+            "input_path": str(score_path),
+            "output_dir": str(output_dir),
+            "model_uri": f"models:/{name}@champion",
+            "batch_size": 50,
         },
     }
     for section, values in sections.items():

@@ -156,11 +156,11 @@ def score_file(capfd, tmp_path: Path, frame: pd.DataFrame, model_dir: Path):
 
 
 def test_score_file_names_text_in_a_numeric_column(capfd, tmp_path: Path, frames, model_dir):
-    code, err, data, output = score_file(capfd, tmp_path, with_text_in_numbers(frames[1]),
-                                         model_dir)
+    code, err, data, output = score_file(
+        capfd, tmp_path, with_text_in_numbers(frames[1]), model_dir
+    )
     assert code == 2
-    assert_one_line_error(err, [str(data), "column 'amount'", f"row {TEXT_ROW}",
-                                repr(TEXT_VALUE)])
+    assert_one_line_error(err, [str(data), "column 'amount'", f"row {TEXT_ROW}", repr(TEXT_VALUE)])
     assert not output.exists()
 
 
@@ -195,8 +195,13 @@ def cli_config(tmp_path: Path, champion: Champion):
         settings = flow_settings(
             champion.store, train_path, score_path, tmp_path / "out", name="rel-cli", **sections
         )
-        settings = settings.model_copy(update={"score": settings.score.model_copy(
-            update={"model_uri": f"models:/{MODEL_NAME}@champion"})})
+        settings = settings.model_copy(
+            update={
+                "score": settings.score.model_copy(
+                    update={"model_uri": f"models:/{MODEL_NAME}@champion"}
+                )
+            }
+        )
         return write_config(tmp_path / "config.yaml", settings)
 
     return make
@@ -287,11 +292,10 @@ def test_score_command_quarantines_and_warns(
 
 CONFIG_ERRORS = {
     "unknown_key": (
-        {"train": {"min_row": 5}, "score": {"batchsize": 5}}, ["unknown key", "vae-anomaly"]
+        {"train": {"min_row": 5}, "score": {"batchsize": 5}},
+        ["unknown key", "vae-anomaly"],
     ),
-    "wrong_type": (
-        {"train": {"min_rows": "many"}, "score": {"batch_size": "big"}}, ["has value"]
-    ),
+    "wrong_type": ({"train": {"min_rows": "many"}, "score": {"batch_size": "big"}}, ["has value"]),
 }
 
 

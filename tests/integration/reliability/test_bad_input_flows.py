@@ -63,8 +63,9 @@ def test_train_flow_refuses_bad_files(
 ) -> None:
     case = FILE_CASES[entry]
     data = case.build(tmp_path, frames[0])
-    settings = flow_settings(champion.store, data, champion.score, tmp_path / "out",
-                             name="rel-flow")
+    settings = flow_settings(
+        champion.store, data, champion.score, tmp_path / "out", name="rel-flow"
+    )
     with pytest.raises(InputError) as caught:
         train_flow(settings)
     for fragment in expected_fragments(case, data):
@@ -100,8 +101,14 @@ def test_train_flow_names_a_missing_required_column(
     tmp_path: Path, frames, champion: Champion
 ) -> None:
     data = write_parquet_atomic(frames[0], tmp_path / "train.parquet")
-    settings = flow_settings(champion.store, data, champion.score, tmp_path, name="rel-flow",
-                             train={"columns": ["amount", "tip"]})
+    settings = flow_settings(
+        champion.store,
+        data,
+        champion.score,
+        tmp_path,
+        name="rel-flow",
+        train={"columns": ["amount", "tip"]},
+    )
     with pytest.raises(InputError, match=r"train\.parquet: column\(s\) \['tip'\] are not in"):
         train_flow(settings)
 
@@ -164,8 +171,14 @@ def test_training_with_text_in_a_numeric_column_can_fail_instead(
     tmp_path: Path, frames, champion: Champion
 ) -> None:
     data = write_parquet_atomic(with_text_in_numbers(frames[0]), tmp_path / "text.parquet")
-    settings = flow_settings(champion.store, data, champion.score, tmp_path, name="rel-flow",
-                             train={"numeric_errors": "fail"})
+    settings = flow_settings(
+        champion.store,
+        data,
+        champion.score,
+        tmp_path,
+        name="rel-flow",
+        train={"numeric_errors": "fail"},
+    )
     with pytest.raises(ColumnTypeError) as caught:
         train_flow(settings)
     message = str(caught.value)

@@ -50,7 +50,9 @@ def big_input(tmp_path_factory: pytest.TempPathFactory, frames) -> Path:
 def start(argv: list[str | Path], env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "--threads", "1", *map(str, argv)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
     )
 
@@ -61,8 +63,10 @@ def kill_once_writing(process: subprocess.Popen, target: Path, min_bytes: int = 
     while time.monotonic() < deadline:
         if process.poll() is not None:
             _, err = process.communicate()
-            pytest.fail(f"the process ended (code {process.returncode}) before it could be "
-                        f"killed mid-write; give it more rows.\n{err.decode()[-2000:]}")
+            pytest.fail(
+                f"the process ended (code {process.returncode}) before it could be "
+                f"killed mid-write; give it more rows.\n{err.decode()[-2000:]}"
+            )
         for path in target.parent.glob(f".{target.name}.*.tmp"):
             try:
                 size = path.stat().st_size
@@ -82,8 +86,17 @@ def test_score_file_killed_mid_write_leaves_no_output_and_reruns_identically(
     capfd, tmp_path: Path, big_input: Path, model_dir: Path
 ) -> None:
     reference = tmp_path / "reference" / "scores.parquet"
-    argv = ["score-file", big_input, "--model-dir", model_dir, "--batch-size", BATCH,
-            "--top", "0", "--output"]
+    argv = [
+        "score-file",
+        big_input,
+        "--model-dir",
+        model_dir,
+        "--batch-size",
+        BATCH,
+        "--top",
+        "0",
+        "--output",
+    ]
     assert run_cli(capfd, *argv, reference)[0] == 0
 
     target = tmp_path / "out" / "scores.parquet"
@@ -109,10 +122,14 @@ def test_score_command_killed_mid_write_keeps_the_previous_output(
     score_flow(yesterday)
     previous = {name: (out / name).read_bytes() for name in ("scores.parquet", "report.html")}
 
-    today = flow_settings(champion.store, champion.train, big_input, out,
-                          score={"batch_size": int(BATCH)})
-    clean = score_flow(today.model_copy(update={"score": today.score.model_copy(
-        update={"output_dir": str(tmp_path / "clean")})}))
+    today = flow_settings(
+        champion.store, champion.train, big_input, out, score={"batch_size": int(BATCH)}
+    )
+    clean = score_flow(
+        today.model_copy(
+            update={"score": today.score.model_copy(update={"output_dir": str(tmp_path / "clean")})}
+        )
+    )
 
     config = write_config(tmp_path / "score.yaml", today)
     process = start(["score", "--config", config], env={"PREFECT_API_URL": PREFECT_API_URL.value()})
@@ -159,8 +176,11 @@ def test_scoring_run_twice_gives_the_same_files(
             assert run_cli(capfd, "score", "--config", config)[0] == 0
         snapshots.append({p.name: p.read_bytes() for p in sorted(out.iterdir())})
     first, second = snapshots
-    assert sorted(first) == sorted(second) == ["manifest.json", "quarantine.parquet",
-                                               "report.html", "scores.parquet"]
+    assert (
+        sorted(first)
+        == sorted(second)
+        == ["manifest.json", "quarantine.parquet", "report.html", "scores.parquet"]
+    )
     for name in ("scores.parquet", "quarantine.parquet"):
         assert first[name] == second[name], name
     manifests = [json.loads(s["manifest.json"]) for s in snapshots]
@@ -177,8 +197,9 @@ def test_accounting_check_counts_every_row() -> None:
     from flows.pipeline.partitions import PartitionResult, RowAccountingError
 
     PartitionResult(rows_in=10, rows_scored=8, rows_quarantined=2).check_accounting()
-    with pytest.raises(RowAccountingError, match="rows read 10 != rows scored 8 \\+ rows "
-                                                 "quarantined 1"):
+    with pytest.raises(
+        RowAccountingError, match="rows read 10 != rows scored 8 \\+ rows quarantined 1"
+    ):
         PartitionResult(rows_in=10, rows_scored=8, rows_quarantined=1).check_accounting()
 
 
@@ -202,6 +223,7 @@ def test_a_run_that_loses_a_row_fails_and_writes_nothing(
     assert sorted(p.name for p in out.iterdir()) == []  # neither scores nor report
     client = MlflowClient(champion.store, champion.store)
     experiment = client.get_experiment_by_name("rel")
-    (run,) = client.search_runs([experiment.experiment_id],
-                                order_by=["attributes.start_time DESC"], max_results=1)
+    (run,) = client.search_runs(
+        [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1
+    )
     assert run.info.status == "FAILED"

@@ -62,11 +62,17 @@ def _no_manifest(model: Path) -> None:
 
 DAMAGE: dict[str, tuple[Callable[[Path], None], str, tuple[str, ...]]] = {
     # entry: (damage, file named in the error, fragments of the error)
-    "tampered_weights": (_flip_a_byte, WEIGHTS_NAME, ("sha256", "truncated or modified",
-                                                      "re-train")),
+    "tampered_weights": (
+        _flip_a_byte,
+        WEIGHTS_NAME,
+        ("sha256", "truncated or modified", "re-train"),
+    ),
     "truncated_weights": (_truncate, WEIGHTS_NAME, ("sha256", "truncated or modified")),
-    "incompatible_format_version": (_future_format, MANIFEST_NAME, ("format_version 99",
-                                                                    "reads version 1")),
+    "incompatible_format_version": (
+        _future_format,
+        MANIFEST_NAME,
+        ("format_version 99", "reads version 1"),
+    ),
     "manifest_not_json": (_manifest_not_json, MANIFEST_NAME, ("not valid JSON", "re-save")),
     "manifest_missing": (_no_manifest, "", ("is not a saved model", "model.json is missing")),
 }
@@ -163,12 +169,24 @@ def free_port() -> int:
 def test_a_missing_champion_alias_fails_naming_uri_and_alias(
     capfd, tmp_path: Path, champion: Champion
 ) -> None:
-    settings = flow_settings(champion.store, champion.train, champion.score, tmp_path / "out",
-                             score={"model_uri": f"models:/{MODEL_NAME}@production"})
+    settings = flow_settings(
+        champion.store,
+        champion.train,
+        champion.score,
+        tmp_path / "out",
+        score={"model_uri": f"models:/{MODEL_NAME}@production"},
+    )
     code, _, err = run_cli(capfd, "score", "--config", write_config(tmp_path / "c.yaml", settings))
     assert code == 2
-    assert_one_line_error(err, [f"models:/{MODEL_NAME}@production", "alias @production",
-                                champion.store, "@champion -> v1"])
+    assert_one_line_error(
+        err,
+        [
+            f"models:/{MODEL_NAME}@production",
+            "alias @production",
+            champion.store,
+            "@champion -> v1",
+        ],
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -184,8 +202,9 @@ def test_an_unreachable_registry_fails_fast_naming_it(
             score_flow(settings)
         message = str(caught.value)
     else:
-        code, _, err = run_cli(capfd, "score", "--config",
-                               write_config(tmp_path / "c.yaml", settings))
+        code, _, err = run_cli(
+            capfd, "score", "--config", write_config(tmp_path / "c.yaml", settings)
+        )
         assert code == 2
         message = assert_one_line_error(err, [])
     assert time.perf_counter() - started < 30  # MLflow's default retries take minutes
@@ -199,14 +218,20 @@ def test_a_diverging_training_run_fails_and_leaves_the_champion(
 ) -> None:
     client = MlflowClient(champion.store, champion.store)
     versions = len(client.search_model_versions(f"name='{MODEL_NAME}'"))
-    settings = flow_settings(champion.store, champion.train, champion.score, tmp_path / "out",
-                             train={"detector": {"learning_rate": 1e30, "max_epochs": 3}})
+    settings = flow_settings(
+        champion.store,
+        champion.train,
+        champion.score,
+        tmp_path / "out",
+        train={"detector": {"learning_rate": 1e30, "max_epochs": 3}},
+    )
     code, _, err = run_cli(capfd, "train", "--config", write_config(tmp_path / "t.yaml", settings))
     assert code == 1
     assert_one_line_error(err, ["NonFiniteLossError", "loss became nan", "Lower the learning rate"])
     assert len(client.search_model_versions(f"name='{MODEL_NAME}'")) == versions
     assert str(client.get_model_version_by_alias(MODEL_NAME, "champion").version) == "1"
     experiment = client.get_experiment_by_name("rel")
-    (run,) = client.search_runs([experiment.experiment_id],
-                                order_by=["attributes.start_time DESC"], max_results=1)
+    (run,) = client.search_runs(
+        [experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1
+    )
     assert run.info.status == "FAILED" and run.info.run_name == "train"
