@@ -1,0 +1,215 @@
+"""The score over time: one panel per entity, flagged points in red, flagged spans shaded."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from flows.reporting.charts._canvas import (
+    FLAG_COLOR,
+    LINE_COLOR,
+    THRESHOLD_COLOR,
+    finite_threshold,
+    message,
+    png,
+    truncate,
+)
+
+#: Most panels drawn by :func:`score_over_time_png`; further entities are left out (and said so).
+MAX_PANELS = 12
+#: Points of the score line kept per panel; flagged points are always all drawn.
+MAX_LINE_POINTS = 20_000
+
+
+def _plain_times(values: pd.Series) -> pd.Series | None:
+    """Values matplotlib plots on a continuous axis: tz-aware timestamps as naive UTC, text
+    parsed as timestamps (or numbers); ``None`` when they are neither (plot by position)."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC").dt.tz_localize(None)
+    if pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        if pd.api.types.is_bool_dtype(values):
+            return None
+        return values
+    present = values.notna().sum()
+    converted = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
+    if converted.notna().sum() == present:
+        return converted.dt.tz_localize(None)
+    numbers = pd.to_numeric(values, errors="coerce")
+    if numbers.notna().sum() == present:
+        return numbers
+    return None
+
+
+def _entity_order(frame: pd.DataFrame, entity_column: str) -> list:
+    """Entities with the most flagged points first, then the highest score."""
+    stats = frame.groupby(entity_column, sort=False, dropna=False).agg(
+        flagged=("is_anomaly", "sum"), peak=("score", "max")
+    )
+    stats = stats.sort_values(["flagged", "peak"], ascending=False, kind="stable")
+    return list(stats.index)
+
+
+def _thin(frame: pd.DataFrame, limit: int) -> pd.DataFrame:
+    if len(frame) <= limit:
+        return frame
+    step = math.ceil(len(frame) / limit)
+    return frame.iloc[::step]
+
+
+def _overlapping_times(frame: pd.DataFrame, entity_column: str, shown: list) -> bool:
+    """Share the time axis only when every shown series overlaps all others in time:
+    devices recorded on different days would each be squeezed into a sliver."""
+    part = frame[frame[entity_column].isin(shown)]
+    if part.empty:
+        return True
+    spans = part.groupby(entity_column, dropna=False)["timestamp"].agg(["min", "max"])
+    return bool(spans["min"].max() <= spans["max"].min())
+
+
+def _shade_spans(ax: Axes, spans: pd.DataFrame | None, entity: object, by_position: bool) -> None:
+    if spans is None or spans.empty or by_position:
+        return
+    names = spans["entity"].astype(object).where(spans["entity"].notna(), "(missing)")
+    part = spans if entity is None else spans[(names == entity).to_numpy()]
+    starts, ends = _plain_times(part["start"]), _plain_times(part["end"])
+    if starts is None or ends is None:
+        return
+    for start, end in zip(starts, ends, strict=True):
+        ax.axvspan(start, end, color=FLAG_COLOR, alpha=0.2, linewidth=0)
+
+
+def _plot_frame(frame: pd.DataFrame, limit: float | None) -> tuple[pd.DataFrame, bool]:
+    """``(frame, by_position)``: plottable times (row order when the timestamps cannot be
+    read), numeric scores, a boolean flag; rows without a time or a finite score dropped."""
+    frame = frame.copy()
+    times = _plain_times(frame["timestamp"])
+    by_position = times is None
+    frame["timestamp"] = np.arange(len(frame)) if by_position else times
+    frame["score"] = pd.to_numeric(frame["score"], errors="coerce")
+    if "is_anomaly" in frame.columns:
+        frame["is_anomaly"] = frame["is_anomaly"].fillna(False).astype(bool)
+    else:
+        frame["is_anomaly"] = (frame["score"] > limit) if limit is not None else False
+    frame = frame[frame["timestamp"].notna() & np.isfinite(frame["score"].to_numpy(float))]
+    return frame, by_position
+
+
+def _entities(frame: pd.DataFrame, entity_column: str | None) -> tuple[pd.DataFrame, list, bool]:
+    """``(frame, entities, by_entity)``: one panel per entity (missing ones named), most
+    flagged first; one panel of everything when there is no entity column."""
+    by_entity = entity_column is not None and entity_column in frame.columns
+    if not by_entity:
+        return frame, [None], False
+    frame[entity_column] = (
+        frame[entity_column].astype(object).where(frame[entity_column].notna(), "(missing)")
+    )
+    entities = _entity_order(frame, entity_column) if len(frame) else []
+    return frame, entities, True
+
+
+def _draw_panel(
+    ax: Axes,
+    part: pd.DataFrame,
+    limit: float | None,
+    spans: pd.DataFrame | None,
+    entity: object,
+    by_position: bool,
+) -> None:
+    part = part.sort_values("timestamp", kind="stable")
+    line = _thin(part, MAX_LINE_POINTS)
+    ax.plot(line["timestamp"], line["score"], color=LINE_COLOR, linewidth=0.9)
+    flagged = part[part["is_anomaly"]]
+    if len(flagged):
+        ax.scatter(
+            flagged["timestamp"],
+            flagged["score"],
+            color=FLAG_COLOR,
+            s=14,
+            zorder=3,
+            label=f"flagged ({len(flagged):,})",
+        )
+    _shade_spans(ax, spans, entity, by_position)
+    if limit is not None:
+        ax.axhline(
+            limit,
+            color=THRESHOLD_COLOR,
+            linestyle="--",
+            linewidth=1.2,
+            label=f"threshold {limit:.4g}",
+        )
+
+
+def _style_panel(ax: Axes, title: str | None) -> None:
+    if title is not None:
+        ax.set_title(truncate(title, 60), fontsize=9)
+    ax.set_ylabel("score", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=7, frameon=False)
+
+
+def _tidy_grid(axes: np.ndarray, n_shown: int, ncols: int) -> None:
+    """Hide the unused panels and slant the time labels of the used ones."""
+    for index in range(n_shown, len(axes)):
+        axes[index].set_visible(False)
+        if index - ncols >= 0:  # the panel above is now its column's lowest: label its x axis
+            axes[index - ncols].xaxis.set_tick_params(labelbottom=True)
+    for ax in axes[:n_shown]:
+        for tick in ax.get_xticklabels():
+            tick.set_rotation(20)
+            tick.set_horizontalalignment("right")
+
+
+def _empty_png() -> bytes:
+    fig = Figure(figsize=(10, 3), layout="constrained")
+    message(fig.add_subplot(), "no time series to plot")
+    return png(fig)
+
+
+def score_over_time_png(
+    time_series: pd.DataFrame | None,
+    threshold: float | None,
+    entity_column: str | None = None,
+    max_panels: int = MAX_PANELS,
+    spans: pd.DataFrame | None = None,
+) -> bytes:
+    """Score line over time with flagged points in red; one panel per entity (at most 12).
+
+    ``spans`` (columns entity, start, end) are shaded: the flagged stretches of each series.
+    """
+    frame = pd.DataFrame() if time_series is None else time_series
+    limit = finite_threshold(threshold)
+    if frame.empty or not {"timestamp", "score"} <= set(frame.columns):
+        return _empty_png()
+    frame, by_position = _plot_frame(frame, limit)
+    frame, entities, by_entity = _entities(frame, entity_column)
+    shown = entities[:max_panels]
+    n_panels = max(len(shown), 1)
+    ncols = 1 if n_panels <= 4 else 2 if n_panels <= 8 else 3
+    nrows = math.ceil(n_panels / ncols)
+    fig = Figure(figsize=(11, 1.2 + 2.3 * nrows), layout="constrained")
+    share = _overlapping_times(frame, entity_column, shown) if by_entity else True
+    axes = fig.subplots(nrows, ncols, sharex=share, squeeze=False).ravel()
+    title = "Score over time"
+    if len(entities) > len(shown):
+        title += (
+            f" ({len(shown)} of {len(entities)} {entity_column} values shown: most flagged first)"
+        )
+    fig.suptitle(title, fontsize=11)
+    if by_position:
+        fig.supxlabel("row order (the timestamp column could not be read as times)", fontsize=9)
+    if frame.empty:
+        message(axes[0], "no time series to plot")
+        for ax in axes[1:]:
+            ax.set_visible(False)
+        return png(fig)
+    for ax, entity in zip(axes, shown, strict=False):
+        part = frame if entity is None else frame[frame[entity_column] == entity]
+        _draw_panel(ax, part, limit, spans, entity, by_position)
+        _style_panel(ax, None if entity is None else f"{entity_column} = {entity}")
+    _tidy_grid(axes, len(shown), ncols)
+    return png(fig)
