@@ -237,7 +237,7 @@ def test_unexpected_errors_exit_1(
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk\non fire")
 
-    monkeypatch.setattr("flows.cli.app.read_table", explode)
+    monkeypatch.setattr("vae_core.io.read_table", explode)
     code, _, err = run(capsys, "fit", tmp_path / "x.parquet", "--model-dir", tmp_path / "m")
     assert code == 1
     assert_one_line_error(err, "RuntimeError: disk on fire")

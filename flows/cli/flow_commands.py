@@ -1,30 +1,43 @@
 """CLI commands that run the Prefect flows: train, score, demo, serve, config-schema.
 
-Registered into ``flows.cli.COMMANDS`` on import. Prefect and MLflow are imported inside the
-commands, so ``vae-anomaly --help`` and the library commands stay fast.
+Registered into ``flows.cli.COMMANDS`` on import. The settings, the flows, Prefect and MLflow
+are imported inside the commands, so ``vae-anomaly --help`` and the library commands stay
+fast, and importing this module changes nothing (no environment variable, no logging).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import logging
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flows.cli.app import EXIT_OK, command, positive_int
-from flows.config import Settings, json_schema, load_settings
+from flows.cli.registry import EXIT_OK, command, positive_int, set_torch_threads
 
-# The flows run offline by default (Prefect's ephemeral server on a laptop or in CI): its
-# telemetry would only print connection errors. A deployment can set the variable itself.
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-# The temporary server gets 20 s to start by default; a laptop busy with other work (or a
-# CI runner with 2 cores) can need more, and failing the job for it helps nobody.
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+if TYPE_CHECKING:
+    from flows.config import Settings
+
+#: Prefect settings for running the flows locally, unless the environment sets them.
+LOCAL_PREFECT_DEFAULTS = {
+    # The flows run offline by default (Prefect's ephemeral server on a laptop or in CI):
+    # its telemetry would only print connection errors.
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    # The temporary server gets 20 s to start by default; a laptop busy with other work (or
+    # a CI runner with 2 cores) can need more, and failing the job for it helps nobody.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+}
+
+
+def use_local_prefect_defaults() -> None:
+    """Apply ``LOCAL_PREFECT_DEFAULTS`` where the environment has no value of its own.
+
+    Call it before the first import of Prefect: Prefect reads its settings from the
+    environment once, when it is imported (the ephemeral server's subprocess inherits the
+    environment when it starts). A deployment that sets a variable keeps its value.
+    """
+    for name, value in LOCAL_PREFECT_DEFAULTS.items():
+        os.environ.setdefault(name, value)
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +58,8 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace, job: str, overrides: dict[str, Any]) -> Settings:
+    from flows.config import load_settings
+
     if args.tracking_uri:
         overrides = {**overrides, "tracking": {"tracking_uri": args.tracking_uri}}
     return load_settings(args.config_files, job=job, overrides=overrides)
@@ -52,57 +67,6 @@ def _settings(args: argparse.Namespace, job: str, overrides: dict[str, Any]) -> 
 
 def _section(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
-
-
-class _WithoutTraceback(logging.Formatter):
-    """Formats a record as ``inner`` would, minus any traceback or stack."""
-
-    def __init__(self, inner: logging.Formatter | None):
-        super().__init__()
-        self.inner = inner or logging.Formatter()
-
-    def format(self, record: logging.LogRecord) -> str:
-        saved = record.exc_info, record.exc_text, record.stack_info
-        record.exc_info, record.exc_text, record.stack_info = None, None, None
-        try:
-            return self.inner.format(record)
-        finally:
-            record.exc_info, record.exc_text, record.stack_info = saved
-
-
-def _console_handlers() -> list[logging.Handler]:
-    """Stream handlers of the root and the ``prefect`` loggers (the terminal, not the API)."""
-    loggers = [logging.getLogger()] + [
-        logger
-        for name, logger in logging.Logger.manager.loggerDict.items()
-        if name.startswith("prefect") and isinstance(logger, logging.Logger)
-    ]
-    handlers = {
-        id(h): h for lg in loggers for h in lg.handlers if isinstance(h, logging.StreamHandler)
-    }
-    return list(handlers.values())
-
-
-@contextlib.contextmanager
-def console_tracebacks(shown: bool) -> Iterator[None]:
-    """Keep Prefect's failure logs on the terminal to one line each unless ``shown``.
-
-    Prefect logs every failed task and flow with its full traceback. For a bad input the
-    command's own ``error: ...`` line says all there is to say, and a screen of engine
-    frames buries it; ``--debug`` shows them. Only the terminal handlers change: the logs
-    sent to the Prefect API (and its UI) keep their tracebacks.
-    """
-    if shown:
-        yield
-        return
-    changed = [(handler, handler.formatter) for handler in _console_handlers()]
-    for handler, formatter in changed:
-        handler.setFormatter(_WithoutTraceback(formatter))
-    try:
-        yield
-    finally:
-        for handler, formatter in changed:
-            handler.setFormatter(formatter)
 
 
 # -- train -------------------------------------------------------------------------------
@@ -123,6 +87,8 @@ def _configure_train(parser: argparse.ArgumentParser) -> None:
 
 @command("train", "run the training flow: fit, log to MLflow, register, promote", _configure_train)
 def run_train(args: argparse.Namespace) -> int:
+    use_local_prefect_defaults()
+    from flows.cli.prefect_logs import console_tracebacks
     from flows.train_flow import train_flow
 
     overrides: dict[str, Any] = {"train": _section({"data_path": args.data})}
@@ -190,6 +156,8 @@ def _configure_score(parser: argparse.ArgumentParser) -> None:
     "score", "run the scoring flow: champion model, scores, quarantine, report", _configure_score
 )
 def run_score(args: argparse.Namespace) -> int:
+    use_local_prefect_defaults()
+    from flows.cli.prefect_logs import console_tracebacks
     from flows.score_flow import score_flow
 
     overrides = {
@@ -231,14 +199,13 @@ def _configure_demo(parser: argparse.ArgumentParser) -> None:
     "demo", "generate data, then run the training and scoring flows end to end", _configure_demo
 )
 def run_demo(args: argparse.Namespace) -> int:
-    import torch
-
+    use_local_prefect_defaults()
     from flows import demo
 
     if args.threads is None:
         # The demo's network is small: extra threads only add synchronisation, and on busy
         # cores they can make training ten times slower.
-        torch.set_num_threads(1)
+        set_torch_threads(1)
     return demo.run(args.workdir, args.seed)
 
 
@@ -261,6 +228,7 @@ def _configure_serve(parser: argparse.ArgumentParser) -> None:
     "serve", "run both flows on their schedules in this process (no work pool)", _configure_serve
 )
 def run_serve(args: argparse.Namespace) -> int:
+    use_local_prefect_defaults()
     from prefect import serve
 
     from flows.score_flow import score_flow
@@ -290,5 +258,9 @@ def _configure_schema(parser: argparse.ArgumentParser) -> None:
 
 @command("config-schema", "print the JSON schema of the configuration files", _configure_schema)
 def run_config_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from flows.config import json_schema
+
     print(json.dumps(json_schema(), indent=2))
     return EXIT_OK
