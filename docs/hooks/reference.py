@@ -65,6 +65,8 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
 
 
 # -- CLI reference ---------------------------------------------------------------------
+# argparse has no public way to walk a parser's arguments and subcommands; ``_actions`` and
+# the action classes below have been stable since Python 3.2, and --help reads them too.
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
