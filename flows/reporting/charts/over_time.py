@@ -98,17 +98,19 @@ def _plot_frame(frame: pd.DataFrame, limit: float | None) -> tuple[pd.DataFrame,
     return frame, by_position
 
 
-def _entities(frame: pd.DataFrame, entity_column: str | None) -> tuple[pd.DataFrame, list, bool]:
-    """``(frame, entities, by_entity)``: one panel per entity (missing ones named), most
-    flagged first; one panel of everything when there is no entity column."""
-    by_entity = entity_column is not None and entity_column in frame.columns
-    if not by_entity:
-        return frame, [None], False
+def _entities(
+    frame: pd.DataFrame, entity_column: str | None
+) -> tuple[pd.DataFrame, list, str | None]:
+    """``(frame, entities, column)``: one panel per entity of ``column`` (missing ones
+    named), most flagged first; one panel of everything, and no column, when the frame has
+    no entity column."""
+    if entity_column is None or entity_column not in frame.columns:
+        return frame, [None], None
     frame[entity_column] = (
         frame[entity_column].astype(object).where(frame[entity_column].notna(), "(missing)")
     )
     entities = _entity_order(frame, entity_column) if len(frame) else []
-    return frame, entities, True
+    return frame, entities, entity_column
 
 
 def _draw_panel(
@@ -186,13 +188,13 @@ def score_over_time_png(
     if frame.empty or not {"timestamp", "score"} <= set(frame.columns):
         return _empty_png()
     frame, by_position = _plot_frame(frame, limit)
-    frame, entities, by_entity = _entities(frame, entity_column)
+    frame, entities, column = _entities(frame, entity_column)
     shown = entities[:max_panels]
     n_panels = max(len(shown), 1)
     ncols = 1 if n_panels <= 4 else 2 if n_panels <= 8 else 3
     nrows = math.ceil(n_panels / ncols)
     fig = Figure(figsize=(11, 1.2 + 2.3 * nrows), layout="constrained")
-    share = _overlapping_times(frame, entity_column, shown) if by_entity else True
+    share = _overlapping_times(frame, column, shown) if column is not None else True
     axes = fig.subplots(nrows, ncols, sharex=share, squeeze=False).ravel()
     title = "Score over time"
     if len(entities) > len(shown):
@@ -208,7 +210,7 @@ def score_over_time_png(
             ax.set_visible(False)
         return png(fig)
     for ax, entity in zip(axes, shown, strict=False):
-        part = frame if entity is None else frame[frame[entity_column] == entity]
+        part = frame if column is None else frame[frame[column] == entity]
         _draw_panel(ax, part, limit, spans, entity, by_position)
         _style_panel(ax, None if entity is None else f"{entity_column} = {entity}")
     _tidy_grid(axes, len(shown), ncols)
