@@ -100,9 +100,59 @@ def test_version_prints_package_and_cuda(capsys: pytest.CaptureFixture[str]) -> 
     assert "CUDA available:" in out
 
 
+def test_version_cuda_asks_torch(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "version", "--cuda")
+    assert code == 0
+    expected = "CUDA available: yes" if torch.cuda.is_available() else "CUDA available: no"
+    assert expected in out
+
+
+def test_version_without_torch_reads_the_torch_build(capsys: pytest.CaptureFixture[str]) -> None:
+    from flows.cli import library_commands
+
+    build = library_commands._torch_build()
+    assert build is not None
+    assert (build["cuda"], build["hip"]) == (torch.version.cuda, torch.version.hip)
+    code, out, _ = run(capsys, "version")
+    assert code == 0
+    if torch.version.cuda is None and torch.version.hip is None:
+        assert "CUDA available: no (this torch build is CPU-only" in out
+    if "CUDA available: no" in out:  # a "no" without torch must be torch's answer too
+        assert not torch.cuda.is_available()
+
+
+def test_version_on_a_cuda_build_looks_for_the_nvidia_driver(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flows.cli import library_commands
+
+    monkeypatch.setattr(library_commands, "_torch_build", lambda: {"cuda": "12.4", "hip": None})
+    line = library_commands.cuda_without_torch()
+    gpus = Path("/proc/driver/nvidia/gpus")
+    if sys.platform == "linux" and not (gpus.is_dir() and any(gpus.iterdir())):
+        assert line.startswith("CUDA available: no (no NVIDIA GPU driver loaded")
+    else:
+        assert line.startswith("CUDA available: not checked (torch built for CUDA 12.4")
+        assert "version --cuda" in line
+
+
 def test_threads_option_does_not_leak_out_of_main(capsys: pytest.CaptureFixture[str]) -> None:
     before = torch.get_num_threads()
     assert run(capsys, "version")[0] == 0
+    assert torch.get_num_threads() == before
+
+
+def test_thread_changes_are_undone_to_the_first_value() -> None:
+    from flows.cli.registry import restore_torch_threads, set_torch_threads
+
+    before = torch.get_num_threads()
+    target = 2 if before == 1 else 1
+    try:
+        set_torch_threads(target)
+        set_torch_threads(target)  # 'demo' after '--threads': still back to the first value
+        assert torch.get_num_threads() == target
+    finally:
+        restore_torch_threads()
     assert torch.get_num_threads() == before
 
 
