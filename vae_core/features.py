@@ -382,9 +382,9 @@ class Preprocessor:
         unseen = len(levels) - 1
         rare_code = index.get(RARE_LEVEL, unseen)
         as_text = series.astype(str)
-        codes = as_text.map(index)
+        mapped = as_text.map(index)
         if self._rare[j]:
-            codes = codes.where(~as_text.isin(self._rare[j]), rare_code)
-        codes = codes.fillna(unseen).to_numpy(np.int64, copy=True)
+            mapped = mapped.where(~as_text.isin(self._rare[j]), rare_code)
+        codes = mapped.fillna(unseen).to_numpy(np.int64, copy=True)
         codes[series.isna().to_numpy()] = -1
         return codes

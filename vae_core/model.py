@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -76,7 +76,7 @@ def _run_mlp(mlp: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     that is a noticeable share of a training step, and these modules have no hooks.
     """
     for index in range(0, len(mlp), 2):
-        linear = mlp[index]
+        linear = cast(nn.Linear, mlp[index])  # _mlp puts a Linear at every even index
         x = F.silu(F.linear(x, linear.weight, linear.bias))
     return x
 
@@ -116,7 +116,7 @@ class TabularVAE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         numeric_mean, category_logits, missing_logits = torch.split(
-            self.output_head(_run_mlp(self.decoder, z)), self.head_sizes, dim=1
+            self.output_head(_run_mlp(self.decoder, z)), list(self.head_sizes), dim=1
         )
         return numeric_mean, category_logits, missing_logits
 

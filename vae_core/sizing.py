@@ -38,6 +38,7 @@ def auto_sizes(
     batch_size: int | str = "auto",
 ) -> Sizes:
     """Resolve every "auto" setting for ``n_rows`` training rows of ``input_dim`` inputs."""
+    hidden: tuple[int, ...]
     if hidden_sizes == "auto":
         first = min(256, max(32, _round_to_power_of_two(2 * input_dim)))
         hidden = (first, max(16, first // 2))

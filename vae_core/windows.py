@@ -156,7 +156,9 @@ def _lag(lag: int) -> str:
 def resample_step(frequency: str) -> pd.Timedelta:
     """The grid step of a fixed pandas frequency; calendar ones (``"MS"``) have no fixed step."""
     try:
-        step = pd.Timedelta(pd.tseries.frequencies.to_offset(frequency))
+        # Any offset goes in: a calendar one ("MS") raises ValueError, which becomes the
+        # message below (the stubs accept only the fixed offsets this call lets through).
+        step = pd.Timedelta(pd.tseries.frequencies.to_offset(frequency))  # type: ignore[arg-type]
     except (ValueError, TypeError) as exc:
         raise ValueError(
             f"resample={frequency!r} is not a fixed pandas frequency such as '1s', '500ms' "
