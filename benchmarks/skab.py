@@ -83,7 +83,7 @@ def flags_for_file(path: str, config: dict[str, Any]) -> tuple[np.ndarray, np.nd
     detector = SensorVAEDetector(**config).fit(train)
     stream = detector.stream(top_k=0)
     stream.score(train)
-    scores = stream.score(test)
+    scores = stream.score(test).to_frame()
     return (
         labels[TRAIN_ROWS:],
         scores["is_anomaly"].to_numpy().astype(int),

@@ -1,4 +1,4 @@
-"""Jobs around ``vae_core``: the ``vae-anomaly`` command line, file-to-file fit and score, the
-demo, and (in later work) the Prefect flows and MLflow tracking. ``vae_core`` never imports
-from here.
+"""Jobs around ``vae_core``: the ``vae-anomaly`` command line (``cli``), the training and
+scoring flows, the one scoring pipeline (``pipeline``), MLflow runs, registry and pyfunc
+(``mlops``) and the batch report (``reporting``). ``vae_core`` never imports from here.
 """

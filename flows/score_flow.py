@@ -27,16 +27,8 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.config import ScoreSettings, Settings, load_settings
 from flows.mlops import tracking
-from flows.pipeline import sensor_scoring
-from flows.pipeline.partitions import (
-    SAMPLE_SIZE,
-    PartitionResult,
-    RowAccountingError,
-    concatenate_parts,
-    score_partition,
-    staging_directory,
-    time_columns,
-)
+from flows.pipeline.partitions import concatenate_parts, score_partition, staging_directory
+from flows.pipeline.summary import SAMPLE_SIZE, PartitionResult, RowAccountingError
 from flows.pipeline.writers import write_bytes_atomic
 from flows.reporting import report
 from flows.task_runners import (
@@ -46,10 +38,10 @@ from flows.task_runners import (
     threads_per_task,
     worker_detector,
 )
-from vae_core import SensorVAEDetector, VAEAnomalyDetector
 from vae_core.errors import EmptyInputError
 from vae_core.io import Partition, list_partitions
 from vae_core.scoring import UNFILTERED_COLUMNS
+from vae_core.streaming import Detector
 
 __all__ = ["SAMPLE_SIZE", "RowAccountingError", "score_flow"]
 
@@ -62,7 +54,7 @@ MANIFEST_VERSION = 1
 
 
 @task(cache_policy=NO_CACHE)
-def resolve_champion(model_uri: str) -> tuple[tracking.ResolvedModel, VAEAnomalyDetector]:
+def resolve_champion(model_uri: str) -> tuple[tracking.ResolvedModel, Detector]:
     resolved = tracking.resolve_model(model_uri)
     detector = tracking.load_detector(resolved)
     get_run_logger().info("scoring with %s (version %s)", resolved.name, resolved.version)
@@ -71,7 +63,7 @@ def resolve_champion(model_uri: str) -> tuple[tracking.ResolvedModel, VAEAnomaly
 
 @task(cache_policy=NO_CACHE, task_run_name="score-{label}")
 def score_partition_task(
-    model: VAEAnomalyDetector | ModelRef,
+    model: Detector | ModelRef,
     cfg: ScoreSettings,
     partition: Partition | None,
     scores_path: Path,
@@ -79,7 +71,7 @@ def score_partition_task(
     label: str,
 ) -> PartitionResult:
     """Score one partition; a ``ModelRef`` (other processes) is loaded once per process."""
-    detector = model if isinstance(model, VAEAnomalyDetector) else worker_detector(model)
+    detector = worker_detector(model) if isinstance(model, ModelRef) else model
     logger = get_run_logger()
     last_report = [time.monotonic()]
 
@@ -113,11 +105,15 @@ def score_partition_task(
         result.rows_quarantined,
         result.n_flagged,
     )
+    if result.spans is not None:
+        logger.info(
+            "%s: %d flagged spans; row status %s", label, result.spans.count, result.status_counts
+        )
     return result
 
 
 def score_stream(
-    detector: VAEAnomalyDetector,
+    detector: Detector,
     cfg: ScoreSettings,
     output_dir: Path,
     ref: ModelRef | None = None,
@@ -130,10 +126,11 @@ def score_stream(
     concatenated in input order into the outputs: the files are the same whatever the
     runner or the concurrency, and a run killed before the end leaves the previous outputs
     in place. A partition re-run after a lost worker rewrites its own part, atomically, so
-    retries never duplicate rows.
+    retries never duplicate rows. A model whose scores depend on earlier rows
+    (``ordered_stream``: sensor windows) scores the whole input as one stream, in order.
     """
     partitions = list_partitions(cfg.input_path, cfg.partition_rows)
-    if len(partitions) == 1 and cfg.task_runner == "local":
+    if detector.ordered_stream or (len(partitions) == 1 and cfg.task_runner == "local"):
         return report_notes(
             score_partition_task(
                 detector,
@@ -141,7 +138,7 @@ def score_stream(
                 None,
                 output_dir / SCORES_FILE,
                 output_dir / QUARANTINE_FILE,
-                label=Path(partitions[0].file).name,
+                label=Path(partitions[0].file if len(partitions) == 1 else cfg.input_path).name,
             )
         )
     staging = staging_directory(output_dir, secrets.token_hex(6))
@@ -225,34 +222,39 @@ def write_manifest(
     return write_bytes_atomic(json.dumps(manifest, indent=2).encode(), output_dir / MANIFEST_FILE)
 
 
+def _time_series(summary: PartitionResult, sample: pd.DataFrame) -> pd.DataFrame | None:
+    """The sample in time order for the report's chart, when the data has a timestamp."""
+    time_column = summary.time_column
+    if time_column is None or time_column not in sample.columns or not len(sample):
+        return None
+    columns = [time_column, "score", "is_anomaly"]
+    if summary.series_column in sample.columns:
+        columns.append(summary.series_column)
+    series = sample[columns].rename(columns={time_column: "timestamp"})
+    return series.sort_values("timestamp", kind="stable")
+
+
+def _score_quantiles(scores: np.ndarray) -> dict[str, float]:
+    levels = (0.5, 0.9, 0.99, 0.999)
+    if not len(scores):
+        return {}
+    return {f"q{level:g}": float(np.quantile(scores, level)) for level in levels}
+
+
 def build_report_data(
     summary: PartitionResult,
-    detector: VAEAnomalyDetector,
+    detector: Detector,
     resolved: tracking.ResolvedModel,
     cfg: ScoreSettings,
     output_dir: Path,
     run_id: str | None,
 ) -> report.ReportData:
-    sample = (
-        summary.sample
-        if summary.sample is not None
-        else pd.DataFrame({"score": [], "is_anomaly": []})
-    )
+    sample = summary.sample
+    if sample is None:
+        sample = pd.DataFrame({"score": [], "is_anomaly": []})
     scores = sample["score"].to_numpy(dtype=float)
-    time_column = next((c for c in time_columns(detector) if c in sample.columns), None)
-    series = None
-    if time_column is not None and len(sample):
-        series = (
-            sample[[time_column, "score", "is_anomaly"]]
-            .rename(columns={time_column: "timestamp"})
-            .sort_values("timestamp")
-        )
-    levels = (0.5, 0.9, 0.99, 0.999)
-    quantiles = (
-        {f"q{level:g}": float(np.quantile(scores, level)) for level in levels}
-        if len(scores)
-        else {}
-    )
+    has_time = summary.time_column is not None and summary.time_column in sample.columns
+    spans = summary.spans
     return report.ReportData(
         title=cfg.report_title,
         model_name=resolved.name,
@@ -267,15 +269,20 @@ def build_report_data(
         input_notes=tuple(summary.notes.messages()) if summary.notes else (),
         score_sample=scores,
         n_flagged=summary.n_flagged,
-        score_quantiles=quantiles,
+        score_quantiles=_score_quantiles(scores),
         top_anomalies=summary.top if summary.top is not None else pd.DataFrame(),
-        timestamp_column=time_column,
-        time_series=series,
-        entity_column=None,
+        timestamp_column=summary.time_column if has_time else None,
+        time_series=_time_series(summary, sample),
+        entity_column=summary.series_column,
         input_path=cfg.input_path,
         output_path=str(output_dir / SCORES_FILE),
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         run_id=run_id,
+        flagged_spans=None
+        if spans is None
+        else pd.DataFrame(spans.kept, columns=["entity", "start", "end"]),
+        n_flagged_spans=0 if spans is None else spans.count,
+        window_status_counts=dict(summary.status_counts) if summary.status_counts else None,
     )
 
 
@@ -349,19 +356,11 @@ def score_flow(
     with tracking.tracked_run(track.experiment, "score", tags) as run_id:
         output_dir = Path(cfg.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        sensor = isinstance(detector, SensorVAEDetector)
-        if sensor:  # windows reach into the previous batch: one ordered stream, no partitions
-            summary = sensor_scoring.score_sensor_task(
-                detector, cfg, output_dir / SCORES_FILE, output_dir / QUARANTINE_FILE
-            )
-        else:
-            ref = model_ref(resolved, track.tracking_uri, track.registry_uri)
-            summary = score_stream(detector, cfg, output_dir, ref)
+        ref = model_ref(resolved, track.tracking_uri, track.registry_uri)
+        summary = score_stream(detector, cfg, output_dir, ref)
         duplicates = summary.notes.duplicate_keys if summary.notes else 0
         tracking.log_metrics(run_id, {"n_duplicate_keys": duplicates})
         data = build_report_data(summary, detector, resolved, cfg, output_dir, run_id)
-        if sensor:
-            data = sensor_scoring.with_sensor_series(data, summary, detector)
         report_path = publish_report(data, output_dir, run_id)
         write_manifest(summary, resolved, cfg, output_dir, run_id)
     quarantine = output_dir / QUARANTINE_FILE

@@ -20,8 +20,8 @@ import torch
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.mlops import tracking
-from vae_core import VAEAnomalyDetector
 from vae_core.errors import InputError
+from vae_core.streaming import Detector
 
 RunnerKind = Literal["local", "dask"]
 
@@ -130,7 +130,7 @@ def threads_per_task(concurrency: int) -> Iterator[None]:
 
 
 @functools.lru_cache(maxsize=4)
-def worker_detector(ref: ModelRef) -> VAEAnomalyDetector:
+def worker_detector(ref: ModelRef) -> Detector:
     """The model of ``ref``, loaded once per worker process and reused by its tasks.
 
     A Dask worker process runs one task at a time and its neighbours share the machine:

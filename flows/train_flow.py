@@ -25,16 +25,16 @@ from prefect.cache_policies import NO_CACHE
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 from flows.config import Settings, TrainSettings, load_settings
+from flows.detectors import build_detector
 from flows.mlops import promotion, tracking
 from flows.pipeline.input_checks import training_notes
 from flows.pipeline.row_validation import split_training_rows
 from flows.pipeline.sampling import PartitionSample, SampleInfo, merge_samples, sample_partition
-from flows.pipeline.sensor_scoring import build_sensor_detector
 from flows.reporting import report
 from flows.task_runners import make_task_runner
-from vae_core import VAEAnomalyDetector
 from vae_core.errors import EmptyInputError, SchemaError, TooFewRowsError
 from vae_core.io import Partition, list_partitions, read_table
+from vae_core.streaming import Detector
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 
@@ -228,11 +228,8 @@ def split_holdout(frame: pd.DataFrame, cfg: TrainSettings) -> tuple[pd.DataFrame
 
 # -- model ----------------------------------------------------------------------------------
 @task(cache_policy=NO_CACHE)
-def fit_detector(train: pd.DataFrame, cfg: TrainSettings, run_id: str) -> VAEAnomalyDetector:
-    if cfg.sensor is not None:
-        detector = build_sensor_detector(cfg)
-    else:
-        detector = VAEAnomalyDetector(**cfg.detector.estimator_params(cfg.key_columns))
+def fit_detector(train: pd.DataFrame, cfg: TrainSettings, run_id: str) -> Detector:
+    detector = build_detector(cfg)
     detector.fit(train, epoch_callback=tracking.epoch_logger(run_id, cfg.detector.n_models))
     result = detector.training_results_[0]
     get_run_logger().info(
@@ -242,15 +239,16 @@ def fit_detector(train: pd.DataFrame, cfg: TrainSettings, run_id: str) -> VAEAno
         result.best_val_loss,
         detector.device_,
     )
-    if cfg.sensor is not None:  # duplicates, gaps and warm-up rows of the training series
+    # Windowed models count the training rows by status: duplicates, gaps, warm-up rows.
+    statuses = getattr(detector, "fit_status_counts_", {})
+    if statuses:
         tracking.log_metrics(
-            run_id,
-            {f"train_rows_{status}": float(n) for status, n in detector.fit_status_counts_.items()},
+            run_id, {f"train_rows_{status}": float(n) for status, n in statuses.items()}
         )
     return detector
 
 
-def holdout_metrics(detector: VAEAnomalyDetector, holdout: pd.DataFrame) -> dict[str, float]:
+def holdout_metrics(detector: Detector, holdout: pd.DataFrame) -> dict[str, float]:
     """Label-free figures on the shared holdout; the promotion gate compares these."""
     scores = finite_scores(detector.decision_function(holdout))
     threshold = detector.threshold_
@@ -270,7 +268,7 @@ def finite_scores(scores: np.ndarray) -> np.ndarray:
     return scores[np.isfinite(scores)]
 
 
-def labelled_metrics(detector: VAEAnomalyDetector, cfg: TrainSettings) -> dict[str, float]:
+def labelled_metrics(detector: Detector, cfg: TrainSettings) -> dict[str, float]:
     evaluation = cfg.evaluation
     if evaluation is None:
         return {}
@@ -296,9 +294,7 @@ def labelled_metrics(detector: VAEAnomalyDetector, cfg: TrainSettings) -> dict[s
 
 
 @task(cache_policy=NO_CACHE)
-def evaluate(
-    detector: VAEAnomalyDetector, holdout: pd.DataFrame, cfg: TrainSettings
-) -> dict[str, float]:
+def evaluate(detector: Detector, holdout: pd.DataFrame, cfg: TrainSettings) -> dict[str, float]:
     return {**holdout_metrics(detector, holdout), **labelled_metrics(detector, cfg)}
 
 
@@ -306,7 +302,7 @@ def evaluate(
 def log_training(
     run_id: str,
     settings: Settings,
-    detector: VAEAnomalyDetector,
+    detector: Detector,
     holdout: pd.DataFrame,
     metrics: dict[str, float],
     validation: dict[str, Any],
@@ -329,7 +325,7 @@ def log_training(
 
 
 def training_report(
-    detector: VAEAnomalyDetector, metrics: dict[str, float], validation: dict[str, Any]
+    detector: Detector, metrics: dict[str, float], validation: dict[str, Any]
 ) -> str:
     lines = [
         "# Training report",
@@ -368,7 +364,7 @@ def training_report(
 
 @task(cache_policy=NO_CACHE)
 def register(
-    run_id: str, detector: VAEAnomalyDetector, holdout: pd.DataFrame, name: str
+    run_id: str, detector: Detector, holdout: pd.DataFrame, name: str
 ) -> tracking.RegisteredVersion:
     schema = detector.schema_
     features = [*schema.key_columns, *schema.ignored_columns, *schema.feature_names]

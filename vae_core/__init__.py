@@ -16,6 +16,7 @@ from vae_core.errors import (
     TooFewRowsError,
     VAEAnomalyError,
 )
+from vae_core.model_kinds import load_model
 from vae_core.sensor import SensorVAEDetector
 
 __version__ = "0.1.0"
@@ -34,4 +35,5 @@ __all__ = [
     "VAEAnomalyDetector",
     "VAEAnomalyError",
     "__version__",
+    "load_model",
 ]

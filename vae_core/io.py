@@ -1,14 +1,12 @@
-"""Parquet in and out: readers that name the file at fault, writers that never leave half a file.
+"""Parquet in: readers that name the file at fault, and the partitions of a dataset.
 
 Readers accept one file, a directory (hive partitions such as ``day=2024-01-01/`` become
 columns) or a glob. Every failure is an ``InputError`` that names the path, because "Parquet
 magic bytes not found" is useless when a job reads four hundred files. Data is read one
-file (fragment) at a time, so the file that breaks is always known.
-
-Writers go through a temporary file beside the target, flushed and fsynced before an atomic
-``os.replace``: a crash, a full disk or an exception in the middle of a job leaves either
-the previous output or the new one, never a truncated file a downstream reader would choke
-on.
+file (fragment) at a time, so the file that breaks is always known. ``list_partitions``
+splits a dataset into files or row-group ranges that can be read on their own.
+``frame_to_table`` converts a frame to Arrow the way every output is written. (The jobs'
+atomic writers are ``flows.pipeline.writers``.)
 
 Pure library: no Prefect, no MLflow.
 """
@@ -17,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -423,3 +422,15 @@ def _partition_fragment(
         f"{partition.file}: this file of {os.fspath(path)} has gone since the partitions "
         "were listed; rerun the job on the current data."
     )
+
+
+def frame_to_table(frame: pd.DataFrame, schema: pa.Schema | None = None) -> pa.Table:
+    """``frame`` as Arrow, cast to ``schema`` when given."""
+    # A RangeIndex is row numbering, not data (and per-batch numbering would be wrong for
+    # the whole file); any other index (ids, timestamps) is kept as columns.
+    keep_index = not isinstance(frame.index, pd.RangeIndex)
+    with warnings.catch_warnings():
+        # pyarrow reads timezone-aware columns through Series.values, which pandas >= 3.1
+        # deprecates; the values and the timezone are still converted correctly.
+        warnings.filterwarnings("ignore", message=_TZ_VALUES_WARNING)
+        return pa.Table.from_pandas(frame, schema=schema, preserve_index=keep_index)

@@ -330,6 +330,20 @@ def score_columns(
     return columns
 
 
+def score_schema(n_features: int, top_k: int = DEFAULT_TOP_K) -> pa.Schema:
+    """Arrow types of ``score_columns``' output for a model of ``n_features`` columns."""
+    fields = [
+        pa.field("recon_error", pa.float64()),
+        pa.field("kl", pa.float64()),
+        pa.field("score", pa.float64()),
+        pa.field("is_anomaly", pa.bool_()),
+    ]
+    for rank in range(1, min(top_k, n_features) + 1):
+        fields.append(pa.field(f"top_feature_{rank}", pa.large_string()))
+        fields.append(pa.field(f"top_feature_{rank}_share", pa.float64()))
+    return pa.schema(fields)
+
+
 def to_frame(
     scores: ScoreArrays, threshold: float, index: pd.Index, top_k: int = DEFAULT_TOP_K
 ) -> pd.DataFrame:

@@ -20,8 +20,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 
-from vae_core import SensorVAEDetector
-from vae_core.sensor import load_detector
+from vae_core.model_kinds import load_model
 
 #: Name of the model artifact that holds the saved detector directory.
 DETECTOR_ARTIFACT = "detector"
@@ -33,16 +32,19 @@ class VAEAnomalyPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
         # CPU keeps scores identical to the training process's CPU scores and needs no GPU
         # where the model is served.
-        self.detector = load_detector(context.artifacts[DETECTOR_ARTIFACT])
+        self.detector = load_model(context.artifacts[DETECTOR_ARTIFACT])
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         scores = self.detector.score_frame(frame, source="model input")
-        if isinstance(self.detector, SensorVAEDetector):
-            return scores  # its keys (entities, timestamp) are already the first columns
-        keys = [c for c in self.detector.schema_.key_columns if c in frame.columns]
+        # Key columns lead the output; a kind whose scores carry them already adds none.
+        keys = [
+            c
+            for c in self.detector.schema_.key_columns
+            if c in frame.columns and c not in scores.columns
+        ]
         if not keys:
             return scores
         return pd.concat([frame[keys], scores], axis=1)

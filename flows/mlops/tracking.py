@@ -58,11 +58,11 @@ from mlflow.utils.validation import (
 )
 
 import vae_core
-from vae_core import SensorVAEDetector, VAEAnomalyDetector
 from vae_core.errors import InputError, ModelFileError
+from vae_core.model_kinds import load_model
 from vae_core.schema import ColumnSpec
 from vae_core.scoring import DEFAULT_TOP_K
-from vae_core.sensor import load_detector as load_saved_detector
+from vae_core.streaming import Detector
 from vae_core.training import EpochRecord
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -320,34 +320,24 @@ def _column_type(spec: ColumnSpec) -> DataType | AnyType:
     return DataType.string  # object, str, string
 
 
-def model_signature(detector: VAEAnomalyDetector) -> ModelSignature:
-    """Inputs: optional key columns (any type), required features; outputs: score columns."""
+#: MLflow column types of the Arrow types score columns have.
+_SCORE_TYPES = {"double": DataType.double, "bool": DataType.boolean}
+
+
+def model_signature(detector: Detector) -> ModelSignature:
+    """Inputs: key columns (optional unless the model needs them), required features;
+    outputs: the carried key columns, then the score columns the detector declares."""
     schema = detector.schema_
+    required = detector.required_columns()
     keys = [ColSpec(AnyType(), key, required=False) for key in schema.key_columns]
+    keys = [key for key in keys if key.name not in required]
+    keys += [ColSpec(AnyType(), name) for name in required]
     features = [ColSpec(_column_type(spec), spec.name) for spec in schema.columns]
     scores = [
-        ColSpec(DataType.double, "recon_error"),
-        ColSpec(DataType.double, "kl"),
-        ColSpec(DataType.double, "score"),
-        ColSpec(DataType.boolean, "is_anomaly"),
+        ColSpec(_SCORE_TYPES.get(str(field.type), DataType.string), field.name)
+        for field in detector.output_schema(DEFAULT_TOP_K)
     ]
-    n_contributors = len(schema.columns)
-    if isinstance(detector, SensorVAEDetector):
-        # Windows need each row's series and place in time: entities and timestamp are
-        # required inputs, and every output row says whether it had a full window.
-        keys = [ColSpec(AnyType(), key) for key in detector.spec_.key_columns]
-        scores = [
-            ColSpec(DataType.string, "window_status"),
-            *scores[:3],
-            ColSpec(DataType.boolean, "above_threshold"),
-            scores[3],
-        ]
-        n_contributors = len(detector.spec_.feature_names)  # channel@lag, not channel
-    outputs = [*keys, *scores]
-    for rank in range(1, min(DEFAULT_TOP_K, n_contributors) + 1):
-        outputs.append(ColSpec(DataType.string, f"top_feature_{rank}"))
-        outputs.append(ColSpec(DataType.double, f"top_feature_{rank}_share"))
-    return ModelSignature(inputs=Schema([*keys, *features]), outputs=Schema(outputs))
+    return ModelSignature(inputs=Schema([*keys, *features]), outputs=Schema([*keys, *scores]))
 
 
 def model_pip_requirements() -> list[str]:
@@ -368,7 +358,7 @@ def model_pip_requirements() -> list[str]:
 
 def log_detector_model(
     run_id: str,
-    detector: VAEAnomalyDetector,
+    detector: Detector,
     registered_name: str,
     input_example: pd.DataFrame | None = None,
 ) -> RegisteredVersion:
@@ -583,7 +573,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:500] if text else type(exc).__name__
 
 
-def load_detector(resolved: ResolvedModel, device: str = "cpu") -> VAEAnomalyDetector:
+def load_detector(resolved: ResolvedModel, device: str = "cpu") -> Detector:
     """Download the version's ``detector`` artifact and load it with ``vae_core``.
 
     The scoring flow uses the library directly (batched streaming, device choice); other
@@ -614,7 +604,7 @@ def load_detector(resolved: ResolvedModel, device: str = "cpu") -> VAEAnomalyDet
                 f"{_first_line(exc)}"
             ) from exc
         try:
-            return load_saved_detector(detector_dir, device=device)
+            return load_model(detector_dir, device=device)
         except ModelFileError as exc:
             # The local path is a temporary download: name what the user asked for.
             local = str(Path(detector_dir))

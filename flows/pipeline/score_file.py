@@ -9,24 +9,19 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from flows.pipeline.input_checks import InputNotes
-from flows.pipeline.memory import release_free_memory
-from flows.pipeline.partitions import TRIM_EVERY, PartitionResult, abandon, scored_table
-from flows.pipeline.prefetch import WriteBehind, prefetch
-from flows.pipeline.writers import ParquetBatchWriter
+from flows.pipeline.stream import StreamOptions, StreamOutputs, run_stream
 from vae_core import VAEAnomalyDetector
-from vae_core.errors import InputError, SchemaError
-from vae_core.features import EncodedData
+from vae_core.errors import InputError
 from vae_core.io import DEFAULT_BATCH_SIZE, iter_batches
 from vae_core.output_targets import check_file_target
-from vae_core.scoring import UNFILTERED_COLUMNS, ScoreArrays
+from vae_core.streaming import Detector
 
 #: How many of the highest-scoring rows are printed by default.
 DEFAULT_TOP = 10
@@ -82,30 +77,8 @@ class ScoreSummary:
     notes: list[str] = field(default_factory=list)  # ignored columns, duplicate keys
 
 
-def carried_columns(detector: VAEAnomalyDetector, batch: pd.DataFrame, source: str) -> list[str]:
-    """Key columns (required, so rows can be traced) and datetime columns (when present)."""
-    keys = list(detector.schema_.key_columns)
-    absent = [k for k in keys if k not in batch.columns]
-    if absent:
-        raise SchemaError(
-            f"{source}: key column(s) {absent} the model was fitted with are missing; "
-            "scores could not be traced back to their rows."
-        )
-    return keys + [c for c in detector.schema_.ignored_columns if c in batch.columns]
-
-
-def _encoded_batches(
-    detector: VAEAnomalyDetector, data: str, batch_size: int, notes: InputNotes
-) -> Iterator[tuple[pd.DataFrame, EncodedData]]:
-    """The reading stage, run in the read-ahead thread: carried columns and encoded rows."""
-    for batch in iter_batches(data, batch_size=batch_size):
-        notes.observe(batch)
-        carried = batch[carried_columns(detector, batch, data)].reset_index(drop=True)
-        yield carried, detector.encode(batch, source=data)
-
-
 def score_file(
-    detector: VAEAnomalyDetector,
+    detector: Detector,
     data: str,
     output: Path,
     top: int = DEFAULT_TOP,
@@ -113,48 +86,21 @@ def score_file(
 ) -> ScoreSummary:
     """Stream ``data`` through the detector into ``output``; keep the ``top`` rows in memory.
 
-    The scoring flow's pipeline without its quarantine: batches are read and encoded in a
-    background thread, scored in this one, and turned into output rows and written in
-    another. A bad value stops the run, and nothing is written.
+    The scoring flow's pipeline without its quarantine: a bad value stops the run, and
+    nothing is written.
     """
     if Path(data).resolve() == output.resolve():
         raise InputError(f"output {output} is the input file; write the scores elsewhere.")
     check_file_target(output)  # before any work: a device or a folder is refused up front
-    notes = InputNotes.for_model(detector.schema_, data)
-    threshold = detector.threshold_.value
-    summary = PartitionResult()
-    writer = ParquetBatchWriter(output, without_statistics=UNFILTERED_COLUMNS)
-    batches = prefetch(_encoded_batches(detector, data, batch_size, notes))
-
-    def write_scores(item: tuple[pd.DataFrame, ScoreArrays]) -> None:
-        writer.write_arrow(scored_table(*item, threshold))
-
-    behind = WriteBehind(write_scores)
-    batches_done = 0
-    try:
-        for carried, encoded in batches:
-            arrays = detector.score_arrays(encoded)
-            behind.submit((carried, arrays))
-            # The top rows keep their position in the output, for the summary.
-            start = summary.rows_scored
-            numbered = carried.assign(row=np.arange(start, start + len(arrays)))
-            summary.keep_top_of(numbered, arrays, threshold, top)
-            summary.rows_scored += len(arrays)
-            summary.n_flagged += int(np.count_nonzero(arrays.score > threshold))
-            batches_done += 1
-            if batches_done % TRIM_EVERY == 0:  # three threads: see flows.pipeline.memory
-                release_free_memory()
-        behind.flush()
-        writer.close()
-    except BaseException:
-        abandon(batches, behind, writer)
-        raise
-    top_rows = pd.DataFrame() if summary.top is None else summary.top
+    options = StreamOptions(numeric_errors=None, top_n=top, number_rows=True)
+    # Batches of exactly batch_size rows, as before the pipeline was shared: scores are
+    # bit-identical for a given batch size (BLAS sums depend on the batch's shape).
+    batches = iter_batches(data, batch_size=batch_size)
+    result = run_stream(detector, batches, data, StreamOutputs(output), options)
+    top_rows = pd.DataFrame() if result.top is None else result.top
+    notes = result.notes.messages() if result.notes is not None else []
     return ScoreSummary(
-        summary.rows_scored,
-        summary.n_flagged,
-        top_rows.reset_index(drop=True),
-        notes.messages(),
+        result.rows_scored, result.n_flagged, top_rows.reset_index(drop=True), notes
     )
 
 

@@ -14,7 +14,6 @@ import re
 import secrets
 import socket
 import time
-import warnings
 from collections.abc import Callable, Collection
 from pathlib import Path
 from types import TracebackType
@@ -25,12 +24,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vae_core.errors import EmptyInputError, InputError
+from vae_core.io import frame_to_table
 from vae_core.output_targets import check_file_target, writing_to
 
 PathLike = str | os.PathLike[str]
 #: pyarrow's own errors for unreadable or mismatched files, plus plain I/O failures.
 _ARROW_ERRORS = (pa.ArrowException, OSError)
-_TZ_VALUES_WARNING = "Series.values returning an ndarray that drops timezone"
 
 
 def _first_line(exc: BaseException) -> str:
@@ -181,18 +180,6 @@ def column_encodings(
     if without_statistics:
         options["write_statistics"] = [f.name for f in schema if f.name not in without_statistics]
     return options
-
-
-def frame_to_table(frame: pd.DataFrame, schema: pa.Schema | None = None) -> pa.Table:
-    """``frame`` as Arrow, cast to ``schema`` when given."""
-    # A RangeIndex is row numbering, not data (and per-batch numbering would be wrong for
-    # the whole file); any other index (ids, timestamps) is kept as columns.
-    keep_index = not isinstance(frame.index, pd.RangeIndex)
-    with warnings.catch_warnings():
-        # pyarrow reads timezone-aware columns through Series.values, which pandas >= 3.1
-        # deprecates; the values and the timezone are still converted correctly.
-        warnings.filterwarnings("ignore", message=_TZ_VALUES_WARNING)
-        return pa.Table.from_pandas(frame, schema=schema, preserve_index=keep_index)
 
 
 def _write_atomic(path: PathLike, write: Callable[[IO[bytes]], None]) -> Path:

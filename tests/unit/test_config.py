@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from flows import cli
 from flows import config as config_module
 from flows.config import ConfigError, DetectorSettings, Settings, json_schema, load_settings
-from flows.pipeline.sensor_scoring import build_sensor_detector
+from flows.detectors import build_sensor_detector
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import InputError
 

@@ -9,9 +9,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from flows.pipeline import partitions as partition_scoring
-from flows.pipeline.partitions import PartitionResult, RowAccountingError, concatenate_parts
+from flows.pipeline import summary as run_summary
+from flows.pipeline.partitions import concatenate_parts
+from flows.pipeline.summary import PartitionResult, RowAccountingError
 from vae_core.scoring import ScoreArrays
+from vae_core.streaming import TabularScores, scored_frame, scored_table
 
 
 def batch(start: int, n: int, rng: np.random.Generator | None = None) -> pd.DataFrame:
@@ -30,7 +32,7 @@ def test_top_rows_are_the_highest_scores_across_batches() -> None:
 
 
 def test_sample_is_bounded_and_uniform_over_the_whole_run(monkeypatch) -> None:
-    monkeypatch.setattr(partition_scoring, "SAMPLE_SIZE", 2000)
+    monkeypatch.setattr(run_summary, "SAMPLE_SIZE", 2000)
     summary = PartitionResult()
     rng = np.random.default_rng(0)
     # uneven batches: a batch-weighted scheme would over-represent the small ones
@@ -45,7 +47,7 @@ def test_sample_is_bounded_and_uniform_over_the_whole_run(monkeypatch) -> None:
 
 
 def test_merging_partitions_equals_one_pass_over_all_rows(monkeypatch) -> None:
-    monkeypatch.setattr(partition_scoring, "SAMPLE_SIZE", 300)
+    monkeypatch.setattr(run_summary, "SAMPLE_SIZE", 300)
     rng = np.random.default_rng(1)
     parts = [batch(0, 400, rng), batch(400, 250, rng), batch(650, 500, rng)]
     one_pass = PartitionResult()
@@ -110,7 +112,7 @@ def score_arrays(score: np.ndarray) -> ScoreArrays:
 def test_array_summaries_equal_the_summaries_of_whole_scored_frames(monkeypatch) -> None:
     """keep_top_of / keep_sample_of build rows only for candidates; the result must be
     exactly what the frame versions keep, ties at the cut included."""
-    monkeypatch.setattr(partition_scoring, "SAMPLE_SIZE", 500)
+    monkeypatch.setattr(run_summary, "SAMPLE_SIZE", 500)
     rng = np.random.default_rng(7)
     by_arrays, by_frames = PartitionResult(), PartitionResult()
     start = 0
@@ -118,9 +120,11 @@ def test_array_summaries_equal_the_summaries_of_whole_scored_frames(monkeypatch)
         score = rng.integers(0, 50, size).astype(float)  # many ties
         carried = pd.DataFrame({"row": np.arange(start, start + size)})
         arrays, keys = score_arrays(score), rng.random(size)
-        by_arrays.keep_top_of(carried, arrays, threshold=45.0, top_n=9)
-        by_arrays.keep_sample_of(carried, arrays, threshold=45.0, keys=keys)
-        frame = partition_scoring.scored_frame(carried, arrays, threshold=45.0)
+        scored = TabularScores(carried, arrays, 45.0, ("row",), pd.RangeIndex(size))
+        everything = np.arange(size)
+        by_arrays.keep_top_of(scored, everything, top_n=9, row_offset=None)
+        by_arrays.keep_sample_of(scored, everything, keys=keys)
+        frame = scored_frame(carried, arrays, threshold=45.0)
         by_frames.keep_top(frame, top_n=9)
         sample = frame[["score", "is_anomaly", "row"]].assign(_sample_key=keys)
         by_frames.keep_sample(sample)
@@ -137,7 +141,7 @@ def test_array_summaries_equal_the_summaries_of_whole_scored_frames(monkeypatch)
 def test_scored_table_is_the_scored_frame_in_arrow() -> None:
     carried = pd.DataFrame({"id": ["a", "b", "c", "d"]})
     arrays = score_arrays(np.array([1.0, 5.0, 3.0, 0.5]))
-    table = partition_scoring.scored_table(carried, arrays, threshold=2.0)
-    frame = partition_scoring.scored_frame(carried, arrays, threshold=2.0)
+    table = scored_table(carried, arrays, threshold=2.0)
+    frame = scored_frame(carried, arrays, threshold=2.0)
     assert table.column_names == list(frame.columns)
     pd.testing.assert_frame_equal(table.to_pandas(), frame)

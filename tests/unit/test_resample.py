@@ -254,7 +254,7 @@ def test_scores_keep_one_row_per_input_row_and_stream_exactly(resampled) -> None
     for cuts in ([0, 1, 2, 7, 150, 151, len(ordered)], [0, 99, 200, 201, len(ordered)]):
         stream = resampled.stream()
         pieces = [
-            stream.score(ordered.iloc[start:stop])
+            stream.score(ordered.iloc[start:stop]).to_frame()
             for start, stop in zip(cuts[:-1], cuts[1:], strict=True)
         ]
         pd.testing.assert_frame_equal(pd.concat(pieces), whole)

@@ -112,7 +112,7 @@ def test_scores_streamed_in_pieces_equal_one_piece_scores(incoming, alarm) -> No
     for cuts in ([0, 3, 4, 5, 200, 201, len(ordered)], [0, 137, 300, len(ordered)]):
         stream = detector.stream()
         pieces = [
-            stream.score(ordered.iloc[start:stop])
+            stream.score(ordered.iloc[start:stop]).to_frame()
             for start, stop in zip(cuts[:-1], cuts[1:], strict=True)
         ]
         pd.testing.assert_frame_equal(pd.concat(pieces), whole)

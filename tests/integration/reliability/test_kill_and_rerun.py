@@ -194,7 +194,7 @@ def test_scoring_run_twice_gives_the_same_files(
 
 # -- row accounting --------------------------------------------------------------------------
 def test_accounting_check_counts_every_row() -> None:
-    from flows.pipeline.partitions import PartitionResult, RowAccountingError
+    from flows.pipeline.summary import PartitionResult, RowAccountingError
 
     PartitionResult(rows_in=10, rows_scored=8, rows_quarantined=2).check_accounting()
     with pytest.raises(
@@ -207,8 +207,8 @@ def test_a_run_that_loses_a_row_fails_and_writes_nothing(
     tmp_path: Path, champion: Champion, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Inject the bug the check exists for: validation silently dropping a row."""
-    from flows.pipeline import partitions as module
-    from flows.pipeline.partitions import RowAccountingError
+    from flows.pipeline import stream as module
+    from flows.pipeline.summary import RowAccountingError
 
     real_split = module.split_valid_rows
 
