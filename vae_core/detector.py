@@ -7,14 +7,14 @@ import platform
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import sklearn
 import torch
-from sklearn.base import BaseEstimator, OutlierMixin
+from sklearn.base import BaseEstimator
+from sklearn.utils import Tags
 
 from vae_core import persistence
 from vae_core.errors import EmptyInputError, NotFittedError, SchemaError, TooFewRowsError
@@ -27,11 +27,9 @@ from vae_core.scoring import (
     DEFAULT_TOP_K,
     ScoreArrays,
     score_encoded,
-    score_schema,
     to_frame,
 )
 from vae_core.sizing import auto_sizes
-from vae_core.streaming import TabularScorer
 from vae_core.threshold import THRESHOLD_METHODS, Threshold, fit_threshold
 from vae_core.training import EpochCallback, TrainingConfig, TrainingResult, fit, resolve_device
 
@@ -41,11 +39,18 @@ MIN_TRAIN_ROWS = 10
 MIN_REFERENCE_ROWS = 200
 
 
-class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
+class VAEAnomalyDetector(BaseEstimator):
     """Variational-autoencoder anomaly detector for mixed-type tabular data.
 
     Parameters only are stored here; ``fit`` learns. ``"auto"`` sizes are derived from the
     training data's shape (rows and encoded width), see ``vae_core.sizing``.
+
+    The outputs follow PyOD's convention, the anomaly-detection ecosystem's:
+    ``decision_function`` is higher for more anomalous rows, ``predict`` returns 1 for
+    anomalies and 0 otherwise, and ``fit`` leaves ``decision_scores_`` and ``labels_`` for
+    the training rows. That is not scikit-learn's outlier contract (-1/+1, lower is more
+    abnormal), so the class does not inherit ``OutlierMixin`` nor declare itself an
+    outlier detector: code written for that contract (``pred == -1``) would find nothing.
 
     Parameters
     ----------
@@ -81,7 +86,27 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         Seed of initialisation, split and shuffling; same seed, same scores on CPU.
     verbose : bool
         Show a progress bar per ensemble member.
+
+    Attributes
+    ----------
+    threshold_ : Threshold
+        The fitted decision threshold: ``predict`` flags scores above ``threshold_.value``.
+    decision_scores_ : ndarray of shape (n_samples,)
+        ``decision_function`` of the training rows, in their order (not saved by ``save``).
+    labels_ : ndarray of shape (n_samples,)
+        ``predict`` of the training rows: 1 above the threshold, 0 otherwise (not saved).
     """
+
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        # What fit accepts: missing values anywhere, string, boolean and pandas categorical
+        # columns (modelled as categories), no target. estimator_type stays None: the
+        # outputs are PyOD's, not those scikit-learn's "outlier_detector" type promises.
+        tags.input_tags.allow_nan = True
+        tags.input_tags.string = True
+        tags.input_tags.categorical = True
+        tags.target_tags.required = False
+        return tags
 
     def __init__(
         self,
@@ -177,7 +202,8 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         seed = (
             int(self.random_state)
             if self.random_state is not None
-            else int(np.random.SeedSequence().entropy % (2**31))
+            # Drawn without a seed, the entropy is one int (typed as possibly a sequence).
+            else int(cast(int, np.random.SeedSequence().entropy) % (2**31))
         )
         schema = infer_schema(frame, self.key_columns, from_array)
         preprocessor = Preprocessor.fit(frame, schema)
@@ -258,6 +284,15 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
             self.pot_initial_quantile,
             self.iqr_factor,
         )
+        # PyOD's training-row outputs. When the reference is every row, its scores are
+        # exactly decision_function(X). A held-out reference covers only the validation
+        # rows, so all rows are scored once more: one forward pass over X in eval mode (a
+        # fraction of one training epoch), no random numbers drawn, the models unchanged.
+        training_scores = (
+            reference_scores if reference is encoded else self._score_arrays(encoded).score
+        )
+        self.decision_scores_: np.ndarray = training_scores
+        self.labels_: np.ndarray = (training_scores > self.threshold_.value).astype(np.int64)
         return self
 
     # -- scoring -----------------------------------------------------------------------
@@ -315,12 +350,17 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         return self._score_arrays(encoded)
 
     def decision_function(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """Anomaly score per row, higher is more anomalous (deterministic)."""
+        """Anomaly score per row, higher is more anomalous (deterministic; PyOD's sense)."""
         encoded, _ = self._encode(X, "input")
         return self._score_arrays(encoded).score
 
     def score_samples(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """Negated score, following scikit-learn's convention (higher is more normal)."""
+        """Negated score: higher is more normal, ``-decision_function(X)``.
+
+        Kept although PyOD defines no ``score_samples``: the name means "higher is more
+        normal" in every scikit-learn detector (IsolationForest, LocalOutlierFactor, ...),
+        so code that ranks rows by it works unchanged here, and no PyOD method clashes.
+        """
         return -self.decision_function(X)
 
     def predict(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
@@ -328,27 +368,8 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
         return (self.decision_function(X) > self.threshold_.value).astype(np.int64)
 
     def fit_predict(self, X: pd.DataFrame | np.ndarray, y: Any = None, **kwargs: Any) -> np.ndarray:
+        """``fit(X).predict(X)``: 1 for training rows above the threshold, 0 otherwise."""
         return self.fit(X, **kwargs).predict(X)
-
-    # -- the detector protocol (vae_core.streaming) ------------------------------------
-    #: Saved in the manifest; ``vae_core.model_kinds.load_model`` reads it back.
-    kind: ClassVar[str] = "tabular"
-    #: Rows are scored independently: an input may be split and scored in parallel.
-    ordered_stream: ClassVar[bool] = False
-
-    def stream(self, top_k: int = DEFAULT_TOP_K) -> TabularScorer:
-        """A batch scorer for jobs that read their input in batches (any order)."""
-        self._check_fitted()
-        return TabularScorer(self, top_k)
-
-    def required_columns(self) -> tuple[str, ...]:
-        """Carried columns every input must hold: none (key columns are optional here)."""
-        return ()
-
-    def output_schema(self, top_k: int = DEFAULT_TOP_K) -> pa.Schema:
-        """Types of the score columns, in output order."""
-        self._check_fitted()
-        return score_schema(len(self.schema_.columns), top_k)
 
     # -- persistence -------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
@@ -371,7 +392,6 @@ class VAEAnomalyDetector(OutlierMixin, BaseEstimator):
                 for r in self.training_results_
             ],
             "versions": library_versions(),
-            "kind": self.kind,
         }
         states = [m.state_dict() for m in self.models_]
         return persistence.save_model(path, manifest, states, overwrite=overwrite)

@@ -17,20 +17,21 @@ from __future__ import annotations
 
 import json
 import os
+from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
+from sklearn.base import BaseEstimator
+from sklearn.utils import Tags
 
 from vae_core import persistence
 from vae_core.detector import MIN_TRAIN_ROWS, VAEAnomalyDetector
 from vae_core.errors import EmptyInputError, ModelFileError, NotFittedError, TooFewRowsError
 from vae_core.schema import ColumnSpec, FeatureSchema
-from vae_core.scoring import DEFAULT_TOP_K, score_schema
-from vae_core.sensor_stream import SensorStream
+from vae_core.scoring import DEFAULT_TOP_K
 from vae_core.threshold import Threshold
 from vae_core.windows import WindowBuilder, WindowSpec, fit_spec
 
@@ -46,8 +47,13 @@ SENSOR_FORMAT_VERSION = 1
 SENSOR_DETECTOR_DEFAULTS: dict[str, Any] = {"iqr_factor": 6.0, "numeric_dof": None}
 
 
-class SensorVAEDetector:
+class SensorVAEDetector(BaseEstimator):
     """Windowed VAE anomaly detector for sensor series (timestamp, entities, channels).
+
+    A scikit-learn estimator (``clone``, ``get_params``, ``set_params``) with the outputs
+    of ``VAEAnomalyDetector``, PyOD's convention: ``decision_function`` higher for more
+    anomalous rows, ``predict`` 1 for flagged rows and 0 otherwise. Input is a DataFrame:
+    the timestamp and entity columns are found by name.
 
     Parameters
     ----------
@@ -75,8 +81,18 @@ class SensorVAEDetector:
     alarm_k, alarm_n : int
         Flag a row when at least ``alarm_k`` of its entity's last ``alarm_n`` scored rows
         (itself included) lie above the threshold. 1 and 1 flag every row above it.
-    detector_params : mapping
+    detector_params : mapping or None
         Parameters of the inner ``VAEAnomalyDetector`` (threshold method, seed, ...).
+
+    Attributes
+    ----------
+    detector_ : VAEAnomalyDetector
+        The inner detector, fitted on the training windows.
+    decision_scores_ : ndarray of shape (n_samples,)
+        ``decision_function`` of the training rows, in their order: NaN for rows without
+        a full window (not saved by ``save``).
+    labels_ : ndarray of shape (n_samples,)
+        ``predict`` of the training rows, alarm rule included (not saved).
     """
 
     def __init__(
@@ -94,9 +110,11 @@ class SensorVAEDetector:
         alarm_n: int = 1,
         detector_params: Mapping[str, Any] | None = None,
     ):
+        # Stored as given (scikit-learn's rule, so that clone and set_params round-trip);
+        # fit converts them.
         self.timestamp_column = timestamp_column
-        self.entity_columns = tuple(entity_columns)
-        self.channels = None if channels is None else tuple(channels)
+        self.entity_columns = entity_columns
+        self.channels = channels
         self.window_length = window_length
         self.train_stride = train_stride
         self.differences = differences
@@ -104,22 +122,29 @@ class SensorVAEDetector:
         self.resample = resample
         self.alarm_k = alarm_k
         self.alarm_n = alarm_n
-        self.detector_params = dict(detector_params or {})
+        self.detector_params = detector_params
 
-    def get_params(self) -> dict[str, Any]:
-        return {
-            "timestamp_column": self.timestamp_column,
-            "entity_columns": list(self.entity_columns),
-            "channels": None if self.channels is None else list(self.channels),
-            "window_length": self.window_length,
-            "train_stride": self.train_stride,
-            "differences": self.differences,
-            "gap_tolerance": self.gap_tolerance,
-            "resample": self.resample,
-            "alarm_k": self.alarm_k,
-            "alarm_n": self.alarm_n,
-            "detector_params": dict(self.detector_params),
-        }
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        # Missing channel values and timestamps are data (windows keep them, rows get a
+        # status), entity columns may hold strings, and there is no target. Channels are
+        # numeric: no categorical features. estimator_type stays None, as for the tabular
+        # detector: the outputs are PyOD's, not scikit-learn's outlier contract.
+        tags.input_tags.allow_nan = True
+        tags.input_tags.string = True
+        tags.target_tags.required = False
+        return tags
+
+    def _inner_params(self) -> dict[str, Any]:
+        return dict(self.detector_params or {})
+
+    def _manifest_params(self) -> dict[str, Any]:
+        """The parameters as JSON values: sequences as lists, as manifests always held them."""
+        params: dict[str, Any] = self.get_params(deep=False)
+        params["entity_columns"] = list(self.entity_columns)
+        params["channels"] = None if self.channels is None else list(self.channels)
+        params["detector_params"] = self._inner_params()
+        return params
 
     def _check_params(self) -> None:
         if int(self.train_stride) < 1:
@@ -128,7 +153,7 @@ class SensorVAEDetector:
             raise ValueError(
                 f"alarm_k={self.alarm_k!r}, alarm_n={self.alarm_n!r}: need 1 <= k <= n."
             )
-        if "key_columns" in self.detector_params:
+        if "key_columns" in self._inner_params():
             raise ValueError(
                 "detector_params must not set key_columns: the sensor model's keys are "
                 "timestamp_column and entity_columns."
@@ -143,8 +168,8 @@ class SensorVAEDetector:
         spec = fit_spec(
             X,
             self.timestamp_column,
-            self.entity_columns,
-            self.channels,
+            tuple(self.entity_columns),
+            None if self.channels is None else tuple(self.channels),
             self.window_length,
             self.differences,
             self.gap_tolerance,
@@ -158,12 +183,18 @@ class SensorVAEDetector:
                 f"{spec.length} {unit} (row statuses: {windows.counts()}); at least "
                 f"{MIN_TRAIN_ROWS} are needed. Train on a longer history or shorten the window."
             )
-        params = {**SENSOR_DETECTOR_DEFAULTS, **self.detector_params}
+        params = {**SENSOR_DETECTOR_DEFAULTS, **self._inner_params()}
         self.detector_ = VAEAnomalyDetector(**params).fit(windows.features, **fit_kwargs)
         self.spec_ = spec
         self.channel_dtypes_ = {c: str(X[c].dtype) for c in spec.channels}
         self.fit_status_counts_ = windows.counts()
         self.n_windows_ = int(len(windows.rows))
+        # PyOD's training-row outputs: every training row scored as score_frame scores it,
+        # one more pass over the series (windows at stride 1, one forward pass of the inner
+        # VAE, no random numbers drawn; a fraction of one training epoch).
+        training = self.score_frame(X, top_k=0, source="training data")
+        self.decision_scores_: np.ndarray = training["score"].to_numpy()
+        self.labels_: np.ndarray = training["is_anomaly"].to_numpy().astype(np.int64)
         return self
 
     @property
@@ -207,7 +238,7 @@ class SensorVAEDetector:
         self, X: pd.DataFrame, top_k: int = DEFAULT_TOP_K, source: str = "input"
     ) -> pd.DataFrame:
         """Score columns for every row of ``X`` (aligned with its index), keys first."""
-        return self.stream(top_k).score(X, source).to_frame()
+        return self.stream(top_k).score(X, source)
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         """Window score per row (NaN for rows without a full window)."""
@@ -216,26 +247,6 @@ class SensorVAEDetector:
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """1 for flagged rows (after the alarm rule), 0 otherwise."""
         return self.score_frame(X, top_k=0)["is_anomaly"].to_numpy().astype(np.int64)
-
-    # -- the detector protocol (vae_core.streaming) --------------------------------------
-    #: Saved in the manifest; ``vae_core.model_kinds.load_model`` reads it back.
-    kind: ClassVar[str] = "sensor"
-    #: Windows reach back into earlier rows: an input is scored as one stream, in order.
-    ordered_stream: ClassVar[bool] = True
-
-    def required_columns(self) -> tuple[str, ...]:
-        """The timestamp and entity columns: windows need each row's series and time."""
-        self._check_fitted()
-        return tuple(self.spec_.key_columns)
-
-    def output_schema(self, top_k: int = DEFAULT_TOP_K) -> pa.Schema:
-        """Types of the score columns, in output order (``window_status`` first)."""
-        self._check_fitted()
-        scores = list(score_schema(len(self.spec_.feature_names), top_k))
-        status = pa.field("window_status", pa.large_string())
-        above = pa.field("above_threshold", pa.bool_())
-        fields = [status, *scores[:3], above, *scores[3:]]
-        return pa.schema(fields)
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
@@ -247,8 +258,7 @@ class SensorVAEDetector:
                 staging / SENSOR_MANIFEST,
                 {
                     "format_version": SENSOR_FORMAT_VERSION,
-                    "kind": self.kind,
-                    "params": self.get_params(),
+                    "params": self._manifest_params(),
                     "spec": self.spec_.to_dict(),
                     "fit_status_counts": self.fit_status_counts_,
                     "n_windows": self.n_windows_,
@@ -289,8 +299,67 @@ def is_sensor_model(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / SENSOR_MANIFEST).is_file()
 
 
-def load_detector(path: str | os.PathLike[str], device: str = "cpu") -> Any:
-    """Load whichever detector ``path`` holds (``vae_core.model_kinds.load_model``)."""
-    from vae_core.model_kinds import load_model  # the registry imports this module
+def load_detector(
+    path: str | os.PathLike[str], device: str = "cpu"
+) -> VAEAnomalyDetector | SensorVAEDetector:
+    """Load whichever detector ``path`` holds: a sensor model or a tabular one."""
+    if is_sensor_model(path):
+        return SensorVAEDetector.load(path, device=device)
+    return VAEAnomalyDetector.load(path, device=device)
 
-    return load_model(path, device=device)
+
+class SensorStream:
+    """Scores consecutive batches of one data set; state: entity tails and recent flags."""
+
+    def __init__(self, detector: SensorVAEDetector, top_k: int = DEFAULT_TOP_K):
+        self.detector = detector
+        self.top_k = top_k
+        self.builder = WindowBuilder(detector.spec_)
+        self._recent: dict[tuple[Any, ...], deque[bool]] = {}
+
+    def score(self, frame: pd.DataFrame, source: str = "input") -> pd.DataFrame:
+        """Score one batch; rows of later batches must not be older than this one's."""
+        spec = self.detector.spec_
+        windows = self.builder.transform(frame, source)
+        out = frame[list(spec.key_columns)].copy()
+        out["window_status"] = windows.status
+        inner = self.detector.detector_
+        n = len(frame)
+        scores = (
+            inner.score_frame(windows.features, self.top_k, source) if len(windows.rows) else None
+        )
+        for column in ("recon_error", "kl", "score"):
+            values = np.full(n, np.nan)
+            if scores is not None:
+                values[windows.rows] = scores[column].to_numpy()
+            out[column] = values
+        above = np.zeros(n, dtype=bool)
+        if scores is not None:
+            above[windows.rows] = scores["is_anomaly"].to_numpy(dtype=bool)
+        out["above_threshold"] = above
+        out["is_anomaly"] = self._alarm(above, windows.rows, windows.entity_keys)
+        for rank in range(1, min(self.top_k, len(spec.feature_names)) + 1):
+            names = np.full(n, None, dtype=object)
+            shares = np.full(n, np.nan)
+            if scores is not None:
+                names[windows.rows] = scores[f"top_feature_{rank}"].to_numpy()
+                shares[windows.rows] = scores[f"top_feature_{rank}_share"].to_numpy()
+            # Typed as strings even when a batch has no scored row, so that every batch of
+            # a stream has the same columns and types.
+            out[f"top_feature_{rank}"] = pd.array(names, dtype="string")
+            out[f"top_feature_{rank}_share"] = shares
+        return out
+
+    def _alarm(
+        self, above: np.ndarray, rows: np.ndarray, entity_keys: list[tuple[Any, ...]]
+    ) -> np.ndarray:
+        """k-of-n rule over each entity's scored rows in time order (``rows`` is sorted so)."""
+        k, n_last = int(self.detector.alarm_k), int(self.detector.alarm_n)
+        if n_last == 1:
+            return above.copy()
+        alarm = np.zeros_like(above)
+        for row, key in zip(rows, entity_keys, strict=True):
+            recent = self._recent.setdefault(key, deque(maxlen=n_last))
+            recent.append(bool(above[row]))
+            alarm[row] = sum(recent) >= k
+        return alarm
