@@ -7,10 +7,11 @@ import platform
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import sklearn
 import torch
 from sklearn.base import BaseEstimator
@@ -27,9 +28,11 @@ from vae_core.scoring import (
     DEFAULT_TOP_K,
     ScoreArrays,
     score_encoded,
+    score_schema,
     to_frame,
 )
 from vae_core.sizing import auto_sizes
+from vae_core.streaming import TabularScorer
 from vae_core.threshold import THRESHOLD_METHODS, Threshold, fit_threshold
 from vae_core.training import EpochCallback, TrainingConfig, TrainingResult, fit, resolve_device
 
@@ -371,6 +374,26 @@ class VAEAnomalyDetector(BaseEstimator):
         """``fit(X).predict(X)``: 1 for training rows above the threshold, 0 otherwise."""
         return self.fit(X, **kwargs).predict(X)
 
+    # -- the detector protocol (vae_core.streaming) ------------------------------------
+    #: Saved in the manifest; ``vae_core.model_kinds.load_model`` reads it back.
+    kind: ClassVar[str] = "tabular"
+    #: Rows are scored independently: an input may be split and scored in parallel.
+    ordered_stream: ClassVar[bool] = False
+
+    def stream(self, top_k: int = DEFAULT_TOP_K) -> TabularScorer:
+        """A batch scorer for jobs that read their input in batches (any order)."""
+        self._check_fitted()
+        return TabularScorer(self, top_k)
+
+    def required_columns(self) -> tuple[str, ...]:
+        """Carried columns every input must hold: none (key columns are optional here)."""
+        return ()
+
+    def output_schema(self, top_k: int = DEFAULT_TOP_K) -> pa.Schema:
+        """Types of the score columns, in output order."""
+        self._check_fitted()
+        return score_schema(len(self.schema_.columns), top_k)
+
     # -- persistence -------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
         """Write the fitted model to directory ``path`` (weights + JSON, never pickle)."""
@@ -392,6 +415,7 @@ class VAEAnomalyDetector(BaseEstimator):
                 for r in self.training_results_
             ],
             "versions": library_versions(),
+            "kind": self.kind,
         }
         states = [m.state_dict() for m in self.models_]
         return persistence.save_model(path, manifest, states, overwrite=overwrite)

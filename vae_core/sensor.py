@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from sklearn.base import BaseEstimator
 from sklearn.utils import Tags
 
@@ -31,7 +31,8 @@ from vae_core import persistence
 from vae_core.detector import MIN_TRAIN_ROWS, VAEAnomalyDetector
 from vae_core.errors import EmptyInputError, ModelFileError, NotFittedError, TooFewRowsError
 from vae_core.schema import ColumnSpec, FeatureSchema
-from vae_core.scoring import DEFAULT_TOP_K
+from vae_core.scoring import DEFAULT_TOP_K, score_schema
+from vae_core.sensor_stream import SensorStream
 from vae_core.threshold import Threshold
 from vae_core.windows import WindowBuilder, WindowSpec, fit_spec
 
@@ -238,7 +239,7 @@ class SensorVAEDetector(BaseEstimator):
         self, X: pd.DataFrame, top_k: int = DEFAULT_TOP_K, source: str = "input"
     ) -> pd.DataFrame:
         """Score columns for every row of ``X`` (aligned with its index), keys first."""
-        return self.stream(top_k).score(X, source)
+        return self.stream(top_k).score(X, source).to_frame()
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         """Window score per row (NaN for rows without a full window)."""
@@ -247,6 +248,26 @@ class SensorVAEDetector(BaseEstimator):
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """1 for flagged rows (after the alarm rule), 0 otherwise."""
         return self.score_frame(X, top_k=0)["is_anomaly"].to_numpy().astype(np.int64)
+
+    # -- the detector protocol (vae_core.streaming) --------------------------------------
+    #: Saved in the manifest; ``vae_core.model_kinds.load_model`` reads it back.
+    kind: ClassVar[str] = "sensor"
+    #: Windows reach back into earlier rows: an input is scored as one stream, in order.
+    ordered_stream: ClassVar[bool] = True
+
+    def required_columns(self) -> tuple[str, ...]:
+        """The timestamp and entity columns: windows need each row's series and time."""
+        self._check_fitted()
+        return tuple(self.spec_.key_columns)
+
+    def output_schema(self, top_k: int = DEFAULT_TOP_K) -> pa.Schema:
+        """Types of the score columns, in output order (``window_status`` first)."""
+        self._check_fitted()
+        scores = list(score_schema(len(self.spec_.feature_names), top_k))
+        status = pa.field("window_status", pa.large_string())
+        above = pa.field("above_threshold", pa.bool_())
+        fields = [status, *scores[:3], above, *scores[3:]]
+        return pa.schema(fields)
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
@@ -258,6 +279,7 @@ class SensorVAEDetector(BaseEstimator):
                 staging / SENSOR_MANIFEST,
                 {
                     "format_version": SENSOR_FORMAT_VERSION,
+                    "kind": self.kind,
                     "params": self._manifest_params(),
                     "spec": self.spec_.to_dict(),
                     "fit_status_counts": self.fit_status_counts_,
@@ -299,67 +321,8 @@ def is_sensor_model(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / SENSOR_MANIFEST).is_file()
 
 
-def load_detector(
-    path: str | os.PathLike[str], device: str = "cpu"
-) -> VAEAnomalyDetector | SensorVAEDetector:
-    """Load whichever detector ``path`` holds: a sensor model or a tabular one."""
-    if is_sensor_model(path):
-        return SensorVAEDetector.load(path, device=device)
-    return VAEAnomalyDetector.load(path, device=device)
+def load_detector(path: str | os.PathLike[str], device: str = "cpu") -> Any:
+    """Load whichever detector ``path`` holds (``vae_core.model_kinds.load_model``)."""
+    from vae_core.model_kinds import load_model  # the registry imports this module
 
-
-class SensorStream:
-    """Scores consecutive batches of one data set; state: entity tails and recent flags."""
-
-    def __init__(self, detector: SensorVAEDetector, top_k: int = DEFAULT_TOP_K):
-        self.detector = detector
-        self.top_k = top_k
-        self.builder = WindowBuilder(detector.spec_)
-        self._recent: dict[tuple[Any, ...], deque[bool]] = {}
-
-    def score(self, frame: pd.DataFrame, source: str = "input") -> pd.DataFrame:
-        """Score one batch; rows of later batches must not be older than this one's."""
-        spec = self.detector.spec_
-        windows = self.builder.transform(frame, source)
-        out = frame[list(spec.key_columns)].copy()
-        out["window_status"] = windows.status
-        inner = self.detector.detector_
-        n = len(frame)
-        scores = (
-            inner.score_frame(windows.features, self.top_k, source) if len(windows.rows) else None
-        )
-        for column in ("recon_error", "kl", "score"):
-            values = np.full(n, np.nan)
-            if scores is not None:
-                values[windows.rows] = scores[column].to_numpy()
-            out[column] = values
-        above = np.zeros(n, dtype=bool)
-        if scores is not None:
-            above[windows.rows] = scores["is_anomaly"].to_numpy(dtype=bool)
-        out["above_threshold"] = above
-        out["is_anomaly"] = self._alarm(above, windows.rows, windows.entity_keys)
-        for rank in range(1, min(self.top_k, len(spec.feature_names)) + 1):
-            names = np.full(n, None, dtype=object)
-            shares = np.full(n, np.nan)
-            if scores is not None:
-                names[windows.rows] = scores[f"top_feature_{rank}"].to_numpy()
-                shares[windows.rows] = scores[f"top_feature_{rank}_share"].to_numpy()
-            # Typed as strings even when a batch has no scored row, so that every batch of
-            # a stream has the same columns and types.
-            out[f"top_feature_{rank}"] = pd.array(names, dtype="string")
-            out[f"top_feature_{rank}_share"] = shares
-        return out
-
-    def _alarm(
-        self, above: np.ndarray, rows: np.ndarray, entity_keys: list[tuple[Any, ...]]
-    ) -> np.ndarray:
-        """k-of-n rule over each entity's scored rows in time order (``rows`` is sorted so)."""
-        k, n_last = int(self.detector.alarm_k), int(self.detector.alarm_n)
-        if n_last == 1:
-            return above.copy()
-        alarm = np.zeros_like(above)
-        for row, key in zip(rows, entity_keys, strict=True):
-            recent = self._recent.setdefault(key, deque(maxlen=n_last))
-            recent.append(bool(above[row]))
-            alarm[row] = sum(recent) >= k
-        return alarm
+    return load_model(path, device=device)
