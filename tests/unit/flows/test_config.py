@@ -19,7 +19,7 @@ from flows.detectors import build_sensor_detector
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import InputError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SHIPPED = REPO / "configs"
 
 

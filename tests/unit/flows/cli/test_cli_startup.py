@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[4]
 CLI = REPO / "flows" / "cli"
 #: Top-level packages and project modules that a light command must leave unloaded.
 HEAVY = (

@@ -24,7 +24,7 @@ from flows.pipeline.writers import write_parquet_atomic
 from vae_core import VAEAnomalyDetector
 from vae_core.io import read_table
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[4]
 FAST = ["--epochs", "2", "--seed", "0"]
 SCORE_COLUMNS = ["recon_error", "kl", "score", "is_anomaly"]
 

@@ -15,7 +15,7 @@ from prefect.flows import Flow, load_flow_from_entrypoint
 
 from flows import cli
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PREFECT_YAML = REPO / "prefect.yaml"
 
 
