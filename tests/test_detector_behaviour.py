@@ -9,7 +9,8 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.base import clone
+import torch
+from sklearn.base import OutlierMixin, clone
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.validation import check_is_fitted
 
@@ -94,7 +95,7 @@ def test_fit_returns_self_and_only_adds_underscore_attributes(small_frame, fast_
     added = {name for name in set(vars(detector)) - attributes_before if not name.startswith("_")}
     assert added, "fit stored no fitted attributes"
     assert all(name.endswith("_") for name in added), sorted(added)
-    assert {"threshold_", "schema_", "n_features_in_"} <= added
+    assert {"threshold_", "schema_", "n_features_in_", "decision_scores_", "labels_"} <= added
     params_after = detector.get_params(deep=False)
     assert params_after == params_before
     assert params_after["key_columns"] == ["id"]  # not converted to a tuple in place
@@ -332,6 +333,66 @@ def test_fit_predict_matches_fit_then_predict(small_frame, fast_params):
     flagged = VAEAnomalyDetector(**fast_params).fit_predict(small_frame)
     again = VAEAnomalyDetector(**fast_params).fit(small_frame).predict(small_frame)
     np.testing.assert_array_equal(flagged, again)
+
+
+# -- PyOD's convention: training-row scores and labels -----------------------------------
+
+
+def _check_training_outputs(detector: VAEAnomalyDetector, frame: pd.DataFrame) -> None:
+    # Bit for bit: decision_scores_ is the training rows' decision_function, not an
+    # approximation of it.
+    np.testing.assert_array_equal(detector.decision_scores_, detector.decision_function(frame))
+    np.testing.assert_array_equal(detector.labels_, detector.predict(frame))
+    assert detector.labels_.dtype == np.int64
+    np.testing.assert_array_equal(
+        detector.labels_, (detector.decision_scores_ > detector.threshold_.value).astype(int)
+    )
+    assert 0 < detector.labels_.sum() < len(frame)
+
+
+def test_training_outputs_reuse_the_reference_scores_when_they_cover_every_row(
+    small_frame, fast_params
+):
+    detector = VAEAnomalyDetector(**fast_params).fit(small_frame)
+    assert detector.threshold_.n_reference == len(small_frame)  # 60 held out: too few
+    _check_training_outputs(detector, small_frame)
+
+
+def test_training_outputs_score_every_row_when_the_reference_is_held_out(
+    fitted_detector, mixed_data
+):
+    frame, labels = mixed_data
+    assert fitted_detector.threshold_.n_reference < len(frame)  # 225 held-out rows
+    _check_training_outputs(fitted_detector, frame)
+    # PyOD's direction: the injected anomalies score higher and are labelled 1.
+    assert fitted_detector.labels_[labels == 1].mean() > 0.5
+    assert fitted_detector.labels_[labels == 0].mean() < 0.1
+
+
+def test_scoring_draws_no_random_numbers(fitted_detector, mixed_data):
+    """Scoring the training rows in fit must leave the random streams as they were."""
+    frame, _ = mixed_data
+    torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()
+    fitted_detector.decision_function(frame)
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
+    after = np.random.get_state()
+    assert after[0] == numpy_state[0] and np.array_equal(after[1], numpy_state[1])
+
+
+def test_outputs_follow_pyod_conventions_as_a_pyod_detector_does(small_frame, fast_params):
+    """Against PyOD's own IsolationForest: the same methods, attributes and directions."""
+    iforest = pytest.importorskip("pyod.models.iforest")
+    numeric = small_frame[[f"sensor_{j}" for j in range(6)]].fillna(0.0).to_numpy()
+    far = np.vstack([numeric, np.full((1, 6), 25.0)])  # one row far from all others
+    ours = VAEAnomalyDetector(**fast_params).fit(far)
+    pyod = iforest.IForest(random_state=0).fit(far)
+    for detector in (ours, pyod):
+        assert detector.decision_scores_.shape == detector.labels_.shape == (len(far),)
+        assert set(np.unique(detector.labels_)) == {0, 1}
+        assert detector.decision_scores_.argmax() == len(far) - 1  # higher is more abnormal
+        assert detector.labels_[-1] == 1 == detector.predict(far[-1:])[0]
+    assert not isinstance(ours, OutlierMixin)
+    assert (ours.predict(far) != -1).all()
 
 
 # -- reproducibility and persistence -----------------------------------------------------

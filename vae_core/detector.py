@@ -94,6 +94,7 @@ class VAEAnomalyDetector(BaseEstimator):
     ----------
     threshold_ : Threshold
         The fitted decision threshold: ``predict`` flags scores above ``threshold_.value``.
+        A record with its method and reference quantiles, where PyOD's is the float alone.
     decision_scores_ : ndarray of shape (n_samples,)
         ``decision_function`` of the training rows, in their order (not saved by ``save``).
     labels_ : ndarray of shape (n_samples,)

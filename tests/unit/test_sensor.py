@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
 
 from vae_core import SensorVAEDetector, VAEAnomalyDetector
 from vae_core.errors import ModelFileError, NotFittedError, TooFewRowsError
@@ -147,6 +148,77 @@ def test_save_and_load_give_the_same_scores(fitted, incoming, tmp_path: Path) ->
         fitted.save(path)
     with pytest.raises(ModelFileError, match=SENSOR_MANIFEST):
         SensorVAEDetector.load(tmp_path)
+
+
+def test_a_manifest_as_older_versions_wrote_it_loads(fitted, incoming, tmp_path: Path) -> None:
+    """Parameters as JSON lists and no model kind: the model loads, scores the same, and
+    its parameters train the same model again."""
+    path = fitted.save(tmp_path / "model")
+    manifest_path = path / SENSOR_MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["params"]["entity_columns"] == ["device"]
+    assert manifest["params"]["detector_params"] == {**FAST, "hidden_sizes": [16, 8]}
+    del manifest["kind"]
+    manifest_path.write_text(json.dumps(manifest))
+    loaded = SensorVAEDetector.load(path)
+    pd.testing.assert_frame_equal(loaded.score_frame(incoming), fitted.score_frame(incoming))
+    retrained = clone(loaded).fit(sensor_frame())
+    np.testing.assert_array_equal(
+        retrained.decision_function(incoming), fitted.decision_function(incoming)
+    )
+
+
+# -- scikit-learn estimator: parameters, clone, training-row outputs -----------------------
+
+
+def test_parameters_are_stored_as_given_and_round_trip_through_clone() -> None:
+    entities, inner = ["device"], {"random_state": 3}
+    detector = SensorVAEDetector(timestamp_column="ts", entity_columns=entities)
+    detector.set_params(detector_params=inner, window_length=7)
+    params = detector.get_params(deep=True)
+    assert params["entity_columns"] is entities and params["detector_params"] is inner
+    assert params["channels"] is None and params["window_length"] == 7
+    assert detector.get_params(deep=False) == params  # no estimator among the parameters
+    fresh = clone(detector)
+    assert fresh is not detector and fresh.get_params() == params
+    assert fresh.detector_params is not inner  # clone copies what it cannot clone
+    assert not hasattr(fresh, "detector_")
+    assert SensorVAEDetector(**params).get_params() == params
+    assert repr(detector).startswith("SensorVAEDetector(")
+    with pytest.raises(ValueError, match="Invalid parameter"):
+        detector.set_params(window=3)
+
+
+def test_clone_of_a_fitted_detector_is_unfitted_and_trains_the_same_model(fitted) -> None:
+    fresh = clone(fitted)
+    assert fresh.get_params() == fitted.get_params()
+    with pytest.raises(NotFittedError):
+        fresh.predict(sensor_frame())
+    train = sensor_frame()
+    np.testing.assert_array_equal(
+        fresh.fit(train).decision_scores_, fitted.decision_scores_, strict=True
+    )
+
+
+@pytest.mark.parametrize("alarm", [(1, 1), (2, 3)])
+def test_training_rows_get_decision_scores_and_labels(alarm) -> None:
+    train = sensor_frame()
+    train.loc[train.index[train["device"] == "p1"][100], "pressure"] += 6.0
+    train = train.sample(frac=1.0, random_state=1)  # any row order
+    detector = make_detector(alarm_k=alarm[0], alarm_n=alarm[1]).fit(train)
+    scores = detector.decision_function(train)
+    np.testing.assert_array_equal(detector.decision_scores_, scores)  # NaN where NaN
+    np.testing.assert_array_equal(detector.labels_, detector.predict(train))
+    assert detector.labels_.dtype == np.int64 and detector.labels_.shape == (len(train),)
+    assert np.isnan(scores).sum() == 2 * 4  # the warming-up rows: no window, no score
+    assert detector.labels_[np.isnan(scores)].sum() == 0
+    above = detector.decision_scores_ > detector.threshold_.value
+    assert detector.labels_.sum() > 0  # the windows over the spike
+    if alarm == (1, 1):
+        np.testing.assert_array_equal(detector.labels_, above.astype(np.int64))
+    else:
+        # 2 of 3: the first row of the run above is not flagged yet, the row after it is.
+        assert not np.array_equal(detector.labels_, above.astype(np.int64))
 
 
 def test_raw_schema_names_channels_keys_and_timestamp(fitted) -> None:
