@@ -131,58 +131,64 @@ def score_stream(
     """
     partitions = list_partitions(cfg.input_path, cfg.partition_rows)
     if detector.ordered_stream or (len(partitions) == 1 and cfg.task_runner == "local"):
-        return report_notes(
-            score_partition_task(
-                detector,
-                cfg,
-                None,
-                output_dir / SCORES_FILE,
-                output_dir / QUARANTINE_FILE,
-                label=Path(partitions[0].file if len(partitions) == 1 else cfg.input_path).name,
-            )
-        )
+        label = Path(partitions[0].file if len(partitions) == 1 else cfg.input_path).name
+        outputs = (output_dir / SCORES_FILE, output_dir / QUARANTINE_FILE)
+        return report_notes(score_partition_task(detector, cfg, None, *outputs, label=label))
     staging = staging_directory(output_dir, secrets.token_hex(6))
     try:
         model = detector if cfg.task_runner == "local" or ref is None else ref
-        runner = make_task_runner(cfg.task_runner, cfg.concurrency, cfg.dask_address)
-        sharing = threads_per_task(cfg.concurrency if cfg.task_runner == "local" else 1)
-        with sharing, runner:
-            futures = [
-                runner.submit(
-                    score_partition_task,
-                    parameters={
-                        "model": model,
-                        "cfg": cfg,
-                        "partition": part,
-                        "scores_path": staging / f"{part.name}.scores.parquet",
-                        "quarantine_path": staging / f"{part.name}.quarantine.parquet",
-                        "label": f"{part.name} ({Path(part.file).name})",
-                    },
-                )
-                for part in partitions
-            ]
-            results = [future.result() for future in futures]
-        total = PartitionResult()
-        for result in results:
-            total.merge(result, cfg.top_n)
-        if total.rows_in == 0:
-            raise EmptyInputError(
-                f"{cfg.input_path}: the data has 0 rows. Check that the export that writes "
-                "it finished, or point at data that has rows."
-            )
-        total.check_accounting()
-        concatenate_parts(
-            [staging / f"{p.name}.scores.parquet" for p in partitions],
-            output_dir / SCORES_FILE,
-            UNFILTERED_COLUMNS,
-        )
-        concatenate_parts(
-            [staging / f"{p.name}.quarantine.parquet" for p in partitions],
-            output_dir / QUARANTINE_FILE,
-        )
+        total = _score_partitions(model, cfg, partitions, staging)
+        _publish_parts(partitions, staging, output_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return report_notes(total)
+
+
+def _score_partitions(
+    model: Detector | ModelRef, cfg: ScoreSettings, partitions: list[Partition], staging: Path
+) -> PartitionResult:
+    """Score each partition into its own parts under ``staging``; merge in input order."""
+    runner = make_task_runner(cfg.task_runner, cfg.concurrency, cfg.dask_address)
+    sharing = threads_per_task(cfg.concurrency if cfg.task_runner == "local" else 1)
+    with sharing, runner:
+        futures = [
+            runner.submit(
+                score_partition_task,
+                parameters={
+                    "model": model,
+                    "cfg": cfg,
+                    "partition": part,
+                    "scores_path": staging / f"{part.name}.scores.parquet",
+                    "quarantine_path": staging / f"{part.name}.quarantine.parquet",
+                    "label": f"{part.name} ({Path(part.file).name})",
+                },
+            )
+            for part in partitions
+        ]
+        results = [future.result() for future in futures]
+    total = PartitionResult()
+    for result in results:
+        total.merge(result, cfg.top_n)
+    if total.rows_in == 0:
+        raise EmptyInputError(
+            f"{cfg.input_path}: the data has 0 rows. Check that the export that writes "
+            "it finished, or point at data that has rows."
+        )
+    total.check_accounting()
+    return total
+
+
+def _publish_parts(partitions: list[Partition], staging: Path, output_dir: Path) -> None:
+    """Concatenate the parts in input order into the run's scores and quarantine files."""
+    concatenate_parts(
+        [staging / f"{p.name}.scores.parquet" for p in partitions],
+        output_dir / SCORES_FILE,
+        UNFILTERED_COLUMNS,
+    )
+    concatenate_parts(
+        [staging / f"{p.name}.quarantine.parquet" for p in partitions],
+        output_dir / QUARANTINE_FILE,
+    )
 
 
 def report_notes(summary: PartitionResult) -> PartitionResult:

@@ -2,9 +2,9 @@
 
 The values belong to modules that import torch, pandas or scipy (``vae_core.threshold``,
 ``vae_core.io``, ``vae_core.detector``, ``flows.pipeline.score_file``); importing any of
-them would make ``vae-anomaly --help`` take seconds. tests/unit/flows/cli/test_cli_defaults.py checks every
-value here against its source, so a change there fails the suite instead of leaving the
-help out of date.
+them would make ``vae-anomaly --help`` take seconds.
+``tests/unit/flows/cli/test_cli_defaults.py`` checks every value here against its source,
+so a change there fails the suite instead of leaving the help out of date.
 """
 
 from __future__ import annotations

@@ -30,6 +30,9 @@ def _first_reason(reasons: pd.Series, mask: np.ndarray, text: pd.Series | str) -
     return reasons
 
 
+Problems = list[tuple[np.ndarray, "pd.Series | str"]]
+
+
 def split_valid_rows(
     batch: pd.DataFrame,
     schema: FeatureSchema,
@@ -46,11 +49,31 @@ def split_valid_rows(
     batch = batch.reset_index(drop=True)
     # Reasons in the order they are recorded (the first one a row gets is its reason); the
     # per-row reason column is only built when some row is bad, which is rare.
-    problems: list[tuple[np.ndarray, pd.Series | str]] = []
+    problems = _null_keys(batch, schema)
+    coerced = _numbers_in_text_columns(batch, schema, source, numeric_errors, problems)
+    if not problems and not coerced:
+        # The common case: every row is good as it is; no copy of the batch.
+        return batch, pd.DataFrame(columns=[*batch.columns, REASON_COLUMN])
+    return _split(batch, problems, coerced)
+
+
+def _null_keys(batch: pd.DataFrame, schema: FeatureSchema) -> Problems:
+    problems: Problems = []
     for key in schema.key_columns:
         null = batch[key].isna().to_numpy()
         if null.any():
             problems.append((null, f"key column '{key}' is null"))
+    return problems
+
+
+def _numbers_in_text_columns(
+    batch: pd.DataFrame,
+    schema: FeatureSchema,
+    source: str,
+    numeric_errors: Literal["quarantine", "fail"],
+    problems: Problems,
+) -> dict[str, pd.Series]:
+    """Numeric columns that arrived as text, parsed; a value that is no number is a problem."""
     coerced: dict[str, pd.Series] = {}
     # Numbers and booleans pass on their dtype alone; taking every column of a wide batch
     # out as a Series cost more than the checks.
@@ -69,18 +92,15 @@ def split_valid_rows(
                     "not a number (score.numeric_errors=fail; set it to quarantine to keep "
                     "the other rows)."
                 )
-            text = (
-                "column '"
-                + spec.name
-                + "' value "
-                + column.astype(str).map(repr)
-                + (" is not a number")
-            )
-            problems.append((bad, text))
+            text = "column '" + spec.name + "' value " + column.astype(str).map(repr)
+            problems.append((bad, text + " is not a number"))
         coerced[spec.name] = numbers
-    if not problems and not coerced:
-        # The common case: every row is good as it is; no copy of the batch.
-        return batch, pd.DataFrame(columns=[*batch.columns, REASON_COLUMN])
+    return coerced
+
+
+def _split(
+    batch: pd.DataFrame, problems: Problems, coerced: dict[str, pd.Series]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     reasons = pd.Series([None] * len(batch), dtype=object)
     for mask, text in problems:
         _first_reason(reasons, mask, text)

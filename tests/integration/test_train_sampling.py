@@ -56,7 +56,7 @@ def test_train_flow_samples_and_records_the_sample(
 def test_sampling_as_dask_tasks_gives_the_same_sample(history: Path, tmp_path: Path) -> None:
     pytest.importorskip("distributed")
     from flows.pipeline.sampling import sample_rows
-    from flows.train_flow import sample_training_rows
+    from flows.training_data import sample_training_rows
 
     base = {"data_path": str(history), "max_train_rows": 333, "detector": {"random_state": 5}}
     expected, _ = sample_rows(history, 333, seed=5)
