@@ -270,12 +270,16 @@ class VAEAnomalyDetector(BaseEstimator):
         self.device_ = device
         self.n_features_in_ = len(schema.columns)
         self.feature_names_in_ = np.asarray(schema.feature_names, dtype=object)
+        self._fit_threshold(encoded, val_index)
+        return self
 
+    def _fit_threshold(self, encoded: EncodedData, val_index: np.ndarray) -> None:
+        """The threshold from the reference scores; the training rows' scores and labels."""
         # A quantile of a few dozen scores is noise: below MIN_REFERENCE_ROWS held-out rows
         # the threshold uses every training row's score (a little optimistic, far steadier).
         reference = (
             EncodedData(*(a[val_index] for a in _arrays(encoded)))
-            if n_val >= MIN_REFERENCE_ROWS
+            if len(val_index) >= MIN_REFERENCE_ROWS
             else encoded
         )
         reference_scores = self._score_arrays(reference).score
@@ -297,7 +301,6 @@ class VAEAnomalyDetector(BaseEstimator):
         )
         self.decision_scores_: np.ndarray = training_scores
         self.labels_: np.ndarray = (training_scores > self.threshold_.value).astype(np.int64)
-        return self
 
     # -- scoring -----------------------------------------------------------------------
     def _check_fitted(self) -> None:
