@@ -47,7 +47,7 @@ def _declared_kind(manifest: Path, default: str) -> str:
     try:
         data = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{manifest} is not valid JSON ({exc}).") from exc
+        raise ModelFileError(f"{manifest} is not valid JSON ({exc}); re-save the model.") from exc
     kind = data.get("kind", default) if isinstance(data, dict) else default
     if kind not in KINDS:
         raise ModelFileError(

@@ -285,9 +285,10 @@ def _configure_score_file(parser: argparse.ArgumentParser) -> None:
 )
 def run_score_file(args: argparse.Namespace) -> int:
     from flows.pipeline.score_file import print_score_summary, score_file
-    from vae_core import VAEAnomalyDetector
+    from vae_core import load_model
 
-    detector = VAEAnomalyDetector.load(args.model_dir, device=args.device)
+    # Any kind of model: a sensor model's input is scored as one stream, in order.
+    detector = load_model(args.model_dir, device=args.device)
     summary = score_file(detector, args.data, args.output, args.top, args.batch_size)
     print_score_summary(summary, detector, args.output)
     return EXIT_OK
