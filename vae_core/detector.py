@@ -19,7 +19,7 @@ from sklearn.utils import Tags
 
 from vae_core import persistence
 from vae_core.errors import EmptyInputError, NotFittedError, SchemaError, TooFewRowsError
-from vae_core.features import EncodedData, Preprocessor
+from vae_core.features import EncodedData, FeatureLayout, Preprocessor
 from vae_core.losses import Batch, negative_elbo
 from vae_core.model import TabularVAE, VAEArchitecture
 from vae_core.schema import FeatureSchema, as_frame, infer_schema
@@ -31,7 +31,7 @@ from vae_core.scoring import (
     score_schema,
     to_frame,
 )
-from vae_core.sizing import auto_sizes
+from vae_core.sizing import Sizes, auto_sizes
 from vae_core.streaming import TabularScorer
 from vae_core.threshold import THRESHOLD_METHODS, Threshold, fit_threshold
 from vae_core.training import EpochCallback, TrainingConfig, TrainingResult, fit, resolve_device
@@ -196,35 +196,52 @@ class VAEAnomalyDetector(BaseEstimator):
         """
         self._check_params()
         frame, from_array = as_frame(X)
-        if len(frame) == 0:
-            raise EmptyInputError("fit() got 0 rows; pass the training data.")
-        if len(frame) < MIN_TRAIN_ROWS:
-            raise TooFewRowsError(
-                f"fit() got {len(frame)} rows; at least {MIN_TRAIN_ROWS} are needed to "
-                "train and hold out a validation split. Train on more history."
-            )
-        seed = (
-            int(self.random_state)
-            if self.random_state is not None
-            # Drawn without a seed, the entropy is one int (typed as possibly a sequence).
-            else int(cast(int, np.random.SeedSequence().entropy) % (2**31))
-        )
+        _check_training_rows(len(frame))
+        seed = self._seed()
         schema = infer_schema(frame, self.key_columns, from_array)
         preprocessor = Preprocessor.fit(frame, schema)
         encoded = preprocessor.transform(frame)
         device = resolve_device(self.device)
+        val_index, train, validation = self._split(encoded, seed, device)
+        arch, sizes = self._architecture(preprocessor.layout, len(train.inputs))
+        callbacks = [epoch_callback] if epoch_callback is not None else []
+        models, results = self._train_members(
+            arch, sizes, (train, validation), seed, device, callbacks
+        )
+        self.schema_ = schema
+        self.preprocessor_ = preprocessor
+        self.architecture_ = arch
+        self.models_ = models
+        self.training_results_: list[TrainingResult] = results
+        self.random_state_ = seed
+        self.device_ = device
+        self.n_features_in_ = len(schema.columns)
+        self.feature_names_in_ = np.asarray(schema.feature_names, dtype=object)
+        self._fit_threshold(encoded, val_index)
+        return self
 
-        rng = np.random.default_rng(seed)
-        order = rng.permutation(len(frame))
-        n_val = max(2, int(round(self.validation_fraction * len(frame))))
+    def _seed(self) -> int:
+        if self.random_state is not None:
+            return int(self.random_state)
+        # Drawn without a seed, the entropy is one int (typed as possibly a sequence).
+        return int(cast(int, np.random.SeedSequence().entropy) % (2**31))
+
+    def _split(
+        self, encoded: EncodedData, seed: int, device: torch.device
+    ) -> tuple[np.ndarray, Batch, Batch]:
+        """The validation rows (positions, sorted) and the two row sets on ``device``."""
+        n_rows = len(encoded.inputs)
+        order = np.random.default_rng(seed).permutation(n_rows)
+        n_val = max(2, int(round(self.validation_fraction * n_rows)))
         val_index, train_index = np.sort(order[:n_val]), np.sort(order[n_val:])
         all_rows = Batch.from_encoded(encoded, device)
         train = all_rows.select(torch.as_tensor(train_index, device=device))
         validation = all_rows.select(torch.as_tensor(val_index, device=device))
+        return val_index, train, validation
 
-        layout = preprocessor.layout
+    def _architecture(self, layout: FeatureLayout, n_train: int) -> tuple[VAEArchitecture, Sizes]:
         sizes = auto_sizes(
-            n_rows=len(train_index),
+            n_rows=n_train,
             input_dim=layout.input_dim,
             latent_dim=self.latent_dim,
             hidden_sizes=self.hidden_sizes,
@@ -239,8 +256,20 @@ class VAEAnomalyDetector(BaseEstimator):
             hidden_sizes=sizes.hidden_sizes,
             latent_dim=sizes.latent_dim,
         )
-        loss_fn = partial(_row_loss, cardinalities=layout.cardinalities, beta=self.beta)
-        callbacks = [epoch_callback] if epoch_callback is not None else []
+        return arch, sizes
+
+    def _train_members(
+        self,
+        arch: VAEArchitecture,
+        sizes: Sizes,
+        data: tuple[Batch, Batch],
+        seed: int,
+        device: torch.device,
+        callbacks: list[EpochCallback],
+    ) -> tuple[list[TabularVAE], list[TrainingResult]]:
+        """Train the ensemble members one after another, each from its own seed."""
+        train, validation = data
+        loss_fn = partial(_row_loss, cardinalities=arch.cardinalities, beta=self.beta)
         models, results = [], []
         for member in range(int(self.n_models)):
             member_seed = seed + 7919 * member
@@ -260,18 +289,7 @@ class VAEAnomalyDetector(BaseEstimator):
             )
             results.append(fit(model, loss_fn, train, validation, config, callbacks, member))
             models.append(model)
-
-        self.schema_ = schema
-        self.preprocessor_ = preprocessor
-        self.architecture_ = arch
-        self.models_ = models
-        self.training_results_: list[TrainingResult] = results
-        self.random_state_ = seed
-        self.device_ = device
-        self.n_features_in_ = len(schema.columns)
-        self.feature_names_in_ = np.asarray(schema.feature_names, dtype=object)
-        self._fit_threshold(encoded, val_index)
-        return self
+        return models, results
 
     def _fit_threshold(self, encoded: EncodedData, val_index: np.ndarray) -> None:
         """The threshold from the reference scores; the training rows' scores and labels."""
@@ -454,6 +472,16 @@ class VAEAnomalyDetector(BaseEstimator):
         detector.threshold_ = Threshold.from_dict(manifest["threshold"])
         detector.manifest_ = manifest
         return detector
+
+
+def _check_training_rows(n_rows: int) -> None:
+    if n_rows == 0:
+        raise EmptyInputError("fit() got 0 rows; pass the training data.")
+    if n_rows < MIN_TRAIN_ROWS:
+        raise TooFewRowsError(
+            f"fit() got {n_rows} rows; at least {MIN_TRAIN_ROWS} are needed to "
+            "train and hold out a validation split. Train on more history."
+        )
 
 
 def _row_loss(
