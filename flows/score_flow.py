@@ -39,7 +39,7 @@ from flows.task_runners import (
     worker_detector,
 )
 from vae_core.errors import EmptyInputError
-from vae_core.io import Partition, list_partitions
+from vae_core.partitions import Partition, list_partitions
 from vae_core.scoring import UNFILTERED_COLUMNS
 from vae_core.streaming import Detector
 

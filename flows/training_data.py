@@ -26,7 +26,8 @@ from flows.pipeline.row_validation import split_training_rows
 from flows.pipeline.sampling import PartitionSample, SampleInfo, merge_samples, sample_partition
 from flows.task_runners import make_task_runner
 from vae_core.errors import EmptyInputError, SchemaError, TooFewRowsError
-from vae_core.io import Partition, list_partitions, read_table
+from vae_core.io import read_table
+from vae_core.partitions import Partition, list_partitions
 
 
 def data_fingerprint(frame: pd.DataFrame) -> str:

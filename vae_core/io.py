@@ -1,143 +1,58 @@
-"""Parquet in: readers that name the file at fault, and the partitions of a dataset.
+"""Parquet in: readers that name the file at fault, and the Arrow form of every output.
 
 Readers accept one file, a directory (hive partitions such as ``day=2024-01-01/`` become
-columns) or a glob. Every failure is an ``InputError`` that names the path, because "Parquet
-magic bytes not found" is useless when a job reads four hundred files. Data is read one
-file (fragment) at a time, so the file that breaks is always known. ``list_partitions``
-splits a dataset into files or row-group ranges that can be read on their own.
-``frame_to_table`` converts a frame to Arrow the way every output is written. (The jobs'
-atomic writers are ``flows.pipeline.writers``.)
+columns) or a glob, located by ``vae_core.parquet_files``. Every failure is an
+``InputError`` that names the path. Data is read one file (fragment) at a time, so the file
+that breaks is always known; ``iter_batches`` also reads a single part listed by
+``vae_core.partitions.list_partitions``. ``frame_to_table`` converts a frame to Arrow the
+way every output is written. (The jobs' atomic writers are ``flows.pipeline.writers``.)
 
 Pure library: no Prefect, no MLflow.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from vae_core.errors import EmptyInputError, InputError, SchemaError
+from vae_core.parquet_files import (
+    ARROW_ERRORS,
+    DataFileError,
+    DataPathError,
+    PathLike,
+    file_error,
+    open_dataset,
+    sorted_fragments,
+)
+from vae_core.partitions import partition_fragment
 
-PathLike = str | os.PathLike[str]
+if TYPE_CHECKING:  # the type only: partitions are imported from vae_core.partitions
+    from vae_core.partitions import Partition
+
+# The readers' errors and path type are part of their API: callers catch them from here.
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DataFileError",
+    "DataPathError",
+    "PathLike",
+    "frame_to_table",
+    "iter_batches",
+    "read_table",
+]
 
 #: Rows per record batch when streaming; large enough to amortise per-batch overhead.
 DEFAULT_BATCH_SIZE = 65_536
-_GLOB_CHARACTERS = frozenset("*?[")
-#: pyarrow's own errors for unreadable or mismatched files, plus plain I/O failures.
-_ARROW_ERRORS = (pa.ArrowException, OSError)
 _STREAMING_SCAN = ds.ParquetFragmentScanOptions(pre_buffer=False)
 _TZ_VALUES_WARNING = "Series.values returning an ndarray that drops timezone"
 #: Columns pandas adds for a stored unnamed index; one file having it is not a disagreement.
 _PANDAS_INDEX_PREFIX = "__index_level_"
-
-
-class DataPathError(InputError, FileNotFoundError):
-    """The data path does not exist, or a directory or glob holds no Parquet file."""
-
-
-class DataFileError(InputError):
-    """A file cannot be read as Parquet (not Parquet, truncated, or a schema that clashes)."""
-
-    def __init__(self, message: str, path: str):
-        super().__init__(message)
-        self.path = path
-
-
-# -- locating files ----------------------------------------------------------------------
-def _is_glob(text: str) -> bool:
-    return any(ch in text for ch in _GLOB_CHARACTERS)
-
-
-def _expand_glob(pattern: str) -> list[str]:
-    """Files matched by ``pattern`` (``**`` recurses), sorted so reads are reproducible."""
-    matches = sorted(glob.glob(pattern, recursive=True))
-    files = [m for m in matches if os.path.isfile(m)]
-    if not files and matches:
-        raise DataPathError(
-            f"{pattern}: the pattern matches only directories; point at their parent "
-            "directory (hive partitions become columns) or end the pattern in '*.parquet'."
-        )
-    if not files:
-        raise DataPathError(
-            f"{pattern}: the pattern matches no files. Check the path and the wildcard."
-        )
-    return files
-
-
-def _open_dataset(path: PathLike) -> ds.Dataset:
-    """A pyarrow dataset over a file, a directory (hive partitions) or a glob."""
-    text = os.fspath(path)
-    if os.path.isdir(text):
-        dataset = _dataset_or_file_error(text, partitioning="hive")
-        if not dataset.files:
-            raise DataPathError(
-                f"{text}: the directory holds no Parquet files (files starting with '.' "
-                "or '_' are skipped). Point at the directory the data was written to."
-            )
-        return dataset
-    if os.path.isfile(text):
-        return _dataset_or_file_error(text)
-    if _is_glob(text):
-        return _dataset_or_file_error(_expand_glob(text))
-    raise DataPathError(
-        f"{text}: no such file or directory. Check the path (and the working directory "
-        "it is relative to)."
-    )
-
-
-def _dataset_or_file_error(source: str | list[str], partitioning: str | None = None) -> ds.Dataset:
-    """Build the dataset; if pyarrow refuses, find and name the file it choked on."""
-    try:
-        return ds.dataset(source, format="parquet", partitioning=partitioning)
-    except _ARROW_ERRORS as exc:
-        culprit = _first_unreadable(source)
-        if culprit is None:
-            raise _file_error(str(source), exc) from exc
-        raise _file_error(*culprit) from exc
-
-
-def _first_unreadable(source: str | list[str]) -> tuple[str, BaseException] | None:
-    """The first file whose Parquet footer cannot be read, and why; None if all can."""
-    if isinstance(source, list):
-        files = source
-    elif os.path.isdir(source):
-        files = sorted(str(p) for p in Path(source).rglob("*") if _is_data_file(p, source))
-    else:
-        files = [source]
-    for file in files:
-        try:
-            pq.read_schema(file)
-        except _ARROW_ERRORS as exc:
-            return file, exc
-    return None
-
-
-def _is_data_file(path: Path, root: str) -> bool:
-    """What pyarrow reads from a directory: files with no part starting with '.' or '_'."""
-    parts = path.relative_to(root).parts
-    return path.is_file() and not any(part.startswith((".", "_")) for part in parts)
-
-
-def _file_error(path: str, exc: BaseException) -> DataFileError:
-    return DataFileError(
-        f"{path}: cannot be read as Parquet ({_first_line(exc)}). Check that the file is "
-        "Parquet, was written completely, and has the same columns as the others.",
-        path,
-    )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _check_columns(dataset: ds.Dataset, columns: Sequence[str] | None, path: PathLike) -> None:
@@ -174,9 +89,11 @@ def read_table(path: PathLike, columns: Sequence[str] | None = None) -> pd.DataF
     not readable Parquet, ``SchemaError`` for a requested column that does not exist and
     ``EmptyInputError`` when the data has no rows: all are ``InputError``.
     """
-    dataset = _open_dataset(path)
+    dataset = open_dataset(path)
     _check_columns(dataset, columns, path)
-    tables = [_read_fragment(fragment, dataset.schema, columns) for fragment in _fragments(dataset)]
+    tables = [
+        _read_fragment(fragment, dataset.schema, columns) for fragment in sorted_fragments(dataset)
+    ]
     table = pa.concat_tables(tables) if tables else dataset.schema.empty_table()
     if table.num_rows == 0:
         raise EmptyInputError(_no_rows_message(path))
@@ -190,19 +107,14 @@ def _no_rows_message(path: PathLike) -> str:
     )
 
 
-def _fragments(dataset: ds.Dataset) -> list[ds.Fragment]:
-    # Sorted by path so directory reads come back in a stable order on every filesystem.
-    return sorted(dataset.get_fragments(), key=lambda fragment: fragment.path)
-
-
 def _read_fragment(
     fragment: ds.Fragment, schema: pa.Schema, columns: Sequence[str] | None
 ) -> pa.Table:
     _check_fragment_columns(fragment, schema, columns)
     try:
         return fragment.to_table(schema=schema, columns=_column_list(columns))
-    except _ARROW_ERRORS as exc:
-        raise _file_error(fragment.path, exc) from exc
+    except ARROW_ERRORS as exc:
+        raise file_error(fragment.path, exc) from exc
 
 
 def _check_fragment_columns(
@@ -215,8 +127,8 @@ def _check_fragment_columns(
     """
     try:
         present = set(fragment.physical_schema.names)
-    except _ARROW_ERRORS as exc:
-        raise _file_error(fragment.path, exc) from exc
+    except ARROW_ERRORS as exc:
+        raise file_error(fragment.path, exc) from exc
     present |= set(ds.get_partition_keys(fragment.partition_expression))
     wanted = schema.names if columns is None else columns
     absent = [name for name in wanted if name not in present]
@@ -312,11 +224,11 @@ def iter_batches(
     """
     if batch_size < 1:
         raise InputError(f"batch_size={batch_size!r} must be at least 1.")
-    dataset = _open_dataset(path)
+    dataset = open_dataset(path)
     _check_columns(dataset, columns, path)
-    fragments = _fragments(dataset)
+    fragments = sorted_fragments(dataset)
     if partition is not None:
-        fragments = [_partition_fragment(fragments, partition, path)]
+        fragments = [partition_fragment(fragments, partition, path)]
     n_rows = 0
     for fragment in fragments:
         for batch in _fragment_batches(fragment, dataset.schema, columns, batch_size):
@@ -343,85 +255,8 @@ def _fragment_batches(
             fragment_readahead=1,
             fragment_scan_options=_STREAMING_SCAN,
         )
-    except _ARROW_ERRORS as exc:
-        raise _file_error(fragment.path, exc) from exc
-
-
-# -- partitions ------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Partition:
-    """A unit of parallel work: one file, or a range of row groups of a large file.
-
-    Plain data (picklable), so it can be sent to another process or machine, which reads
-    it with ``iter_batches(source, partition=partition)``.
-    """
-
-    index: int
-    file: str
-    row_groups: tuple[int, ...] | None  # None: the whole file
-    n_rows: int
-
-    @property
-    def name(self) -> str:
-        """A stable name for the partition's outputs, sortable in input order."""
-        return f"part-{self.index:05d}"
-
-
-def list_partitions(path: PathLike, max_rows: int | None = None) -> list[Partition]:
-    """Split the data at ``path`` into partitions, in the order ``iter_batches`` reads it.
-
-    Each file is one partition; with ``max_rows``, a file with more rows is split at
-    row-group boundaries into partitions of about ``max_rows`` rows (a row group is the
-    smallest unit Parquet can read on its own, so a single larger group stays whole).
-    """
-    if max_rows is not None and max_rows < 1:
-        raise InputError(f"max_rows={max_rows!r} must be at least 1.")
-    dataset = _open_dataset(path)
-    partitions: list[Partition] = []
-    for fragment in _fragments(dataset):
-        try:
-            sizes = [group.num_rows for group in fragment.row_groups]
-        except _ARROW_ERRORS as exc:
-            raise _file_error(fragment.path, exc) from exc
-        for groups in _group_ranges(sizes, max_rows):
-            partitions.append(
-                Partition(
-                    index=len(partitions),
-                    file=fragment.path,
-                    row_groups=None if len(groups) == len(sizes) else tuple(groups),
-                    n_rows=sum(sizes[g] for g in groups),
-                )
-            )
-    return partitions
-
-
-def _group_ranges(sizes: Sequence[int], max_rows: int | None) -> list[list[int]]:
-    """Consecutive row groups packed into ranges of at most ``max_rows`` rows (or one group)."""
-    if max_rows is None or sum(sizes) <= max_rows:
-        return [list(range(len(sizes)))]
-    ranges: list[list[int]] = [[]]
-    rows = 0
-    for group, size in enumerate(sizes):
-        if ranges[-1] and rows + size > max_rows:
-            ranges.append([])
-            rows = 0
-        ranges[-1].append(group)
-        rows += size
-    return ranges
-
-
-def _partition_fragment(
-    fragments: Sequence[ds.Fragment], partition: Partition, path: PathLike
-) -> ds.Fragment:
-    for fragment in fragments:
-        if fragment.path == partition.file:
-            if partition.row_groups is None:
-                return fragment
-            return fragment.subset(row_group_ids=list(partition.row_groups))
-    raise DataPathError(
-        f"{partition.file}: this file of {os.fspath(path)} has gone since the partitions "
-        "were listed; rerun the job on the current data."
-    )
+    except ARROW_ERRORS as exc:
+        raise file_error(fragment.path, exc) from exc
 
 
 def frame_to_table(frame: pd.DataFrame, schema: pa.Schema | None = None) -> pa.Table:

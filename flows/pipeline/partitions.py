@@ -22,7 +22,8 @@ import pyarrow.parquet as pq
 from flows.pipeline.stream import NumericErrors, StreamOptions, StreamOutputs, run_stream
 from flows.pipeline.summary import PartitionResult
 from flows.pipeline.writers import ParquetBatchWriter, abandoned, writer_tag
-from vae_core.io import Partition, iter_batches
+from vae_core.io import iter_batches
+from vae_core.partitions import Partition
 from vae_core.streaming import Detector
 
 #: Cells (rows x features) per record batch, and the fewest rows a batch is cut to.

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from vae_core.errors import EmptyInputError, InputError
-from vae_core.io import DEFAULT_BATCH_SIZE, Partition, iter_batches, list_partitions
+from vae_core.io import DEFAULT_BATCH_SIZE, iter_batches
+from vae_core.partitions import Partition, list_partitions
 
 _KEY, _PART, _ROW = "_sample_key", "_sample_partition", "_sample_row"
 RowFilter = Callable[[pd.DataFrame], np.ndarray]

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.pipeline import writers
-from vae_core import io
+from vae_core import io, partitions
 from vae_core.errors import EmptyInputError, InputError, SchemaError
 
 
@@ -304,12 +304,12 @@ def test_partitions_are_files_in_read_order_or_row_group_ranges(tmp_path: Path) 
     frame = pd.DataFrame({"n": np.arange(1000)})
     pq.write_table(pa.Table.from_pandas(frame), tmp_path / "b.parquet", row_group_size=100)
     pq.write_table(pa.Table.from_pandas(frame.iloc[:10]), tmp_path / "a.parquet")
-    whole = io.list_partitions(tmp_path)
+    whole = partitions.list_partitions(tmp_path)
     assert [(Path(p.file).name, p.row_groups, p.n_rows) for p in whole] == [
         ("a.parquet", None, 10),
         ("b.parquet", None, 1000),
     ]
-    split = io.list_partitions(tmp_path, max_rows=300)
+    split = partitions.list_partitions(tmp_path, max_rows=300)
     assert [p.row_groups for p in split] == [None, (0, 1, 2), (3, 4, 5), (6, 7, 8), (9,)]
     assert [p.name for p in split] == [f"part-{i:05d}" for i in range(5)]
     # reading the partitions one by one gives every row once, in order
@@ -324,7 +324,7 @@ def test_partitions_are_files_in_read_order_or_row_group_ranges(tmp_path: Path) 
 def test_an_empty_partition_is_not_an_error_but_empty_data_is(tmp_path: Path) -> None:
     pq.write_table(pa.table({"n": pa.array([], pa.int64())}), tmp_path / "a.parquet")
     pq.write_table(pa.table({"n": [1, 2]}), tmp_path / "b.parquet")
-    empty, full = io.list_partitions(tmp_path)
+    empty, full = partitions.list_partitions(tmp_path)
     assert list(io.iter_batches(tmp_path, partition=empty)) == []
     assert len(next(io.iter_batches(tmp_path, partition=full))) == 2
     with pytest.raises(EmptyInputError):
@@ -334,10 +334,10 @@ def test_an_empty_partition_is_not_an_error_but_empty_data_is(tmp_path: Path) ->
 def test_a_partition_whose_file_has_gone_is_named(tmp_path: Path) -> None:
     pq.write_table(pa.table({"n": [1]}), tmp_path / "a.parquet")
     pq.write_table(pa.table({"n": [2]}), tmp_path / "b.parquet")
-    partitions = io.list_partitions(tmp_path)
+    parts = partitions.list_partitions(tmp_path)
     (tmp_path / "b.parquet").unlink()
     with pytest.raises(io.DataPathError, match="b.parquet.*has gone"):
-        list(io.iter_batches(tmp_path, partition=partitions[1]))
+        list(io.iter_batches(tmp_path, partition=parts[1]))
 
 
 def test_batch_writer_dictionary_encodes_text_and_leaves_floats_uncompressed(

@@ -12,7 +12,7 @@ import pytest
 
 from flows.pipeline.sampling import merge_samples, sample_partition, sample_rows
 from vae_core.errors import EmptyInputError
-from vae_core.io import list_partitions
+from vae_core.partitions import list_partitions
 
 
 @pytest.fixture()

@@ -1,0 +1,103 @@
+"""Partitions of a dataset: files, or row-group ranges of large files, read on their own.
+
+``list_partitions`` splits the data at a path into parts in the order
+``vae_core.io.iter_batches`` reads it, so that parts can be scored in parallel and their
+outputs combined in input order; ``iter_batches(path, partition=part)`` reads one part.
+
+Pure library: no Prefect, no MLflow.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow.dataset as ds
+
+from vae_core.errors import InputError
+from vae_core.parquet_files import (
+    ARROW_ERRORS,
+    DataPathError,
+    PathLike,
+    file_error,
+    open_dataset,
+    sorted_fragments,
+)
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A unit of parallel work: one file, or a range of row groups of a large file.
+
+    Plain data (picklable), so it can be sent to another process or machine, which reads
+    it with ``iter_batches(source, partition=partition)``.
+    """
+
+    index: int
+    file: str
+    row_groups: tuple[int, ...] | None  # None: the whole file
+    n_rows: int
+
+    @property
+    def name(self) -> str:
+        """A stable name for the partition's outputs, sortable in input order."""
+        return f"part-{self.index:05d}"
+
+
+def list_partitions(path: PathLike, max_rows: int | None = None) -> list[Partition]:
+    """Split the data at ``path`` into partitions, in the order ``iter_batches`` reads it.
+
+    Each file is one partition; with ``max_rows``, a file with more rows is split at
+    row-group boundaries into partitions of about ``max_rows`` rows (a row group is the
+    smallest unit Parquet can read on its own, so a single larger group stays whole).
+    """
+    if max_rows is not None and max_rows < 1:
+        raise InputError(f"max_rows={max_rows!r} must be at least 1.")
+    dataset = open_dataset(path)
+    partitions: list[Partition] = []
+    for fragment in sorted_fragments(dataset):
+        try:
+            sizes = [group.num_rows for group in fragment.row_groups]
+        except ARROW_ERRORS as exc:
+            raise file_error(fragment.path, exc) from exc
+        for groups in _group_ranges(sizes, max_rows):
+            partitions.append(
+                Partition(
+                    index=len(partitions),
+                    file=fragment.path,
+                    row_groups=None if len(groups) == len(sizes) else tuple(groups),
+                    n_rows=sum(sizes[g] for g in groups),
+                )
+            )
+    return partitions
+
+
+def _group_ranges(sizes: Sequence[int], max_rows: int | None) -> list[list[int]]:
+    """Consecutive row groups packed into ranges of at most ``max_rows`` rows (or one group)."""
+    if max_rows is None or sum(sizes) <= max_rows:
+        return [list(range(len(sizes)))]
+    ranges: list[list[int]] = [[]]
+    rows = 0
+    for group, size in enumerate(sizes):
+        if ranges[-1] and rows + size > max_rows:
+            ranges.append([])
+            rows = 0
+        ranges[-1].append(group)
+        rows += size
+    return ranges
+
+
+def partition_fragment(
+    fragments: Sequence[ds.Fragment], partition: Partition, path: PathLike
+) -> ds.Fragment:
+    """The part of ``fragments`` that ``partition`` names; its file must still be there."""
+    for fragment in fragments:
+        if fragment.path == partition.file:
+            if partition.row_groups is None:
+                return fragment
+            return fragment.subset(row_group_ids=list(partition.row_groups))
+    raise DataPathError(
+        f"{partition.file}: this file of {os.fspath(path)} has gone since the partitions "
+        "were listed; rerun the job on the current data."
+    )
