@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -12,17 +11,17 @@ from typing import Any, ClassVar, cast
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import sklearn
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils import Tags
 
 from vae_core import persistence
+from vae_core.detector_files import detector_manifest, restore_fitted, saved_params
 from vae_core.errors import EmptyInputError, NotFittedError, SchemaError, TooFewRowsError
 from vae_core.features import EncodedData, FeatureLayout, Preprocessor
 from vae_core.losses import Batch, negative_elbo
 from vae_core.model import TabularVAE, VAEArchitecture
-from vae_core.schema import FeatureSchema, as_frame, infer_schema
+from vae_core.schema import as_frame, infer_schema
 from vae_core.scoring import (
     DEFAULT_NUMERIC_DOF,
     DEFAULT_TOP_K,
@@ -420,57 +419,15 @@ class VAEAnomalyDetector(BaseEstimator):
     def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:
         """Write the fitted model to directory ``path`` (weights + JSON, never pickle)."""
         self._check_fitted()
-        manifest = {
-            "params": _json_params(self.get_params()),
-            "random_state_": self.random_state_,
-            "schema": self.schema_.to_dict(),
-            "preprocessing": self.preprocessor_.to_dict(),
-            "architecture": self.architecture_.to_dict(),
-            "threshold": self.threshold_.to_dict(),
-            "training": [
-                {
-                    "best_epoch": r.best_epoch,
-                    "best_val_loss": r.best_val_loss,
-                    "epochs_run": len(r.history),
-                    "stopped_early": r.stopped_early,
-                }
-                for r in self.training_results_
-            ],
-            "versions": library_versions(),
-            "kind": self.kind,
-        }
         states = [m.state_dict() for m in self.models_]
-        return persistence.save_model(path, manifest, states, overwrite=overwrite)
+        return persistence.save_model(path, detector_manifest(self), states, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str = "cpu") -> VAEAnomalyDetector:
         """Load a model saved by ``save``; weights are checked against their sha256."""
         manifest, states = persistence.load_model(path)
-        params = manifest["params"]
-        params["hidden_sizes"] = _tuple_or_auto(params["hidden_sizes"])
-        params["key_columns"] = _tuple_or_auto(params["key_columns"])
-        # Models saved before numeric_dof existed were scored, and thresholded, with the
-        # Gaussian; keep scoring them that way.
-        params.setdefault("numeric_dof", None)
-        detector = cls(**params)
-        target = resolve_device(device)
-        arch = VAEArchitecture.from_dict(manifest["architecture"])
-        models = []
-        for state in states:
-            model = TabularVAE(arch)
-            model.load_state_dict(state)
-            models.append(model.to(target).eval())
-        detector.schema_ = FeatureSchema.from_dict(manifest["schema"])
-        detector.preprocessor_ = Preprocessor.from_dict(manifest["preprocessing"])
-        detector.architecture_ = arch
-        detector.models_ = models
-        detector.training_results_ = []
-        detector.random_state_ = manifest["random_state_"]
-        detector.device_ = target
-        detector.n_features_in_ = len(detector.schema_.columns)
-        detector.feature_names_in_ = np.asarray(detector.schema_.feature_names, dtype=object)
-        detector.threshold_ = Threshold.from_dict(manifest["threshold"])
-        detector.manifest_ = manifest
+        detector = cls(**saved_params(manifest))
+        restore_fitted(detector, manifest, states, resolve_device(device))
         return detector
 
 
@@ -492,29 +449,3 @@ def _row_loss(
 
 def _arrays(data: EncodedData) -> tuple[np.ndarray, ...]:
     return (data.inputs, data.numeric, data.numeric_mask, data.categories, data.missing)
-
-
-def _json_params(params: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in params.items():
-        if isinstance(value, tuple | list):
-            value = list(value)
-        out[key] = value
-    return out
-
-
-def _tuple_or_auto(value: Any) -> Any:
-    return value if isinstance(value, str) else tuple(value)
-
-
-def library_versions() -> dict[str, str]:
-    from vae_core import __version__
-
-    return {
-        "vae_core": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "scikit-learn": sklearn.__version__,
-    }

@@ -1,0 +1,108 @@
+"""What a saved ``VAEAnomalyDetector`` holds besides its weights, and how it comes back.
+
+``detector_manifest`` is the JSON manifest ``save`` writes beside the weights (parameters,
+schema, preprocessing, architecture, threshold, training summary, library versions, the
+model kind); ``saved_params`` and ``restore_fitted`` turn a manifest and the checked
+weights back into a fitted detector. Nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sklearn
+import torch
+
+from vae_core.features import Preprocessor
+from vae_core.model import TabularVAE, VAEArchitecture
+from vae_core.schema import FeatureSchema
+from vae_core.threshold import Threshold
+
+
+def detector_manifest(detector: Any) -> dict[str, Any]:
+    """The manifest of a fitted detector, as JSON-ready data."""
+    return {
+        "params": _json_params(detector.get_params()),
+        "random_state_": detector.random_state_,
+        "schema": detector.schema_.to_dict(),
+        "preprocessing": detector.preprocessor_.to_dict(),
+        "architecture": detector.architecture_.to_dict(),
+        "threshold": detector.threshold_.to_dict(),
+        "training": [
+            {
+                "best_epoch": r.best_epoch,
+                "best_val_loss": r.best_val_loss,
+                "epochs_run": len(r.history),
+                "stopped_early": r.stopped_early,
+            }
+            for r in detector.training_results_
+        ],
+        "versions": library_versions(),
+        "kind": detector.kind,
+    }
+
+
+def saved_params(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The constructor parameters a manifest records, in the types the constructor takes."""
+    params = manifest["params"]
+    params["hidden_sizes"] = _tuple_or_auto(params["hidden_sizes"])
+    params["key_columns"] = _tuple_or_auto(params["key_columns"])
+    # Models saved before numeric_dof existed were scored, and thresholded, with the
+    # Gaussian; keep scoring them that way.
+    params.setdefault("numeric_dof", None)
+    return params
+
+
+def restore_fitted(
+    detector: Any,
+    manifest: dict[str, Any],
+    states: list[dict[str, torch.Tensor]],
+    device: torch.device,
+) -> None:
+    """Give an unfitted ``detector`` the fitted state a manifest and its weights record."""
+    arch = VAEArchitecture.from_dict(manifest["architecture"])
+    models = []
+    for state in states:
+        model = TabularVAE(arch)
+        model.load_state_dict(state)
+        models.append(model.to(device).eval())
+    detector.schema_ = FeatureSchema.from_dict(manifest["schema"])
+    detector.preprocessor_ = Preprocessor.from_dict(manifest["preprocessing"])
+    detector.architecture_ = arch
+    detector.models_ = models
+    detector.training_results_ = []
+    detector.random_state_ = manifest["random_state_"]
+    detector.device_ = device
+    detector.n_features_in_ = len(detector.schema_.columns)
+    detector.feature_names_in_ = np.asarray(detector.schema_.feature_names, dtype=object)
+    detector.threshold_ = Threshold.from_dict(manifest["threshold"])
+    detector.manifest_ = manifest
+
+
+def _json_params(params: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in params.items():
+        if isinstance(value, tuple | list):
+            value = list(value)
+        out[key] = value
+    return out
+
+
+def _tuple_or_auto(value: Any) -> Any:
+    return value if isinstance(value, str) else tuple(value)
+
+
+def library_versions() -> dict[str, str]:
+    from vae_core import __version__
+
+    return {
+        "vae_core": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
