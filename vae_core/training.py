@@ -123,43 +123,22 @@ def fit(
     # networks that per-tensor dispatch costs more than the arithmetic.
     with flat_parameters(model) as flat:
         optimizer = FlatAdamW(flat, lr=config.learning_rate, weight_decay=config.weight_decay)
-        result = _train_epochs(
-            model,
-            loss_fn,
-            train,
-            validation,
-            config,
-            callbacks,
-            member,
-            device,
-            generator,
-            flat,
-            optimizer,
-        )
+        steps = _Steps(model, loss_fn, config, device, flat, optimizer)
+        result = _train_epochs(steps, train, validation, callbacks, member, generator)
     model.eval()
     return result
 
 
 def _train_epochs(
-    model: nn.Module,
-    loss_fn: RowLoss,
+    steps: _Steps,
     train: Batch,
     validation: Batch,
-    config: TrainingConfig,
     callbacks: Sequence[EpochCallback],
     member: int,
-    device: torch.device,
     generator: torch.Generator,
-    flat: FlatParameters,
-    optimizer: FlatAdamW,
 ) -> TrainingResult:
-    # bf16 autocast on CUDA; on CPU plain float32 (no context object built per step).
-    def autocast() -> contextlib.AbstractContextManager[object]:
-        if device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
-    on_cpu = device.type == "cpu"
+    """The epochs, early stopping and the best epoch's weights restored at the end."""
+    model, config, flat = steps.model, steps.config, steps.flat
     result = TrainingResult()
     best_weights = flat.parameter.detach().clone()
     epochs_without_gain = 0
@@ -173,50 +152,11 @@ def _train_epochs(
     for epoch in bar:
         started = time.perf_counter()
         model.train()
-        order = torch.randperm(len(train), generator=generator).to(device)
-        shuffled = train.select(order)
+        order = torch.randperm(len(train), generator=generator).to(steps.device)
         trim = config.trim_fraction if epoch >= config.warmup_epochs else 0.0
-        # On CPU each loss is read before its step (cheap there), so no weight ever takes
-        # a non-finite update. On a GPU that read would make the CPU wait for the device
-        # after every batch, so the losses are summed on the device and the epoch's sum
-        # is checked instead (the run fails either way, before a best-weights copy).
-        total_on_device, total, n_batches = torch.zeros((), device=device), 0.0, 0
-        for start in range(0, len(train), config.batch_size):
-            batch = Batch(*(t[start : start + config.batch_size] for t in shuffled))
-            if len(batch) < 2:
-                continue  # a 1-row remainder adds noise and nothing else
-            with autocast():
-                loss = trimmed_mean(loss_fn(model, batch).float(), trim)
-            if on_cpu:
-                value = loss.item()
-                if not math.isfinite(value):
-                    _raise_non_finite(value, epoch, "training")
-                total += value
-            else:
-                total_on_device += loss.detach()
-            flat.zero_grad()
-            loss.backward()
-            flat.clip_grad_norm(config.grad_clip_norm)
-            optimizer.step()
-            n_batches += 1
-        if not on_cpu:
-            total = total_on_device.item()
-        # A non-finite step makes the epoch's sum non-finite: checked here, before the
-        # weights of this epoch can become the best ones.
-        if not math.isfinite(total):
-            _raise_non_finite(total, epoch, "training")
-        # Validation is as contaminated as training: trim it the same way, at every epoch
-        # (warm-up included) so that losses of different epochs stay comparable.
-        val_value = float(
-            trimmed_mean(
-                evaluate(model, loss_fn, validation, 4 * config.batch_size), config.trim_fraction
-            )
-        )
-        if not math.isfinite(val_value):
-            _raise_non_finite(val_value, epoch, "validation")
-        if not math.isfinite(result.best_val_loss) or val_value < result.best_val_loss - (
-            1e-4 * abs(result.best_val_loss)
-        ):
+        train_loss = steps.epoch(train.select(order), trim, epoch)
+        val_value = _validation_loss(model, steps.loss_fn, validation, config, epoch)
+        if _improves(val_value, result.best_val_loss):
             result.best_val_loss, result.best_epoch = val_value, epoch
             best_weights.copy_(flat.parameter.detach())
             epochs_without_gain = 0
@@ -225,7 +165,7 @@ def _train_epochs(
         record = EpochRecord(
             member,
             epoch,
-            total / max(n_batches, 1),
+            train_loss,
             val_value,
             result.best_val_loss,
             time.perf_counter() - started,
@@ -241,3 +181,79 @@ def _train_epochs(
     with torch.no_grad():
         flat.parameter.copy_(best_weights)
     return result
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """The optimiser steps of one epoch: what they need, and the loop over the batches."""
+
+    model: nn.Module
+    loss_fn: RowLoss
+    config: TrainingConfig
+    device: torch.device
+    flat: FlatParameters
+    optimizer: FlatAdamW
+
+    def autocast(self) -> contextlib.AbstractContextManager[object]:
+        # bf16 autocast on CUDA; on CPU plain float32 (no context object built per step).
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def epoch(self, shuffled: Batch, trim: float, epoch: int) -> float:
+        """Step through ``shuffled`` in batches; the mean training loss of the epoch."""
+        config, flat = self.config, self.flat
+        on_cpu = self.device.type == "cpu"
+        # On CPU each loss is read before its step (cheap there), so no weight ever takes
+        # a non-finite update. On a GPU that read would make the CPU wait for the device
+        # after every batch, so the losses are summed on the device and the epoch's sum
+        # is checked instead (the run fails either way, before a best-weights copy).
+        total_on_device, total, n_batches = torch.zeros((), device=self.device), 0.0, 0
+        for start in range(0, len(shuffled), config.batch_size):
+            batch = Batch(*(t[start : start + config.batch_size] for t in shuffled))
+            if len(batch) < 2:
+                continue  # a 1-row remainder adds noise and nothing else
+            with self.autocast():
+                loss = trimmed_mean(self.loss_fn(self.model, batch).float(), trim)
+            if on_cpu:
+                value = loss.item()
+                if not math.isfinite(value):
+                    _raise_non_finite(value, epoch, "training")
+                total += value
+            else:
+                total_on_device += loss.detach()
+            flat.zero_grad()
+            loss.backward()
+            flat.clip_grad_norm(config.grad_clip_norm)
+            self.optimizer.step()
+            n_batches += 1
+        if not on_cpu:
+            total = total_on_device.item()
+        # A non-finite step makes the epoch's sum non-finite: checked here, before the
+        # weights of this epoch can become the best ones.
+        if not math.isfinite(total):
+            _raise_non_finite(total, epoch, "training")
+        return total / max(n_batches, 1)
+
+
+def _validation_loss(
+    model: nn.Module, loss_fn: RowLoss, validation: Batch, config: TrainingConfig, epoch: int
+) -> float:
+    """Trimmed mean loss of the validation rows; a non-finite one fails the run."""
+    # Validation is as contaminated as training: trim it the same way, at every epoch
+    # (warm-up included) so that losses of different epochs stay comparable.
+    val_value = float(
+        trimmed_mean(
+            evaluate(model, loss_fn, validation, 4 * config.batch_size), config.trim_fraction
+        )
+    )
+    if not math.isfinite(val_value):
+        _raise_non_finite(val_value, epoch, "validation")
+    return val_value
+
+
+def _improves(val_value: float, best_val_loss: float) -> bool:
+    """Whether a validation loss beats the best so far by more than a relative 1e-4."""
+    return not math.isfinite(best_val_loss) or val_value < best_val_loss - (
+        1e-4 * abs(best_val_loss)
+    )
