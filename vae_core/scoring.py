@@ -6,8 +6,9 @@ each column's share of it is meaningful. A categorical column's term also carrie
 rarity of its level in training (``features.level_rarity``): what the row's values are,
 not only how well the model reconstructs them. Numeric columns are scored with a
 Student-t likelihood (``numeric_dof`` degrees of freedom) around the decoded mean, with the
-learned scale, see ``student_t_terms``. ``score = recon_error + beta * kl``. With an
-ensemble, every quantity is the mean over members.
+learned scale. These terms are computed in ``vae_core.score_terms``.
+``score = recon_error + beta * kl``. With an ensemble, every quantity is the mean over
+members.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import pyarrow as pa
 import torch
 
 from vae_core.features import EncodedData, FeatureLayout
-from vae_core.losses import Batch, kl_to_standard_normal, reconstruction_terms
 from vae_core.model import TabularVAE
+from vae_core.score_terms import ColumnTerms, level_rarity_terms
 
 SCORE_COLUMNS = ("recon_error", "kl", "score", "is_anomaly")
 #: Degrees of freedom of the Student-t likelihood numeric columns are scored with. Of 5, 10,
@@ -82,88 +83,6 @@ class ScoreArrays:
         )
 
 
-def _term_to_feature_matrix(layout: FeatureLayout) -> tuple[torch.Tensor, tuple[str, ...]]:
-    """0/1 matrix summing loss terms (numeric, categorical, missing flag) per source column."""
-    names = tuple(dict.fromkeys(layout.term_columns))
-    position = {name: i for i, name in enumerate(names)}
-    matrix = torch.zeros(len(layout.term_columns), len(names))
-    for term, name in enumerate(layout.term_columns):
-        matrix[term, position[name]] = 1.0
-    return matrix, names
-
-
-def _unexpected_missing_terms(data: EncodedData, layout: FeatureLayout) -> np.ndarray | None:
-    """Per-term NLL of cells missing in columns that had no missing values in training.
-
-    None when there are no such cells, the common case, which spares a full-size array.
-    """
-    flagged = set(layout.missing_columns)
-    numeric = (data.numeric_mask == 0) & np.array(
-        [name not in flagged for name in layout.numeric_columns], dtype=bool
-    )
-    categorical = (data.categories < 0) & np.array(
-        [name not in flagged for name in layout.categorical_columns], dtype=bool
-    )
-    if not (numeric.any() or categorical.any()):
-        return None
-    indicators = np.zeros((len(data), len(layout.missing_columns)), dtype=bool)
-    unexpected = np.concatenate([numeric, categorical, indicators], axis=1)
-    return unexpected.astype(np.float32) * layout.unexpected_missing_nll
-
-
-def _unseen_level_floor(data: EncodedData, layout: FeatureLayout) -> np.ndarray | None:
-    """Per-term lower bound on the NLL of a category never seen in training (0 elsewhere).
-
-    The ``__unseen__`` level (always the last) is never a training target, but a briefly
-    trained decoder has not yet pushed its probability down, and an unseen level would then
-    score as ordinary as any other. Laplace's rule gives a level absent from n training
-    rows a probability of at most 1 / (n + 2): its NLL is at least the cost of a value
-    missing where training had none. None when no cell is unseen, the common case.
-    """
-    if not layout.cardinalities:
-        return None
-    unseen = data.categories == np.asarray(layout.cardinalities, dtype=np.int64) - 1
-    if not unseen.any():
-        return None
-    floor = np.zeros((len(data), len(layout.term_columns)), dtype=np.float32)
-    offset = len(layout.numeric_columns)
-    floor[:, offset : offset + unseen.shape[1]] = unseen * layout.unexpected_missing_nll
-    return floor
-
-
-def student_t_terms(terms: torch.Tensor, n_numeric: int, dof: float | None) -> torch.Tensor:
-    """Rescore the first ``n_numeric`` terms, Gaussian ``0.5 z^2``, as Student-t NLL.
-
-    ``(dof + 1) / 2 * log1p(z^2 / dof)``, without its normaliser: about ``0.5 z^2`` near the
-    decoded mean, logarithmic far from it. Training fits a Gaussian; scoring with its
-    quadratic cost lets one column far out (a rate at 1 where training is nearly all 0)
-    outweigh several moderately wrong ones, so an unusual but normal row outranks rows that
-    break the joint structure. Order within a column is kept. ``dof=None``: Gaussian.
-    """
-    if dof is None or n_numeric == 0:
-        return terms
-    heavy = terms[:, :n_numeric].mul(2.0 / dof).log1p_().mul_(0.5 * (dof + 1.0))
-    if n_numeric == terms.shape[1]:
-        return heavy
-    return torch.cat([heavy, terms[:, n_numeric:]], dim=1)
-
-
-def level_rarity_terms(data: EncodedData, layout: FeatureLayout) -> np.ndarray | None:
-    """Per-row rarity (nats) of each categorical column's level; 0 where missing.
-
-    None when the layout has no rarities (no categorical columns, or a model saved before
-    level counts were kept). It does not depend on the model, so ensembles add it once.
-    """
-    if not layout.category_rarity:
-        return None
-    out = np.zeros(data.categories.shape, dtype=np.float64)
-    for j, rarity in enumerate(layout.category_rarity):
-        codes = data.categories[:, j]
-        observed = codes >= 0
-        out[observed, j] = np.asarray(rarity, dtype=np.float64)[codes[observed]]
-    return out
-
-
 def chunk_rows(
     models: Sequence[TabularVAE], layout: FeatureLayout, device: torch.device | str
 ) -> int:
@@ -200,71 +119,72 @@ def score_encoded(
         raise ValueError("score_encoded needs at least one model.")
     if batch_size is None:
         batch_size = chunk_rows(models, layout, device)
-    assignment, names = _term_to_feature_matrix(layout)
-    # With only numeric columns and no missing-value flags, each loss term is one column:
-    # the matrix is the identity and the product is skipped.
-    one_term_per_column = assignment.shape[0] == assignment.shape[1]
-    assignment = assignment.to(device)
-    n_numeric = len(layout.numeric_columns)
+    columns = ColumnTerms.of(layout, device, numeric_dof)
     n_rows = len(data)
     # Written by the first member, added to by the others: no zero-filled arrays. The
     # per-column terms become the shares in place, chunk by chunk, while in cache.
     kl = np.empty(n_rows, dtype=np.float64)
-    per_feature = np.empty((n_rows, len(names)), dtype=np.float64)
+    per_feature = np.empty((n_rows, len(columns.names)), dtype=np.float64)
     recon = np.empty(n_rows, dtype=np.float64)
     rarity = level_rarity_terms(data, layout)
-    position = {name: i for i, name in enumerate(names)}
+    position = {name: i for i, name in enumerate(columns.names)}
     rarity_columns = [position[name] for name in layout.categorical_columns]
     for model in models:
         model.eval()
     with torch.inference_mode():
         for start in range(0, n_rows, batch_size):
             stop = min(start + batch_size, n_rows)
-            chunk = EncodedData(
-                data.inputs[start:stop],
-                data.numeric[start:stop],
-                data.numeric_mask[start:stop],
-                data.categories[start:stop],
-                data.missing[start:stop],
+            columns.add_members(
+                models, _rows(data, start, stop), per_feature[start:stop], kl[start:stop]
             )
-            batch = Batch.from_encoded(chunk, device)
-            unexpected = _unexpected_missing_terms(chunk, layout)
-            extra = None if unexpected is None else torch.from_numpy(unexpected).to(device)
-            unseen = _unseen_level_floor(chunk, layout)
-            floor = None if unseen is None else torch.from_numpy(unseen).to(device)
-            for member, model in enumerate(models):
-                out = model(batch.inputs, sample=False)
-                terms = reconstruction_terms(out, batch, layout.cardinalities, False)
-                terms = student_t_terms(terms, n_numeric, numeric_dof)
-                if extra is not None:
-                    terms = terms + extra
-                if floor is not None:
-                    terms = torch.maximum(terms, floor)
-                if not one_term_per_column:
-                    terms = terms @ assignment
-                member_kl = kl_to_standard_normal(out.mu, out.logvar).cpu().numpy()
-                if member == 0:
-                    per_feature[start:stop] = terms.cpu().numpy()
-                    kl[start:stop] = member_kl
-                else:
-                    per_feature[start:stop] += terms.cpu().numpy()
-                    kl[start:stop] += member_kl
-            terms_of_chunk = per_feature[start:stop]
-            if len(models) > 1:
-                terms_of_chunk /= len(models)
-                kl[start:stop] /= len(models)
-            if rarity is not None:
-                terms_of_chunk[:, rarity_columns] += rarity[start:stop]
-            # einsum, not sum(axis=1): summing short rows one at a time cost 4x as much.
-            # Each row's sum depends on its values alone, not on the batch around it.
-            chunk_recon = np.einsum("ij->i", terms_of_chunk, out=recon[start:stop])
-            with np.errstate(invalid="ignore", divide="ignore"):
-                np.divide(terms_of_chunk, chunk_recon[:, None], out=terms_of_chunk)
+            _chunk_shares(
+                per_feature[start:stop],
+                kl[start:stop],
+                recon[start:stop],
+                len(models),
+                None if rarity is None else rarity[start:stop],
+                rarity_columns,
+            )
     shares = per_feature
     no_error = ~(recon > 0)  # a perfect (or undefined) reconstruction: no column to blame
     if no_error.any():
         shares[no_error] = 0.0
-    return ScoreArrays(recon, kl, recon + beta * kl, shares, names)
+    return ScoreArrays(recon, kl, recon + beta * kl, shares, columns.names)
+
+
+def _rows(data: EncodedData, start: int, stop: int) -> EncodedData:
+    """Rows ``start:stop`` of ``data``, as views."""
+    return EncodedData(
+        data.inputs[start:stop],
+        data.numeric[start:stop],
+        data.numeric_mask[start:stop],
+        data.categories[start:stop],
+        data.missing[start:stop],
+    )
+
+
+def _chunk_shares(
+    per_feature: np.ndarray,
+    kl: np.ndarray,
+    recon: np.ndarray,
+    n_models: int,
+    rarity: np.ndarray | None,
+    rarity_columns: list[int],
+) -> None:
+    """Members' sums to means, level rarity added, ``recon`` the row sum, terms to shares.
+
+    All in place, on one chunk's views of the output arrays.
+    """
+    if n_models > 1:
+        per_feature /= n_models
+        kl /= n_models
+    if rarity is not None:
+        per_feature[:, rarity_columns] += rarity
+    # einsum, not sum(axis=1): summing short rows one at a time cost 4x as much.
+    # Each row's sum depends on its values alone, not on the batch around it.
+    chunk_recon = np.einsum("ij->i", per_feature, out=recon)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        np.divide(per_feature, chunk_recon[:, None], out=per_feature)
 
 
 def _text_column(names: pa.Array) -> pd.api.extensions.ExtensionArray:

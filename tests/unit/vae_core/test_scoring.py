@@ -13,6 +13,7 @@ from vae_core.features import Preprocessor
 from vae_core.losses import Batch, kl_to_standard_normal, reconstruction_terms
 from vae_core.model import TabularVAE, VAEArchitecture
 from vae_core.schema import infer_schema
+from vae_core.score_terms import student_t_terms
 from vae_core.scoring import (
     CPU_CHUNK_CELLS,
     DEVICE_CHUNK_ROWS,
@@ -21,7 +22,6 @@ from vae_core.scoring import (
     chunk_rows,
     level_rarity_terms,
     score_encoded,
-    student_t_terms,
     to_frame,
 )
 
