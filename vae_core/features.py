@@ -4,7 +4,7 @@ Numeric columns are centred on the median and divided by a robust spread (IQR, w
 fallbacks for columns whose IQR is zero), then values far out are compressed
 logarithmically instead of clipped: a contaminated training set cannot squash a whole
 feature the way min-max scaling lets one extreme value do, and a value ten times further
-out still scores higher than one that is merely far out.
+out still scores higher than one that is merely far out (``vae_core.numeric_scaling``).
 
 Categorical columns (strings, booleans, pandas categoricals) are one-hot encoded with rare
 levels merged into one bucket and an explicit bucket for levels never seen in training.
@@ -17,25 +17,23 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from vae_core.errors import EmptyInputError
+from vae_core.numeric_scaling import (
+    DEFAULT_SOFT_CLIP,
+    compress_tail,
+    robust_centre_scale,
+    use_log_scale,
+)
 from vae_core.schema import FeatureSchema, is_numeric_dtype
 
 RARE_LEVEL = "__rare__"
 UNSEEN_LEVEL = "__unseen__"
-#: Scaled magnitude beyond which values are compressed by log1p instead of kept linear.
-DEFAULT_SOFT_CLIP = 20.0
-
-
-#: A non-negative column whose 99th percentile exceeds this many times its median (or 1)
-#: is modelled on a log1p scale. 10 beat 100 on the mixed-type benchmark and changed nothing
-#: on the tabular ones.
-LOG_SPAN_RATIO = 10.0
 
 
 class ConstantColumnWarning(UserWarning):
@@ -80,58 +78,6 @@ class FeatureLayout:
         return [*self.numeric_columns, *self.categorical_columns, *self.missing_columns]
 
 
-def _robust_centre_scale(values: np.ndarray) -> tuple[float, float]:
-    finite = values[np.isfinite(values)]
-    centre = float(np.median(finite))
-    q25, q75 = np.percentile(finite, [25, 75])
-    scale = float(q75 - q25) / 1.349  # IQR of a standard normal: same units as a std
-    if scale <= 0:
-        # Mostly-constant columns (sparse counts, flags) have IQR 0; the mean absolute
-        # deviation from the median still measures how far the typical non-zero lies.
-        scale = float(np.mean(np.abs(finite - centre)))
-    if scale <= 0 or not math.isfinite(scale):
-        scale = 1.0
-    return centre, scale
-
-
-def use_log_scale(values: np.ndarray) -> bool:
-    """Model a column on a log scale when it is non-negative and spans orders of magnitude.
-
-    Byte counts, durations and amounts are right-skewed: on a linear scale their bulk
-    collapses into a sliver near zero and every large-but-normal value looks extreme.
-    """
-    finite = values[np.isfinite(values)]
-    if finite.size == 0 or finite.min() < 0:
-        return False
-    q50, q99 = np.percentile(finite, [50, 99])
-    return bool(q99 > LOG_SPAN_RATIO * max(q50, 1.0))
-
-
-def compress_tail(z: np.ndarray, soft_clip: float, in_place: bool = False) -> np.ndarray:
-    """Keep |z| <= soft_clip linear, grow logarithmically beyond; map +-inf to a finite cap.
-
-    ``in_place=True`` overwrites ``z`` (for a caller that owns it) instead of copying it.
-    """
-    # The common case, nothing beyond the linear range, is found by two reductions (NaN
-    # ignored: it is not far), without the batch-sized mask the rest needs.
-    if z.size == 0 or not (
-        np.fmax.reduce(z, axis=None) > soft_clip or np.fmin.reduce(z, axis=None) < -soft_clip
-    ):
-        return z
-    # Two comparisons rather than abs(): no batch-sized float temporary. NaN is not far.
-    far = z > soft_clip
-    far |= z < -soft_clip
-    out = z if in_place else z.copy()
-    # Only the far cells change, and only they can pass the cap: the work is theirs alone.
-    values = out[far]
-    with np.errstate(over="ignore", invalid="ignore"):
-        values = np.sign(values) * (soft_clip + np.log1p(np.abs(values) - soft_clip))
-    # +-inf and overflowing values land on a finite cap: 1e12 scale units out.
-    cap = soft_clip + math.log1p(1e12)
-    out[far] = np.clip(values, -cap, cap)
-    return out
-
-
 def unexpected_missing_nll(n_train_rows: int) -> float:
     """NLL of a missing value in a column that had none in ``n_train_rows`` training rows.
 
@@ -173,6 +119,73 @@ def _category_rarity(categorical: list[dict[str, Any]]) -> tuple[tuple[float, ..
     )
 
 
+@dataclass
+class _ColumnStates:
+    """The fitted state of each column, in schema order, and the columns left out, and why."""
+
+    numeric: list[dict[str, Any]] = field(default_factory=list)
+    categorical: list[dict[str, Any]] = field(default_factory=list)
+    missing_indicators: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+
+    def add(self, name: str, kind: str, series: pd.Series, n_rows: int, min_count: int) -> None:
+        n_missing = int(series.isna().sum())
+        if n_missing == n_rows:
+            self.dropped.append(f"{name} (all values missing)")
+            return
+        if 0 < n_missing:
+            self.missing_indicators.append(name)
+        if kind == "numeric":
+            self._add_numeric(name, series)
+        else:
+            self._add_categorical(name, series, min_count)
+
+    def _add_numeric(self, name: str, series: pd.Series) -> None:
+        values = pd.to_numeric(series, errors="coerce").to_numpy(np.float64)
+        observed = values[~np.isnan(values)]
+        distinct = np.unique(observed)
+        if distinct.size <= 1:
+            self.dropped.append(f"{name} (constant {observed[0]!r})")
+            return
+        if not np.isfinite(observed).any():
+            self.dropped.append(f"{name} (only infinite values)")
+            return
+        if distinct.size == 2 and np.isfinite(distinct).all():
+            # A two-valued column (a flag) is a Bernoulli variable: as a Gaussian on a
+            # robust scale, a flag set in 2% of rows would sit 50 units out and outweigh
+            # every other column whenever it is set.
+            self.categorical.append(
+                {
+                    "name": name,
+                    "levels": [repr(float(v)) for v in distinct] + [UNSEEN_LEVEL],
+                    "rare": [],
+                    "numeric_values": [float(v) for v in distinct],
+                }
+            )
+            return
+        log = use_log_scale(observed)
+        centre, scale = robust_centre_scale(np.log1p(observed) if log else observed)
+        self.numeric.append({"name": name, "centre": centre, "scale": scale, "log1p": log})
+
+    def _add_categorical(self, name: str, series: pd.Series, min_count: int) -> None:
+        counts = series.dropna().astype(str).value_counts()
+        if len(counts) <= 1:
+            self.dropped.append(f"{name} (constant {counts.index[0]!r})")
+            return
+        kept = [str(level) for level, n in counts.items() if n >= min_count]
+        rare = [str(level) for level, n in counts.items() if n < min_count]
+        levels = kept + ([RARE_LEVEL] if rare else []) + [UNSEEN_LEVEL]
+        # The merged bucket counts as rare as its levels are on average, not as common as
+        # their total: each of them is rare on its own.
+        values = counts.to_numpy(np.float64)
+        level_counts = [float(n) for n in values[values >= min_count]]
+        if rare:
+            level_counts.append(float(values[values < min_count].mean()))
+        self.categorical.append(
+            {"name": name, "levels": levels, "rare": rare, "counts": [*level_counts, 0.0]}
+        )
+
+
 class Preprocessor:
     """Fitted feature encoding. Construct with ``fit`` or ``from_dict``."""
 
@@ -206,82 +219,26 @@ class Preprocessor:
     ) -> Preprocessor:
         n_rows = len(frame)
         min_count = rare_min_count if rare_min_count is not None else max(3, n_rows // 1000)
-        numeric: list[dict[str, Any]] = []
-        categorical: list[dict[str, Any]] = []
-        missing_indicators: list[str] = []
-        dropped: list[str] = []
+        columns = _ColumnStates()
         for spec in schema.columns:
-            series = frame[spec.name]
-            n_missing = int(series.isna().sum())
-            if n_missing == n_rows:
-                dropped.append(f"{spec.name} (all values missing)")
-                continue
-            if 0 < n_missing:
-                missing_indicators.append(spec.name)
-            if spec.kind == "numeric":
-                values = pd.to_numeric(series, errors="coerce").to_numpy(np.float64)
-                observed = values[~np.isnan(values)]
-                distinct = np.unique(observed)
-                if distinct.size <= 1:
-                    dropped.append(f"{spec.name} (constant {observed[0]!r})")
-                    continue
-                if not np.isfinite(observed).any():
-                    dropped.append(f"{spec.name} (only infinite values)")
-                    continue
-                if distinct.size == 2 and np.isfinite(distinct).all():
-                    # A two-valued column (a flag) is a Bernoulli variable: as a Gaussian on
-                    # a robust scale, a flag set in 2% of rows would sit 50 units out and
-                    # outweigh every other column whenever it is set.
-                    categorical.append(
-                        {
-                            "name": spec.name,
-                            "levels": [repr(float(v)) for v in distinct] + [UNSEEN_LEVEL],
-                            "rare": [],
-                            "numeric_values": [float(v) for v in distinct],
-                        }
-                    )
-                    continue
-                log = use_log_scale(observed)
-                centre, scale = _robust_centre_scale(np.log1p(observed) if log else observed)
-                numeric.append({"name": spec.name, "centre": centre, "scale": scale, "log1p": log})
-            else:
-                counts = series.dropna().astype(str).value_counts()
-                if len(counts) <= 1:
-                    dropped.append(f"{spec.name} (constant {counts.index[0]!r})")
-                    continue
-                kept = [str(level) for level, n in counts.items() if n >= min_count]
-                rare = [str(level) for level, n in counts.items() if n < min_count]
-                levels = kept + ([RARE_LEVEL] if rare else []) + [UNSEEN_LEVEL]
-                # The merged bucket counts as rare as its levels are on average, not as
-                # common as their total: each of them is rare on its own.
-                values = counts.to_numpy(np.float64)
-                level_counts = [float(n) for n in values[values >= min_count]]
-                if rare:
-                    level_counts.append(float(values[values < min_count].mean()))
-                categorical.append(
-                    {
-                        "name": spec.name,
-                        "levels": levels,
-                        "rare": rare,
-                        "counts": [*level_counts, 0.0],
-                    }
-                )
+            columns.add(spec.name, spec.kind, frame[spec.name], n_rows, min_count)
+        dropped = columns.dropped
         if dropped:
             warnings.warn(
                 "not modelled, no information in the training data: " + ", ".join(dropped),
                 ConstantColumnWarning,
                 stacklevel=3,
             )
-        if not numeric and not categorical and not missing_indicators:
+        if not columns.numeric and not columns.categorical and not columns.missing_indicators:
             raise EmptyInputError(
                 "every feature column is constant or empty in the training data: "
                 + ", ".join(dropped)
                 + ". Train on data in which at least one feature varies."
             )
         state = {
-            "numeric": numeric,
-            "categorical": categorical,
-            "missing_indicators": missing_indicators,
+            "numeric": columns.numeric,
+            "categorical": columns.categorical,
+            "missing_indicators": columns.missing_indicators,
             "soft_clip": soft_clip,
             "rare_min_count": min_count,
             "n_rows": n_rows,
