@@ -22,6 +22,37 @@ class _Failure:
         self.error = error
 
 
+class _Producer:
+    """The background thread of ``prefetch``: puts items into a bounded queue until told
+    to stop, then a failure or the end marker."""
+
+    def __init__(self, items: Iterable[object], depth: int):
+        self.items = items
+        self.buffer: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._produce, name="prefetch", daemon=True)
+
+    def _put(self, item: object) -> bool:
+        # Wake up regularly to see whether the consumer has gone away.
+        while not self.stop.is_set():
+            try:
+                self.buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _produce(self) -> None:
+        try:
+            for item in self.items:
+                if not self._put(item):
+                    return
+        except BaseException as error:  # handed to the consumer, not lost in the thread
+            self._put(_Failure(error))
+            return
+        self._put(_DONE)
+
+
 def prefetch(items: Iterable[T], depth: int = 2) -> Generator[T, None, None]:
     """Yield ``items`` in order, produced up to ``depth`` ahead by a background thread.
 
@@ -31,42 +62,19 @@ def prefetch(items: Iterable[T], depth: int = 2) -> Generator[T, None, None]:
     """
     if depth < 1:
         raise ValueError(f"depth={depth!r} must be at least 1.")
-    buffer: queue.Queue[object] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item: object) -> bool:
-        # Wake up regularly to see whether the consumer has gone away.
-        while not stop.is_set():
-            try:
-                buffer.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-        except BaseException as error:  # handed to the consumer, not lost in the thread
-            put(_Failure(error))
-            return
-        put(_DONE)
-
-    worker = threading.Thread(target=produce, name="prefetch", daemon=True)
-    worker.start()
+    producer = _Producer(items, depth)
+    producer.thread.start()
     try:
         while True:
-            item = buffer.get()
+            item = producer.buffer.get()
             if item is _DONE:
                 return
             if isinstance(item, _Failure):
                 raise item.error
             yield item  # type: ignore[misc]
     finally:
-        stop.set()
-        worker.join()
+        producer.stop.set()
+        producer.thread.join()
 
 
 class WriteBehind:
