@@ -1,4 +1,4 @@
-"""The MLflow pyfunc that wraps a saved ``VAEAnomalyDetector`` (models-from-code).
+"""The MLflow pyfunc that wraps a saved detector of any kind (models-from-code).
 
 ``flows.mlops.tracking.log_detector_model`` logs *this file* as the model's code; MLflow runs it
 again wherever the model is loaded, so it must stay importable on its own: it imports
