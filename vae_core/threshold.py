@@ -13,6 +13,11 @@ Four methods, all fitted on reference scores the model did not train on:
   a high initial quantile and extrapolate to the score that normal data exceeds with
   probability ``pot_risk`` (Siffer et al., KDD 2017). Adapts to how heavy the tail is
   instead of assuming a fixed fraction of anomalies.
+
+Each method is a small frozen rule (``IQRFence``, ``ContaminationRate``,
+``FalsePositiveRate``, ``PeaksOverThreshold``) that checks its own bounds and whose
+``fit(scores)`` returns the ``Threshold``; ``threshold_rule`` builds one from the detector's
+flat parameters, and ``fit_threshold`` is that plus ``fit``.
 """
 
 from __future__ import annotations
@@ -20,13 +25,11 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import stats
 
-ThresholdMethod = Literal["iqr", "contamination", "fpr", "pot"]
-THRESHOLD_METHODS: tuple[str, ...] = ("iqr", "contamination", "fpr", "pot")
 REFERENCE_LEVELS: tuple[float, ...] = (0.01, 0.05, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999)
 #: Fewest excesses a generalised Pareto fit is trusted on; fewer falls back to a quantile.
 MIN_POT_EXCESSES = 10
@@ -81,33 +84,33 @@ def pot_threshold(
     return float(value), params, ""
 
 
-def fit_threshold(
-    reference_scores: np.ndarray,
-    method: str,
-    contamination: float,
-    target_fpr: float,
-    pot_risk: float,
-    pot_initial_quantile: float,
-    iqr_factor: float = 3.0,
-) -> Threshold:
-    """Fit the threshold of ``method`` on scores of rows the model did not train on."""
+# -- the rules ---------------------------------------------------------------------------
+#: Open interval (low, high) a rule parameter must lie in; None: no upper bound.
+Bounds = tuple[float, float | None]
+
+
+def _check_bounds(rule: Any) -> None:
+    """Raise ValueError naming the estimator parameter of the first value out of bounds."""
+    for name, (low, high) in rule.bounds.items():
+        value = getattr(rule, name)
+        label = rule.estimator_names[name]
+        if high is None and not value > low:
+            raise ValueError(f"{label}={value!r} must be greater than {low:g}.")
+        if high is not None and not low < value < high:
+            raise ValueError(f"{label}={value!r} must lie strictly between {low:g} and {high:g}.")
+
+
+def _finite(reference_scores: np.ndarray) -> np.ndarray:
     scores = np.asarray(reference_scores, dtype=np.float64)
     scores = scores[np.isfinite(scores)]
     if scores.size == 0:
         raise ValueError("no finite reference scores to fit a threshold on")
-    note = ""
-    if method == "iqr":
-        q1, q3 = np.quantile(scores, [0.25, 0.75])
-        value, params = q3 + iqr_factor * (q3 - q1), {"iqr_factor": iqr_factor}
-    elif method == "contamination":
-        value, params = _quantile_threshold(scores, contamination), {"contamination": contamination}
-    elif method == "fpr":
-        value, params = _quantile_threshold(scores, target_fpr), {"target_fpr": target_fpr}
-    elif method == "pot":
-        value, params, note = pot_threshold(scores, pot_risk, pot_initial_quantile)
-        params = {"pot_risk": pot_risk, "pot_initial_quantile": pot_initial_quantile, **params}
-    else:
-        raise ValueError(f"threshold_method {method!r} is not one of {THRESHOLD_METHODS}")
+    return scores
+
+
+def _record(
+    method: str, scores: np.ndarray, value: float, params: dict[str, float], note: str = ""
+) -> Threshold:
     quantiles = {f"q{level:g}": float(np.quantile(scores, level)) for level in REFERENCE_LEVELS}
     return Threshold(
         method=method,
@@ -118,3 +121,138 @@ def fit_threshold(
         n_reference=int(scores.size),
         note=note,
     )
+
+
+class _Rule:
+    """Shared by the rules: ``fit`` drops non-finite scores, then the rule's ``_value``."""
+
+    method: ClassVar[str]
+    #: Bounds of each parameter, checked when the rule is built; the job settings use them.
+    bounds: ClassVar[dict[str, Bounds]]
+    #: The flat ``VAEAnomalyDetector`` parameter each field is, also the Threshold's keys.
+    estimator_names: ClassVar[dict[str, str]]
+
+    def __post_init__(self) -> None:
+        _check_bounds(self)
+
+    def estimator_params(self) -> dict[str, Any]:
+        """The flat detector parameters (``threshold_method``, ``iqr_factor``, ...)."""
+        fields = {flat: getattr(self, name) for name, flat in self.estimator_names.items()}
+        return {"threshold_method": self.method, **fields}
+
+    def fit(self, reference_scores: np.ndarray) -> Threshold:
+        """The threshold fitted on scores of rows the model did not train on."""
+        scores = _finite(reference_scores)
+        value, params, note = self._value(scores)
+        return _record(self.method, scores, value, params, note)
+
+    def _value(self, scores: np.ndarray) -> tuple[float, dict[str, float], str]:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class IQRFence(_Rule):
+    """Tukey's fence Q3 + factor * (Q3 - Q1) (3: far out) of the reference scores."""
+
+    factor: float = 3.0
+    method: ClassVar[str] = "iqr"
+    bounds: ClassVar[dict[str, Bounds]] = {"factor": (0.0, None)}
+    estimator_names: ClassVar[dict[str, str]] = {"factor": "iqr_factor"}
+
+    def _value(self, scores: np.ndarray) -> tuple[float, dict[str, float], str]:
+        q1, q3 = np.quantile(scores, [0.25, 0.75])
+        return q3 + self.factor * (q3 - q1), {"iqr_factor": self.factor}, ""
+
+
+@dataclass(frozen=True)
+class ContaminationRate(_Rule):
+    """Flag the expected share ``rate`` of rows: the (1 - rate) quantile of the scores."""
+
+    rate: float = 0.05
+    method: ClassVar[str] = "contamination"
+    bounds: ClassVar[dict[str, Bounds]] = {"rate": (0.0, 0.5)}
+    estimator_names: ClassVar[dict[str, str]] = {"rate": "contamination"}
+
+    def _value(self, scores: np.ndarray) -> tuple[float, dict[str, float], str]:
+        return _quantile_threshold(scores, self.rate), {"contamination": self.rate}, ""
+
+
+@dataclass(frozen=True)
+class FalsePositiveRate(_Rule):
+    """Flag at most the share ``rate`` of rows that look like the reference data."""
+
+    rate: float = 0.01
+    method: ClassVar[str] = "fpr"
+    bounds: ClassVar[dict[str, Bounds]] = {"rate": (0.0, 0.5)}
+    estimator_names: ClassVar[dict[str, str]] = {"rate": "target_fpr"}
+
+    def _value(self, scores: np.ndarray) -> tuple[float, dict[str, float], str]:
+        return _quantile_threshold(scores, self.rate), {"target_fpr": self.rate}, ""
+
+
+@dataclass(frozen=True)
+class PeaksOverThreshold(_Rule):
+    """The score normal data exceeds with probability ``risk``, from a GPD fit to the tail
+    above the ``initial_quantile`` quantile."""
+
+    risk: float = 0.01
+    initial_quantile: float = 0.9
+    method: ClassVar[str] = "pot"
+    bounds: ClassVar[dict[str, Bounds]] = {"risk": (0.0, 0.5), "initial_quantile": (0.0, 1.0)}
+    estimator_names: ClassVar[dict[str, str]] = {
+        "risk": "pot_risk",
+        "initial_quantile": "pot_initial_quantile",
+    }
+
+    def _value(self, scores: np.ndarray) -> tuple[float, dict[str, float], str]:
+        value, fitted, note = pot_threshold(scores, self.risk, self.initial_quantile)
+        own = {"pot_risk": self.risk, "pot_initial_quantile": self.initial_quantile}
+        return value, {**own, **fitted}, note
+
+
+ThresholdRule = IQRFence | ContaminationRate | FalsePositiveRate | PeaksOverThreshold
+#: Every rule, the default (``iqr``) first; the one declaration of the method names.
+THRESHOLD_RULES: tuple[type[ThresholdRule], ...] = (
+    IQRFence,
+    ContaminationRate,
+    FalsePositiveRate,
+    PeaksOverThreshold,
+)
+THRESHOLD_METHODS: tuple[str, ...] = tuple(rule.method for rule in THRESHOLD_RULES)
+
+
+def threshold_rule(method: str, **estimator_params: float) -> ThresholdRule:
+    """The rule ``method`` names, from the detector's flat parameters (``iqr_factor``, ...).
+
+    Parameters of other methods are ignored; missing ones take the rule's default.
+    """
+    rule = next((r for r in THRESHOLD_RULES if r.method == method), None)
+    if rule is None:
+        raise ValueError(f"threshold_method {method!r} is not one of {THRESHOLD_METHODS}")
+    kwargs = {
+        name: estimator_params[flat]
+        for name, flat in rule.estimator_names.items()
+        if flat in estimator_params
+    }
+    return rule(**kwargs)
+
+
+def fit_threshold(
+    reference_scores: np.ndarray,
+    method: str,
+    contamination: float,
+    target_fpr: float,
+    pot_risk: float,
+    pot_initial_quantile: float,
+    iqr_factor: float = 3.0,
+) -> Threshold:
+    """Fit the threshold of ``method`` on scores of rows the model did not train on."""
+    rule = threshold_rule(
+        method,
+        contamination=contamination,
+        target_fpr=target_fpr,
+        pot_risk=pot_risk,
+        pot_initial_quantile=pot_initial_quantile,
+        iqr_factor=iqr_factor,
+    )
+    return rule.fit(reference_scores)

@@ -8,12 +8,19 @@ import math
 import numpy as np
 import pytest
 
+from vae_core import VAEAnomalyDetector
 from vae_core.threshold import (
     MIN_POT_EXCESSES,
     THRESHOLD_METHODS,
+    THRESHOLD_RULES,
+    ContaminationRate,
+    FalsePositiveRate,
+    IQRFence,
+    PeaksOverThreshold,
     Threshold,
     fit_threshold,
     pot_threshold,
+    threshold_rule,
 )
 
 DEFAULTS = {
@@ -142,3 +149,66 @@ def test_reference_quantiles_and_json_round_trip(uniform_scores):
         assert threshold.reference_quantiles["q0.5"] == pytest.approx(0.5, abs=0.05)
         restored = Threshold.from_dict(json.loads(json.dumps(threshold.to_dict())))
         assert restored == threshold
+
+
+# -- the rule objects ---------------------------------------------------------------------
+RULES = [
+    (IQRFence(2.5), "iqr", {"iqr_factor": 2.5}),
+    (ContaminationRate(0.1), "contamination", {"contamination": 0.1}),
+    (FalsePositiveRate(0.02), "fpr", {"target_fpr": 0.02}),
+    (PeaksOverThreshold(0.02, 0.8), "pot", {"pot_risk": 0.02, "pot_initial_quantile": 0.8}),
+]
+
+
+def test_method_names_come_from_the_rules():
+    assert THRESHOLD_METHODS == ("iqr", "contamination", "fpr", "pot")  # the CLI's order
+    assert THRESHOLD_METHODS == tuple(rule.method for rule in THRESHOLD_RULES)
+    assert THRESHOLD_RULES[0] is IQRFence  # the default
+
+
+@pytest.mark.parametrize("rule, method, flat", RULES)
+def test_rule_fits_exactly_what_fit_threshold_fits(uniform_scores, rule, method, flat):
+    """Bit for bit: the rule object is what the detector's flat parameters build."""
+    scores = np.concatenate([uniform_scores, np.random.default_rng(1).exponential(size=500)])
+    flat_all = {**DEFAULTS, "iqr_factor": 3.0, **flat}
+    assert threshold_rule(method, **flat_all) == rule
+    assert rule.estimator_params() == {"threshold_method": method, **flat}
+    assert rule.fit(scores) == fit_threshold(scores, method, **flat_all)
+    assert rule.fit(scores).params.items() >= flat.items()
+
+
+def test_rule_defaults_are_the_detectors_defaults():
+    params = VAEAnomalyDetector().get_params()
+    assert params["threshold_method"] == THRESHOLD_RULES[0].method
+    for rule in THRESHOLD_RULES:
+        for flat, value in rule().estimator_params().items():
+            if flat != "threshold_method":
+                assert params[flat] == value, flat
+
+
+@pytest.mark.parametrize(
+    "build, named",
+    [
+        (lambda: IQRFence(0.0), "iqr_factor=0.0 must be greater than 0"),
+        (lambda: IQRFence(-1.0), "iqr_factor=-1.0"),
+        (lambda: ContaminationRate(0.5), "contamination=0.5 must lie strictly between 0 and 0.5"),
+        (lambda: FalsePositiveRate(0.0), "target_fpr=0.0"),
+        (lambda: PeaksOverThreshold(risk=0.6), "pot_risk=0.6"),
+        (lambda: PeaksOverThreshold(initial_quantile=1.0), "pot_initial_quantile=1.0"),
+    ],
+)
+def test_a_rule_checks_its_own_bounds(build, named):
+    with pytest.raises(ValueError, match=named):
+        build()
+
+
+def test_threshold_rule_ignores_other_methods_parameters_and_names_an_unknown_one():
+    assert threshold_rule("iqr", contamination=0.9) == IQRFence()
+    assert threshold_rule("pot", pot_risk=0.03) == PeaksOverThreshold(risk=0.03)
+    with pytest.raises(ValueError, match="'median' is not one of"):
+        threshold_rule("median")
+
+
+def test_rules_are_frozen():
+    with pytest.raises(AttributeError):
+        IQRFence().factor = 1.0  # type: ignore[misc]
