@@ -8,7 +8,7 @@ Everything after construction goes through the detector protocol
 
 from __future__ import annotations
 
-from flows.config import TrainSettings
+from flows.config import TrainSettings, flat_threshold_params
 from vae_core import SensorVAEDetector, VAEAnomalyDetector
 from vae_core.streaming import Detector
 
@@ -26,7 +26,9 @@ def build_sensor_detector(cfg: TrainSettings) -> SensorVAEDetector:
     assert sensor is not None
     params = cfg.detector.estimator_params([])
     params.pop("key_columns")
-    params["iqr_factor"] = sensor.iqr_factor
+    # The window scores have their own threshold and numeric_dof (the config refuses the
+    # detector's when set on purpose), so these replace the tabular ones.
+    params.update(flat_threshold_params(sensor.threshold))
     params["numeric_dof"] = sensor.numeric_dof
     return SensorVAEDetector(
         timestamp_column=sensor.timestamp_column,

@@ -25,7 +25,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.config import ScoreSettings, Settings, load_settings
+from flows.config import ScoreSettings, Settings, check_applies, load_settings
 from flows.mlops import tracking
 from flows.pipeline.partitions import concatenate_parts, score_partition, staging_directory
 from flows.pipeline.summary import SAMPLE_SIZE, PartitionResult, RowAccountingError
@@ -352,6 +352,7 @@ def score_flow(
     cfg, track = settings.score, settings.tracking
     tracking.configure_tracking(track.tracking_uri, track.registry_uri)
     resolved, detector = resolve_champion(cfg.model_uri)
+    check_applies(cfg, detector)  # e.g. score.concurrency set for a sensor model
     tags = {
         "job": "score",
         "input_path": cfg.input_path,

@@ -14,10 +14,20 @@ from pydantic import ValidationError
 
 from flows import cli
 from flows import config as config_module
-from flows.config import ConfigError, DetectorSettings, Settings, json_schema, load_settings
+from flows.config import (
+    THRESHOLD_SETTINGS,
+    ConfigError,
+    DetectorSettings,
+    IQRThreshold,
+    Settings,
+    check_applies,
+    json_schema,
+    load_settings,
+)
 from flows.detectors import build_sensor_detector
-from vae_core import VAEAnomalyDetector
+from vae_core import SensorVAEDetector, VAEAnomalyDetector
 from vae_core.errors import InputError
+from vae_core.threshold import THRESHOLD_METHODS, THRESHOLD_RULES
 
 REPO = Path(__file__).resolve().parents[3]
 SHIPPED = REPO / "configs"
@@ -56,7 +66,7 @@ def test_shipped_layers_set_the_job_sections(shipped_configs: Path):
     train = load_settings(job="train", environ={}).train
     assert train.key_columns == ["payment_id"]
     assert train.timestamp_column == "created_at"
-    assert train.detector.threshold_method == "iqr"
+    assert train.detector.threshold == IQRThreshold(factor=3.0)
     score = load_settings(job="score", environ={}).score
     assert score.model_uri == "models:/vae-anomaly@champion"
     assert score.numeric_errors == "quarantine"
@@ -65,6 +75,30 @@ def test_shipped_layers_set_the_job_sections(shipped_configs: Path):
 def test_base_yaml_matches_the_model_defaults(shipped_configs: Path):
     """An installed CLI run outside the repository (no configs/) behaves the same."""
     assert load_settings([SHIPPED / "base.yaml"], environ={}) == Settings()
+    assert load_settings([SHIPPED / "base.yaml"], environ={}).model_dump(exclude_unset=True) == {}
+
+
+@pytest.mark.parametrize(
+    "job, on_purpose",
+    [
+        ("train", {"train": {"key_columns": ["payment_id"], "timestamp_column": "created_at"}}),
+        ("score", {}),
+    ],
+)
+def test_layered_defaults_are_the_code_defaults_but_for_what_the_files_set(
+    shipped_configs: Path, job: str, on_purpose: dict
+):
+    settings = load_settings(job=job, environ={})
+    assert settings.model_dump(exclude_unset=True) == on_purpose
+    assert settings == Settings.model_validate(on_purpose)
+
+
+def test_detector_defaults_are_the_librarys():
+    library = VAEAnomalyDetector().get_params()
+    params = DetectorSettings().estimator_params([])
+    differs = {k for k in params if params[k] != library[k]}
+    assert differs == {"random_state"}  # jobs are reproducible by default
+    assert DetectorSettings().random_state == 0 and library["random_state"] is None
 
 
 def test_settings_are_frozen():
@@ -108,8 +142,16 @@ def test_config_error_is_an_input_error():
 
 # -- wrong values -------------------------------------------------------------------------
 def test_bad_literal_names_key_value_and_choices():
-    message = problem({"train": {"detector": {"threshold_method": "x"}}})
-    assert "train.detector.threshold_method" in message
+    message = problem({"score": {"task_runner": "x"}})
+    assert "score.task_runner" in message
+    assert "'x'" in message
+    for choice in ("local", "dask"):
+        assert choice in message
+
+
+def test_unknown_threshold_method_names_key_value_and_choices():
+    message = problem({"train": {"detector": {"threshold": {"method": "x"}}}})
+    assert "train.detector.threshold" in message
     assert "'x'" in message
     for choice in ("iqr", "contamination", "fpr", "pot"):
         assert choice in message
@@ -334,16 +376,17 @@ def test_estimator_params_with_explicit_sizes():
         hidden_sizes=[32, 16],
         max_epochs=5,
         batch_size=64,
-        threshold_method="pot",
+        threshold={"method": "pot", "risk": 0.02},
         random_state=None,
         n_models=2,
     )
     params = settings.estimator_params([])
     assert params["hidden_sizes"] == (32, 16)  # a tuple, as the estimator stores it
+    assert (params["threshold_method"], params["pot_risk"]) == ("pot", 0.02)
     detector = VAEAnomalyDetector(**params)
     got = detector.get_params()
     assert {k: got[k] for k in params} == params
-    assert set(DetectorSettings.model_fields) | {"key_columns"} == set(params)
+    assert set(params) == set(got) - {"verbose"}  # every parameter but the log switch
 
 
 # -- the sensor section -------------------------------------------------------------------
@@ -362,7 +405,9 @@ def test_sensor_detector_scores_windows_with_the_gaussian_by_default(shipped_con
     files = [SHIPPED / "base.yaml", SHIPPED / "train.yaml", SHIPPED / "sensor.yaml"]
     train = load_settings(files, environ={}).train
     assert train.detector.numeric_dof == 30.0  # the tabular default ...
-    assert build_sensor_detector(train).detector_params["numeric_dof"] is None  # ... not here
+    inner = build_sensor_detector(train).detector_params
+    assert inner["numeric_dof"] is None  # ... not here
+    assert (inner["threshold_method"], inner["iqr_factor"]) == ("iqr", 6.0)
     heavy = load_settings(
         [],
         environ={},
@@ -398,3 +443,153 @@ def test_sensor_section_errors_name_the_key():
             environ={},
             overrides={"train": {"sensor": {"timestamp_column": "ts", "window_lenght": 5}}},
         )
+
+
+# -- the threshold rule -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "text, flat",
+    [
+        ("{method: iqr, factor: 2.5}", {"threshold_method": "iqr", "iqr_factor": 2.5}),
+        ("{method: contamination, rate: 0.02}", {"contamination": 0.02}),
+        ("{method: fpr, rate: 0.005}", {"threshold_method": "fpr", "target_fpr": 0.005}),
+        ("{method: pot, risk: 0.02, initial_quantile: 0.8}", {"pot_initial_quantile": 0.8}),
+        ("{method: pot}", {"threshold_method": "pot", "pot_risk": 0.01}),
+    ],
+)
+def test_threshold_in_a_file_reaches_the_detector(tmp_path: Path, text: str, flat: dict):
+    path = write(tmp_path / "rule.yaml", f"train:\n  detector:\n    threshold: {text}\n")
+    detector = load_settings([path], environ={}).train.detector
+    got = VAEAnomalyDetector(**detector.estimator_params([])).get_params()
+    assert {k: got[k] for k in flat} == flat
+    assert got["threshold_method"] == detector.threshold.method
+
+
+def test_threshold_settings_are_the_rules_with_their_bounds():
+    assert tuple(THRESHOLD_SETTINGS) == THRESHOLD_METHODS
+    defs = json_schema()["$defs"]
+    for rule in THRESHOLD_RULES:
+        model = THRESHOLD_SETTINGS[rule.method]
+        assert model().rule() == rule()  # same defaults
+        props = defs[model.__name__]["properties"]
+        for name, (low, high) in rule.bounds.items():
+            assert props[name]["exclusiveMinimum"] == low
+            assert props[name].get("exclusiveMaximum") == high
+
+
+def test_threshold_out_of_its_rules_bounds_names_the_key():
+    message = problem({"train": {"detector": {"threshold": {"method": "fpr", "rate": 0.7}}}})
+    assert "key 'train.detector.threshold.rate' has value 0.7" in message
+    message = problem({"train": {"detector": {"threshold": {"method": "iqr", "rate": 0.1}}}})
+    assert "unknown key 'train.detector.threshold.rate'" in message
+
+
+def test_a_later_layer_with_another_method_replaces_the_rule(tmp_path: Path):
+    first = write(tmp_path / "a.yaml", "train:\n  detector:\n    threshold: {method: iqr}\n")
+    second = write(
+        tmp_path / "b.yaml", "train:\n  detector:\n    threshold: {method: fpr, rate: 0.02}\n"
+    )
+    third = write(tmp_path / "c.yaml", "train:\n  detector:\n    threshold: {rate: 0.03}\n")
+    threshold = load_settings([first, second, third], environ={}).train.detector.threshold
+    assert threshold.rule().estimator_params() == {"threshold_method": "fpr", "target_fpr": 0.03}
+
+
+@pytest.mark.parametrize(
+    "text, named, form",
+    [
+        (
+            "detector:\n    iqr_factor: 2.0",
+            "'train.detector.iqr_factor'",
+            "{method: iqr, factor: 2.0}",
+        ),
+        (
+            "detector:\n    threshold_method: pot\n    pot_risk: 0.02",
+            "'train.detector.threshold_method', 'train.detector.pot_risk'",
+            "{method: pot, risk: 0.02, initial_quantile: 0.9}",
+        ),
+        ("detector:\n    contamination: 0.1", "'train.detector.contamination'", "{method: iqr"),
+        (
+            "sensor:\n    timestamp_column: ts\n    iqr_factor: 5.0",
+            "'train.sensor.iqr_factor'",
+            "train.sensor.threshold: {method: iqr, factor: 5.0}",
+        ),
+    ],
+)
+def test_old_threshold_keys_name_the_key_and_show_the_new_form(
+    tmp_path: Path, text: str, named: str, form: str
+):
+    path = write(tmp_path / "old.yaml", f"train:\n  {text}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings([path], environ={})
+    message = str(caught.value)
+    assert named in message and form in message and str(path) in message
+
+
+def test_train_with_an_old_key_exits_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    old = write(tmp_path / "old.yaml", "train:\n  detector:\n    target_fpr: 0.02\n")
+    code = cli.main(["train", "--config", str(old)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "'train.detector.target_fpr'" in err
+    assert "train.detector.threshold: {method: iqr, factor: 3.0}" in err
+
+
+# -- settings that do not apply to the model kind -----------------------------------------
+SENSOR = {"timestamp_column": "ts"}
+
+
+@pytest.mark.parametrize(
+    "detector, key",
+    [
+        ({"threshold": {"method": "iqr", "factor": 3.0}}, "threshold"),
+        ({"numeric_dof": 30.0}, "numeric_dof"),
+    ],
+)
+def test_detector_settings_a_sensor_model_replaces_are_refused(detector: dict, key: str):
+    message = problem({"train": {"detector": detector, "sensor": SENSOR}})
+    assert f"train.detector.{key} does not apply to a sensor model" in message
+    assert f"set train.sensor.{key} instead" in message
+    load_settings([], overrides={"train": {"detector": detector}}, environ={})  # tabular: fine
+
+
+def test_sensor_threshold_reaches_the_window_detector():
+    train = load_settings(
+        [],
+        environ={},
+        overrides={
+            "train": {
+                "detector": {"patience": 3},  # other detector settings still apply
+                "sensor": {**SENSOR, "threshold": {"method": "contamination", "rate": 0.02}},
+            }
+        },
+    ).train
+    inner = build_sensor_detector(train).detector_params
+    assert (inner["threshold_method"], inner["contamination"]) == ("contamination", 0.02)
+    assert inner["patience"] == 3
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [("concurrency", 2), ("partition_rows", 1000), ("task_runner", "local"), ("dask_address", "x")],
+)
+def test_partition_settings_are_refused_for_a_sensor_model(key: str, value: object):
+    score = load_settings([], overrides={"score": {key: value}}, environ={}).score
+    check_applies(score, VAEAnomalyDetector())  # partitions apply to independent rows
+    with pytest.raises(ConfigError) as caught:
+        check_applies(score, SensorVAEDetector(timestamp_column="ts"))
+    assert f"score.{key} does not apply" in str(caught.value)
+    assert "scored as one stream" in str(caught.value)
+
+
+def test_shipped_score_layers_apply_to_a_sensor_model(shipped_configs: Path):
+    files = [SHIPPED / "base.yaml", SHIPPED / "score.yaml", SHIPPED / "sensor.yaml"]
+    check_applies(load_settings(files, environ={}).score, SensorVAEDetector(timestamp_column="t"))
+
+
+def test_every_setting_is_described():
+    schema = json_schema()
+    for name, model in schema["$defs"].items():
+        for key, prop in model["properties"].items():
+            assert prop.get("description"), f"{name}.{key}"
+    assert all(prop.get("description") for prop in schema["properties"].values())
