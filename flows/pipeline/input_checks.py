@@ -39,10 +39,13 @@ class InputNotes:
     _duplicates_counted: tuple[int, int] = field(default=(0, 0), repr=False)
 
     @classmethod
-    def for_model(cls, schema: FeatureSchema, source: str) -> InputNotes:
-        """Expect the model's feature, key and carried (datetime) columns."""
+    def for_model(
+        cls, schema: FeatureSchema, source: str, key_columns: tuple[str, ...]
+    ) -> InputNotes:
+        """Expect the model's feature, key and carried (datetime) columns; count repeats of
+        ``key_columns`` (the columns that identify a row)."""
         expected = frozenset([*schema.feature_names, *schema.key_columns, *schema.ignored_columns])
-        return cls(source, expected, tuple(schema.key_columns))
+        return cls(source, expected, key_columns)
 
     def observe(self, batch: pd.DataFrame) -> None:
         for name in batch.columns:

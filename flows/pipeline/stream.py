@@ -86,9 +86,7 @@ def row_key_columns(detector: Detector) -> tuple[str, ...]:
 
 def new_notes(detector: Detector, source: str) -> InputNotes:
     """Notes on the columns the model ignores and on repeated row keys."""
-    schema = detector.schema_
-    expected = frozenset([*schema.feature_names, *schema.key_columns, *schema.ignored_columns])
-    return InputNotes(source, expected, row_key_columns(detector))
+    return InputNotes.for_model(detector.schema_, source, row_key_columns(detector))
 
 
 def _read_stage(
