@@ -23,6 +23,7 @@ from flows.config import (
     check_applies,
     json_schema,
     load_settings,
+    loading,
 )
 from flows.detectors import build_sensor_detector
 from vae_core import SensorVAEDetector, VAEAnomalyDetector
@@ -36,7 +37,7 @@ SHIPPED = REPO / "configs"
 @pytest.fixture
 def shipped_configs(monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point the default layers at the repository's configs/, whatever the working dir."""
-    monkeypatch.setattr(config_module, "CONFIG_DIR", SHIPPED)
+    monkeypatch.setattr(loading, "CONFIG_DIR", SHIPPED)
     return SHIPPED
 
 
@@ -236,7 +237,7 @@ def test_local_yaml_overrides_the_job_file(tmp_path: Path, monkeypatch: pytest.M
     write(tmp_path / "base.yaml", "score:\n  top_n: 1\n")
     write(tmp_path / "score.yaml", "score:\n  top_n: 2\n  batch_size: 7\n")
     write(tmp_path / "local.yaml", "score:\n  top_n: 3\n")
-    monkeypatch.setattr(config_module, "CONFIG_DIR", tmp_path)
+    monkeypatch.setattr(loading, "CONFIG_DIR", tmp_path)
     score = load_settings(job="score", environ={}).score
     assert (score.top_n, score.batch_size) == (3, 7)
 
@@ -593,3 +594,20 @@ def test_every_setting_is_described():
         for key, prop in model["properties"].items():
             assert prop.get("description"), f"{name}.{key}"
     assert all(prop.get("description") for prop in schema["properties"].values())
+
+
+def test_the_config_dir_variable_names_the_layers(tmp_path: Path):
+    write(tmp_path / "score.yaml", "score:\n  top_n: 4\n")
+    environ = {"VAE_ANOMALY_CONFIG_DIR": str(tmp_path)}
+    assert load_settings(job="score", environ=environ).score.top_n == 4
+
+
+@pytest.mark.parametrize("make", [lambda p: None, lambda p: p.write_text("x")])
+def test_a_config_dir_that_is_not_a_folder_is_refused(tmp_path: Path, make):
+    target = tmp_path / "confs"
+    make(target)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(job="score", environ={"VAE_ANOMALY_CONFIG_DIR": str(target)})
+    message = str(caught.value)
+    assert message.startswith(f"VAE_ANOMALY_CONFIG_DIR={target} (from the environment)")
+    assert ("does not exist" if not target.exists() else "is not a folder") in message
