@@ -47,3 +47,19 @@ class NotFittedError(VAEAnomalyError, _SklearnNotFitted):
 
 class OutputPathError(VAEAnomalyError, OSError):
     """An output path cannot be written: it is a device or a folder, or it is read-only."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when the message is empty), for a
+    one-line error that cites a library's longer explanation."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def one_line(exc: BaseException, limit: int = 500) -> str:
+    """The whole message on one line, at most ``limit`` characters: for messages whose
+    reason comes after the first line break."""
+    text = " ".join(str(exc).split())
+    if not text:
+        return type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

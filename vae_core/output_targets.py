@@ -107,3 +107,15 @@ def writing_to(target: Path) -> Iterator[None]:
         if exc.errno == errno.EROFS:
             raise OutputPathError(f"{target}: cannot write here ({exc.strerror}).") from exc
         raise
+
+
+def fsync_directory(directory: Path) -> None:
+    """Persist a rename; some platforms cannot open directories, where rename suffices."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

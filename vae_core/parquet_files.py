@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from vae_core.errors import InputError
+from vae_core.errors import InputError, first_line
 
 PathLike = str | os.PathLike[str]
 
@@ -114,15 +114,10 @@ def _is_data_file(path: Path, root: str) -> bool:
 def file_error(path: str, exc: BaseException) -> DataFileError:
     """The error for a file pyarrow cannot read, naming the file and pyarrow's reason."""
     return DataFileError(
-        f"{path}: cannot be read as Parquet ({_first_line(exc)}). Check that the file is "
+        f"{path}: cannot be read as Parquet ({first_line(exc)}). Check that the file is "
         "Parquet, was written completely, and has the same columns as the others.",
         path,
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def sorted_fragments(dataset: ds.Dataset) -> list[ds.Fragment]:

@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from vae_core.errors import ModelFileError
-from vae_core.output_targets import check_directory_target, writing_to
+from vae_core.output_targets import check_directory_target, fsync_directory, writing_to
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "model.json"
@@ -41,17 +41,6 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # some platforms cannot open directories; rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -80,7 +69,7 @@ def staged_directory(path: str | os.PathLike[str], overwrite: bool = False) -> I
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         yield staging
-        _fsync_dir(staging)
+        fsync_directory(staging)
         if target.exists():
             retired = target.with_name(f".{target.name}.old-{os.getpid()}")
             check_directory_target(target)  # it may have been replaced while we wrote
@@ -92,7 +81,7 @@ def staged_directory(path: str | os.PathLike[str], overwrite: bool = False) -> I
                 retired.unlink(missing_ok=True)
         else:
             os.replace(staging, target)
-        _fsync_dir(target.parent)
+        fsync_directory(target.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -28,7 +28,7 @@ from mlflow.utils.validation import (
 )
 
 from flows.mlops.runs import client, sqlite_path, truncate
-from vae_core.errors import InputError, ModelFileError
+from vae_core.errors import InputError, ModelFileError, one_line
 from vae_core.model_kinds import load_model
 from vae_core.streaming import Detector
 
@@ -164,18 +164,18 @@ def resolve_model(model_ref: str) -> ResolvedModel:
             if absence is not None or _is_missing(exc):
                 raise ModelResolutionError(
                     f"cannot resolve {model_ref!r}: {wanted} of model {name!r} not found in "
-                    f"{_where()}; {absence or _first_line(exc)}. Train and promote a model, "
+                    f"{_where()}; {absence or one_line(exc)}. Train and promote a model, "
                     "or point at an existing alias or version."
                 ) from exc
             state = "is unreachable" if _connection_failed(exc) else "failed"
             raise ModelResolutionError(
                 f"cannot resolve {model_ref!r} ({wanted} of model {name!r}): {_where()} "
-                f"{state}: {_first_line(exc)}"
+                f"{state}: {one_line(exc)}"
             ) from exc
         except Exception as exc:  # noqa: BLE001 - connection errors come in many types
             raise ModelResolutionError(
                 f"cannot resolve {model_ref!r} ({wanted} of model {name!r}): {_where()} is "
-                f"unreachable: {type(exc).__name__}: {_first_line(exc)}"
+                f"unreachable: {type(exc).__name__}: {one_line(exc)}"
             ) from exc
     return ResolvedModel(
         uri=f"models:/{name}/{found.version}",
@@ -199,11 +199,6 @@ _CONNECTION_FAILURES = (
 
 def _connection_failed(exc: BaseException) -> bool:
     return any(text in str(exc) for text in _CONNECTION_FAILURES)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:500] if text else type(exc).__name__
 
 
 def load_detector(resolved: ResolvedModel, device: str = "cpu") -> Detector:
@@ -234,7 +229,7 @@ def load_detector(resolved: ResolvedModel, device: str = "cpu") -> Detector:
         except Exception as exc:  # noqa: BLE001 - artifact stores raise many types
             raise ModelResolutionError(
                 f"cannot download the model files of {resolved.uri} from {_where()}: "
-                f"{_first_line(exc)}"
+                f"{one_line(exc)}"
             ) from exc
         try:
             return load_model(detector_dir, device=device)

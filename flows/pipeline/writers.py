@@ -23,18 +23,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from vae_core.errors import EmptyInputError, InputError
+from vae_core.errors import EmptyInputError, InputError, first_line
 from vae_core.io import frame_to_table
-from vae_core.output_targets import check_file_target, writing_to
+from vae_core.output_targets import check_file_target, fsync_directory, writing_to
 
 PathLike = str | os.PathLike[str]
 #: pyarrow's own errors for unreadable or mismatched files, plus plain I/O failures.
 _ARROW_ERRORS = (pa.ArrowException, OSError)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # -- writing ---------------------------------------------------------------------------
@@ -123,18 +118,6 @@ def remove_stale_temporaries(
     return removed
 
 
-def _fsync_directory(directory: Path) -> None:
-    """Persist a rename; some platforms cannot open directories, where rename suffices."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _sync_and_close(handle: IO[bytes]) -> None:
     handle.flush()
     os.fsync(handle.fileno())
@@ -201,7 +184,7 @@ def _write_atomic(path: PathLike, write: Callable[[IO[bytes]], None]) -> Path:
         except BaseException:
             _remove_quietly(staging)
             raise
-    _fsync_directory(target.parent)
+    fsync_directory(target.parent)
     return target
 
 
@@ -278,7 +261,7 @@ class ParquetBatchWriter:
             except (pa.ArrowException, KeyError) as exc:
                 raise InputError(
                     f"{self.path}: data starting at row {self.rows_written} does not match "
-                    f"the schema of the first batch ({_first_line(exc)})."
+                    f"the schema of the first batch ({first_line(exc)})."
                 ) from exc
         if self._writer is None:
             self._open(table.schema)
@@ -292,7 +275,7 @@ class ParquetBatchWriter:
         except (pa.ArrowException, ValueError, KeyError) as exc:
             raise InputError(
                 f"{self.path}: batch starting at row {self.rows_written} does not match "
-                f"the schema of the first batch ({_first_line(exc)})."
+                f"the schema of the first batch ({first_line(exc)})."
             ) from exc
 
     def _open(self, schema: pa.Schema) -> None:
@@ -328,7 +311,7 @@ class ParquetBatchWriter:
             self.abort()
             raise
         self._writer = self._handle = self._staging = None
-        _fsync_directory(self.path.parent)
+        fsync_directory(self.path.parent)
         return self.path
 
     def abort(self) -> None:

@@ -260,3 +260,13 @@ def test_nan_loss_raises_non_finite_loss_error():
     assert "learning rate" in message  # says what to try
     assert len(calls) == 1  # raised on the first batch, before any step
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_first_line_and_one_line_keep_what_a_one_line_error_needs():
+    from vae_core.errors import first_line, one_line
+
+    exc = OSError("could not read artifacts:\n  No such file: detector/model.json\n")
+    assert first_line(exc) == "could not read artifacts:"
+    assert one_line(exc) == "could not read artifacts: No such file: detector/model.json"
+    assert one_line(ValueError("x" * 900), limit=50) == "x" * 47 + "..."
+    assert first_line(KeyError()) == one_line(KeyError()) == "KeyError"
