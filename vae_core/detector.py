@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
@@ -17,10 +16,9 @@ from sklearn.utils import Tags
 
 from vae_core import persistence
 from vae_core.detector_files import detector_manifest, restore_fitted, saved_params
+from vae_core.ensemble import architecture_for, split_rows, train_members
 from vae_core.errors import EmptyInputError, NotFittedError, SchemaError, TooFewRowsError
-from vae_core.features import EncodedData, FeatureLayout, Preprocessor
-from vae_core.losses import Batch, negative_elbo
-from vae_core.model import TabularVAE, VAEArchitecture
+from vae_core.features import EncodedData, Preprocessor
 from vae_core.schema import as_frame, infer_schema
 from vae_core.scoring import (
     DEFAULT_NUMERIC_DOF,
@@ -30,10 +28,10 @@ from vae_core.scoring import (
     score_schema,
     to_frame,
 )
-from vae_core.sizing import Sizes, auto_sizes
+from vae_core.sizing import Sizes
 from vae_core.streaming import TabularScorer
 from vae_core.threshold import THRESHOLD_METHODS, Threshold, fit_threshold
-from vae_core.training import EpochCallback, TrainingConfig, TrainingResult, fit, resolve_device
+from vae_core.training import EpochCallback, TrainingConfig, TrainingResult, resolve_device
 
 #: Fewest rows ``fit`` accepts: below this neither a model nor a validation split is sane.
 MIN_TRAIN_ROWS = 10
@@ -201,11 +199,19 @@ class VAEAnomalyDetector(BaseEstimator):
         preprocessor = Preprocessor.fit(frame, schema)
         encoded = preprocessor.transform(frame)
         device = resolve_device(self.device)
-        val_index, train, validation = self._split(encoded, seed, device)
-        arch, sizes = self._architecture(preprocessor.layout, len(train.inputs))
+        val_index, train, validation = split_rows(encoded, self.validation_fraction, seed, device)
+        arch, sizes = architecture_for(
+            preprocessor.layout,
+            len(train.inputs),
+            self.latent_dim,
+            self.hidden_sizes,
+            self.max_epochs,
+            self.batch_size,
+        )
         callbacks = [epoch_callback] if epoch_callback is not None else []
-        models, results = self._train_members(
-            arch, sizes, (train, validation), seed, device, callbacks
+        config = self._training_config(sizes, seed, device)
+        models, results = train_members(
+            arch, (train, validation), int(self.n_models), self.beta, config, callbacks
         )
         self.schema_ = schema
         self.preprocessor_ = preprocessor
@@ -225,70 +231,19 @@ class VAEAnomalyDetector(BaseEstimator):
         # Drawn without a seed, the entropy is one int (typed as possibly a sequence).
         return int(cast(int, np.random.SeedSequence().entropy) % (2**31))
 
-    def _split(
-        self, encoded: EncodedData, seed: int, device: torch.device
-    ) -> tuple[np.ndarray, Batch, Batch]:
-        """The validation rows (positions, sorted) and the two row sets on ``device``."""
-        n_rows = len(encoded.inputs)
-        order = np.random.default_rng(seed).permutation(n_rows)
-        n_val = max(2, int(round(self.validation_fraction * n_rows)))
-        val_index, train_index = np.sort(order[:n_val]), np.sort(order[n_val:])
-        all_rows = Batch.from_encoded(encoded, device)
-        train = all_rows.select(torch.as_tensor(train_index, device=device))
-        validation = all_rows.select(torch.as_tensor(val_index, device=device))
-        return val_index, train, validation
-
-    def _architecture(self, layout: FeatureLayout, n_train: int) -> tuple[VAEArchitecture, Sizes]:
-        sizes = auto_sizes(
-            n_rows=n_train,
-            input_dim=layout.input_dim,
-            latent_dim=self.latent_dim,
-            hidden_sizes=self.hidden_sizes,
-            max_epochs=self.max_epochs,
-            batch_size=self.batch_size,
+    def _training_config(self, sizes: Sizes, seed: int, device: torch.device) -> TrainingConfig:
+        return TrainingConfig(
+            max_epochs=sizes.max_epochs,
+            batch_size=sizes.batch_size,
+            learning_rate=self.learning_rate,
+            weight_decay=self.weight_decay,
+            patience=self.patience,
+            trim_fraction=self.trim_fraction,
+            warmup_epochs=self.warmup_epochs,
+            seed=seed,
+            device=str(device),
+            progress=self.verbose,
         )
-        arch = VAEArchitecture(
-            input_dim=layout.input_dim,
-            n_numeric=len(layout.numeric_columns),
-            cardinalities=layout.cardinalities,
-            n_missing=len(layout.missing_columns),
-            hidden_sizes=sizes.hidden_sizes,
-            latent_dim=sizes.latent_dim,
-        )
-        return arch, sizes
-
-    def _train_members(
-        self,
-        arch: VAEArchitecture,
-        sizes: Sizes,
-        data: tuple[Batch, Batch],
-        seed: int,
-        device: torch.device,
-        callbacks: list[EpochCallback],
-    ) -> tuple[list[TabularVAE], list[TrainingResult]]:
-        """Train the ensemble members one after another, each from its own seed."""
-        train, validation = data
-        loss_fn = partial(_row_loss, cardinalities=arch.cardinalities, beta=self.beta)
-        models, results = [], []
-        for member in range(int(self.n_models)):
-            member_seed = seed + 7919 * member
-            torch.manual_seed(member_seed)
-            model = TabularVAE(arch).to(device)
-            config = TrainingConfig(
-                max_epochs=sizes.max_epochs,
-                batch_size=sizes.batch_size,
-                learning_rate=self.learning_rate,
-                weight_decay=self.weight_decay,
-                patience=self.patience,
-                trim_fraction=self.trim_fraction,
-                warmup_epochs=self.warmup_epochs,
-                seed=member_seed,
-                device=str(device),
-                progress=self.verbose,
-            )
-            results.append(fit(model, loss_fn, train, validation, config, callbacks, member))
-            models.append(model)
-        return models, results
 
     def _fit_threshold(self, encoded: EncodedData, val_index: np.ndarray) -> None:
         """The threshold from the reference scores; the training rows' scores and labels."""
@@ -439,12 +394,6 @@ def _check_training_rows(n_rows: int) -> None:
             f"fit() got {n_rows} rows; at least {MIN_TRAIN_ROWS} are needed to "
             "train and hold out a validation split. Train on more history."
         )
-
-
-def _row_loss(
-    model: TabularVAE, batch: Batch, cardinalities: tuple[int, ...], beta: float
-) -> torch.Tensor:
-    return negative_elbo(model(batch.inputs), batch, cardinalities, beta)
 
 
 def _arrays(data: EncodedData) -> tuple[np.ndarray, ...]:
