@@ -19,6 +19,7 @@ from vae_core.detector_files import detector_manifest, restore_fitted, saved_par
 from vae_core.ensemble import architecture_for, split_rows, train_members
 from vae_core.errors import EmptyInputError, NotFittedError, SchemaError, TooFewRowsError
 from vae_core.features import EncodedData, Preprocessor
+from vae_core.profile import DataProfile, schema_kinds
 from vae_core.schema import as_frame, infer_schema
 from vae_core.scoring import (
     DEFAULT_NUMERIC_DOF,
@@ -223,6 +224,10 @@ class VAEAnomalyDetector(BaseEstimator):
         self.n_features_in_ = len(schema.columns)
         self.feature_names_in_ = np.asarray(schema.feature_names, dtype=object)
         self._fit_threshold(encoded, val_index)
+        # For data gates and drift reports; draws no random numbers: scores are unchanged.
+        self.training_profile_: DataProfile | None = DataProfile.from_frame(
+            frame, schema.feature_names, schema_kinds(schema)
+        )
         return self
 
     def _seed(self) -> int:

@@ -30,6 +30,7 @@ from sklearn.utils import Tags
 from vae_core import persistence
 from vae_core.detector import MIN_TRAIN_ROWS, VAEAnomalyDetector
 from vae_core.errors import EmptyInputError, ModelFileError, NotFittedError, TooFewRowsError
+from vae_core.profile import DataProfile
 from vae_core.schema import ColumnSpec, FeatureSchema
 from vae_core.scoring import DEFAULT_TOP_K, score_schema
 from vae_core.sensor_stream import SensorStream
@@ -190,6 +191,10 @@ class SensorVAEDetector(BaseEstimator):
         self.channel_dtypes_ = {c: str(X[c].dtype) for c in spec.channels}
         self.fit_status_counts_ = windows.counts()
         self.n_windows_ = int(len(windows.rows))
+        # The channels as they arrived (not the window features): what new data is compared to.
+        self.training_profile_: DataProfile | None = DataProfile.from_frame(
+            X, spec.channels, ["numeric"] * len(spec.channels)
+        )
         # PyOD's training-row outputs: every training row scored as score_frame scores it,
         # one more pass over the series (windows at stride 1, one forward pass of the inner
         # VAE, no random numbers drawn; a fraction of one training epoch).
