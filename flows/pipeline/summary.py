@@ -10,6 +10,7 @@ the run's in input order, so a run's summary is the same however its partitions 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,32 @@ from vae_core.streaming import ScoredBatch
 SAMPLE_SIZE = 50_000
 #: Flagged spans kept for the report; more are counted, not drawn.
 MAX_SPANS = 2_000
+#: Quarantine reasons are counted by column and kind; a few whole reasons are kept as
+#: examples of each. Reasons that fit no known form count under their own text, at most
+#: this many distinct ones (then under ``OTHER_REASONS``), so neither memory nor the
+#: report grows with the number of distinct bad values.
+MAX_REASON_GROUPS = 50
+REASON_EXAMPLES = 3
+#: Longest example kept: one bad value may be a whole document.
+MAX_EXAMPLE_CHARS = 160
+OTHER_REASONS = "other reasons"
+#: ``column 'fee' value '1,5' is not a number``: the value is the part that varies.
+_VALUE_REASON = re.compile(r"^(?P<head>.*column '.*') value (?P<value>.*) (?P<tail>is not .*)$")
+
+
+def reason_group(reason: str) -> str:
+    """The group a quarantine reason counts under: its column and kind, without the value
+    (``column 'fee' value '1,5' is not a number`` -> ``column 'fee': value is not a number``)."""
+    match = _VALUE_REASON.match(reason)
+    if match is None:
+        return reason
+    return f"{match['head']}: value {match['tail']}"
+
+
+def _example(reason: str) -> str:
+    if len(reason) <= MAX_EXAMPLE_CHARS:
+        return reason
+    return reason[: MAX_EXAMPLE_CHARS - 1] + "\u2026"
 
 
 class RowAccountingError(VAEAnomalyError, RuntimeError):
@@ -73,7 +100,9 @@ class PartitionResult:
     rows_scored: int = 0
     rows_quarantined: int = 0
     n_flagged: int = 0
+    #: Quarantined rows per reason group (``reason_group``), and a few reasons of each.
     reasons: dict[str, int] = field(default_factory=dict)
+    reason_examples: dict[str, list[str]] = field(default_factory=dict)
     top: pd.DataFrame | None = None
     #: Rows that may be in the sample, pruned now and then (``sample`` reads it).
     _sample_parts: list[pd.DataFrame] = field(default_factory=list, repr=False)
@@ -196,12 +225,30 @@ class PartitionResult:
     def count_quarantined(self, quarantined: pd.DataFrame) -> None:
         """Count a batch's quarantined rows and their reasons."""
         self.rows_quarantined += len(quarantined)
-        counts = quarantined[REASON_COLUMN].value_counts()
-        self.add_reasons({str(k): int(v) for k, v in counts.items()})
+        counts = quarantined[REASON_COLUMN].value_counts(sort=False)
+        grouped: dict[str, int] = {}
+        examples: dict[str, list[str]] = {}
+        for reason, count in counts.items():
+            group = reason_group(str(reason))
+            grouped[group] = grouped.get(group, 0) + int(count)
+            kept = examples.setdefault(group, [])
+            if group != reason and len(kept) < REASON_EXAMPLES:
+                kept.append(_example(str(reason)))
+        self.add_reasons(grouped, examples)
 
-    def add_reasons(self, reasons: dict[str, int]) -> None:
+    def add_reasons(
+        self, reasons: dict[str, int], examples: dict[str, list[str]] | None = None
+    ) -> None:
+        """Add counts per reason group (and examples of each), bounded in number."""
         for reason, count in reasons.items():
-            self.reasons[reason] = self.reasons.get(reason, 0) + count
+            group = reason
+            if group not in self.reasons and len(self.reasons) >= MAX_REASON_GROUPS:
+                group = OTHER_REASONS
+            self.reasons[group] = self.reasons.get(group, 0) + count
+            kept = self.reason_examples.setdefault(group, [])
+            for example in (examples or {}).get(reason, [reason] if group != reason else []):
+                if len(kept) < REASON_EXAMPLES and example not in kept:
+                    kept.append(example)
 
     def add_statuses(self, statuses: dict[str, int]) -> None:
         for status, count in statuses.items():
@@ -214,7 +261,7 @@ class PartitionResult:
         self.rows_scored += other.rows_scored
         self.rows_quarantined += other.rows_quarantined
         self.n_flagged += other.n_flagged
-        self.add_reasons(other.reasons)
+        self.add_reasons(other.reasons, other.reason_examples)
         self.add_statuses(other.status_counts)
         if other.spans is not None:  # ordered streams are one partition: nothing to join
             self.spans = self.spans or Spans()

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from flows.reporting.formatting import is_finite
+from flows.reporting.links import RunLinks
+
+if TYPE_CHECKING:
+    from flows.reporting.drift import ColumnDrift
+    from flows.reporting.explain import RowExplanation
 
 __all__ = ["ALERT_RATE_HIGH", "ALERT_RATE_LOW", "ReportData"]
 
@@ -48,6 +54,20 @@ class ReportData:
     n_flagged_spans: int = 0
     window_status_counts: dict[str, int] | None = None
     input_notes: tuple[str, ...] = ()  # ignored columns, duplicate keys: reported, not errors
+    #: A few whole reasons of each quarantine reason group (``quarantine_reasons``' keys).
+    quarantine_examples: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: The run's identity and addresses (MLflow, Prefect, files); None: shown as text only.
+    links: RunLinks | None = None
+    #: Quantiles of the reference scores the threshold was fitted on: severity of a score.
+    reference_quantiles: dict[str, float] = field(default_factory=dict)
+    #: The top rows explained with values (``flows.reporting.explain``); None: not computed.
+    explanations: list[RowExplanation] | None = None
+    #: Drift per feature against the training profile, largest first; None: no profile.
+    drift: list[ColumnDrift] | None = None
+    #: The run index (one row per earlier run); None: no index.
+    history: pd.DataFrame | None = None
+    #: What the report could not work out, and why (shown, never fatal).
+    report_notes: tuple[str, ...] = ()
 
     @property
     def alert_rate(self) -> float:

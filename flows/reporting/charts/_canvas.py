@@ -50,7 +50,14 @@ def finite_threshold(threshold: float | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def plain(text: object) -> str:
+    """``str(text)`` drawn as written: matplotlib reads ``$...$`` as math (and fails on
+    ``$\\foo$``), so every ``$`` is escaped."""
+    return str(text).replace("$", "\\$")
+
+
 def truncate(text: object, limit: int = MAX_LABEL_CHARS) -> str:
-    """``str(text)`` cut to ``limit`` characters with an ellipsis."""
+    """``str(text)`` cut to ``limit`` characters with an ellipsis, safe as a chart label
+    (see :func:`plain`)."""
     value = str(text)
-    return value if len(value) <= limit else value[: limit - 1] + "\u2026"
+    return plain(value if len(value) <= limit else value[: limit - 1] + "\u2026")

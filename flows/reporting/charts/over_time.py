@@ -23,6 +23,10 @@ from flows.reporting.charts._canvas import (
 MAX_PANELS = 12
 #: Points of the score line kept per panel; flagged points are always all drawn.
 MAX_LINE_POINTS = 20_000
+#: Times outside these years are sentinels (9999-12-31, 1970-01-01 of an unset clock is
+#: inside): drawn, they squeeze the real series into a sliver or fall outside the years
+#: matplotlib can draw. They are left out, and the chart says how many.
+FIRST_YEAR, LAST_YEAR = 1900, 2200
 
 
 def _plain_times(values: pd.Series) -> pd.Series | None:
@@ -42,6 +46,14 @@ def _plain_times(values: pd.Series) -> pd.Series | None:
     if numbers.notna().sum() == present:
         return numbers
     return None
+
+
+def _in_range(times: pd.Series) -> pd.Series:
+    """Whether each time lies within ``FIRST_YEAR``-``LAST_YEAR`` (missing ones do not)."""
+    if not pd.api.types.is_datetime64_any_dtype(times):
+        return times.notna()
+    years = times.dt.year
+    return (years >= FIRST_YEAR) & (years <= LAST_YEAR)
 
 
 def _entity_order(frame: pd.DataFrame, entity_column: str) -> list:
@@ -78,15 +90,25 @@ def _shade_spans(ax: Axes, spans: pd.DataFrame | None, entity: object, by_positi
     starts, ends = _plain_times(part["start"]), _plain_times(part["end"])
     if starts is None or ends is None:
         return
-    for start, end in zip(starts, ends, strict=True):
+    kept = (_in_range(starts) & _in_range(ends)).to_numpy(bool)
+    for start, end in zip(starts[kept], ends[kept], strict=True):
         ax.axvspan(start, end, color=FLAG_COLOR, alpha=0.2, linewidth=0)
 
 
-def _plot_frame(frame: pd.DataFrame, limit: float | None) -> tuple[pd.DataFrame, bool]:
-    """``(frame, by_position)``: plottable times (row order when the timestamps cannot be
-    read), numeric scores, a boolean flag; rows without a time or a finite score dropped."""
+def _plot_frame(frame: pd.DataFrame, limit: float | None) -> tuple[pd.DataFrame, bool, int]:
+    """``(frame, by_position, n_out)``: plottable times (row order when the timestamps
+    cannot be read, or none lies in range), numeric scores, a boolean flag; rows without a
+    time or a finite score dropped, and ``n_out`` rows with a time out of range."""
     frame = frame.copy()
     times = _plain_times(frame["timestamp"])
+    n_out = 0
+    if times is not None:
+        inside = _in_range(times)
+        if not inside.any():
+            times = None
+        else:
+            n_out = int((~inside & times.notna()).sum())
+            times = times.where(inside)
     by_position = times is None
     frame["timestamp"] = np.arange(len(frame)) if by_position else times
     frame["score"] = pd.to_numeric(frame["score"], errors="coerce")
@@ -95,7 +117,7 @@ def _plot_frame(frame: pd.DataFrame, limit: float | None) -> tuple[pd.DataFrame,
     else:
         frame["is_anomaly"] = (frame["score"] > limit) if limit is not None else False
     frame = frame[frame["timestamp"].notna() & np.isfinite(frame["score"].to_numpy(float))]
-    return frame, by_position
+    return frame, by_position, n_out
 
 
 def _entities(
@@ -187,7 +209,7 @@ def score_over_time_png(
     limit = finite_threshold(threshold)
     if frame.empty or not {"timestamp", "score"} <= set(frame.columns):
         return _empty_png()
-    frame, by_position = _plot_frame(frame, limit)
+    frame, by_position, n_out = _plot_frame(frame, limit)
     frame, entities, column = _entities(frame, entity_column)
     shown = entities[:max_panels]
     n_panels = max(len(shown), 1)
@@ -199,11 +221,18 @@ def score_over_time_png(
     title = "Score over time"
     if len(entities) > len(shown):
         title += (
-            f" ({len(shown)} of {len(entities)} {entity_column} values shown: most flagged first)"
+            f" ({len(shown)} of {len(entities)} {truncate(entity_column, 40)} values shown: "
+            "most flagged first)"
         )
     fig.suptitle(title, fontsize=11)
     if by_position:
         fig.supxlabel("row order (the timestamp column could not be read as times)", fontsize=9)
+    elif n_out:
+        fig.supxlabel(
+            f"{n_out:,} points with a time before {FIRST_YEAR} or after {LAST_YEAR} "
+            "(sentinel values) left out",
+            fontsize=9,
+        )
     if frame.empty:
         message(axes[0], "no time series to plot")
         for ax in axes[1:]:
