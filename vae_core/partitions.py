@@ -12,10 +12,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
 
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
-from vae_core.errors import InputError
+from vae_core.errors import InputError, SchemaError
 from vae_core.parquet_files import (
     ARROW_ERRORS,
     DataPathError,
@@ -54,6 +58,7 @@ def list_partitions(path: PathLike, max_rows: int | None = None) -> list[Partiti
     """
     if max_rows is not None and max_rows < 1:
         raise InputError(f"max_rows={max_rows!r} must be at least 1.")
+    check_hive_folders(path)
     dataset = open_dataset(path)
     partitions: list[Partition] = []
     for fragment in sorted_fragments(dataset):
@@ -101,3 +106,73 @@ def partition_fragment(
         f"{partition.file}: this file of {os.fspath(path)} has gone since the partitions "
         "were listed; rerun the job on the current data."
     )
+
+
+#: The folder name pyarrow's hive partitioning reads as a null value.
+_HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
+
+
+class PartitionValueError(SchemaError):
+    """A hive folder's value (``channel=web/``) contradicts the file's own column."""
+
+
+def check_hive_folders(path: PathLike) -> None:
+    """Refuse a file whose own column disagrees with a hive folder of the same name above it.
+
+    pyarrow gives every row of the file the folder's value, so ``channel=mobile_app/`` over
+    a file with its own ``channel`` column would silently rewrite that column (or, when the
+    types differ, fail with a schema clash that names neither). Only the files under
+    ``name=value`` folders are looked at, and of those only the ones that have such a column
+    are read, that column alone. Nulls in the file do not contradict the folder.
+    """
+    root = os.fspath(path)
+    if not os.path.isdir(root):
+        return  # hive folders are read as columns only when a directory is the input
+    for file in sorted(Path(root).rglob("*")):
+        relative = file.relative_to(root).parts
+        if not file.is_file() or any(part.startswith((".", "_")) for part in relative):
+            continue  # not read as data
+        folders = dict(_hive_part(part) for part in relative[:-1] if "=" in part)
+        if folders:
+            _check_file_against(file, folders)
+
+
+def _hive_part(part: str) -> tuple[str, str]:
+    name, _, value = part.partition("=")
+    return unquote(name), unquote(value)
+
+
+def _check_file_against(file: Path, folders: dict[str, str]) -> None:
+    try:
+        own = set(pq.read_schema(file).names)
+    except ARROW_ERRORS as exc:
+        raise file_error(str(file), exc) from exc
+    for name, value in folders.items():
+        if name not in own or value == _HIVE_NULL:
+            continue
+        try:
+            column = pq.ParquetFile(file).read(columns=[name]).column(name)
+        except ARROW_ERRORS as exc:
+            raise file_error(str(file), exc) from exc
+        distinct = pc.unique(column.drop_null()).to_pylist()
+        other = next((v for v in distinct if not _same(v, value)), None)
+        if other is not None:
+            folder = next(p for p in file.parents if _hive_part(p.name)[0] == name)
+            raise PartitionValueError(
+                f"{folder}: the folder says {name}={value!r} but the file {file.name} in it "
+                f"has its own '{name}' column holding {other!r}; rename the column or the "
+                "folder (the folder's value would replace the file's)."
+            )
+
+
+def _same(own: object, folder: str) -> bool:
+    """Whether a file's value is the one a folder name spells (text, number, date)."""
+    if str(own) == folder:
+        return True
+    if isinstance(own, int | float) and not isinstance(own, bool):
+        try:
+            return float(folder) == own
+        except ValueError:
+            return False
+    isoformat = getattr(own, "isoformat", None)
+    return isoformat is not None and isoformat() == folder

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from flows.config import runs
 from flows.config.base import ConfigError, _Frozen
 from flows.config.thresholds import IQRThreshold, ThresholdSettings, flat_threshold_params
 from vae_core.detector import VAEAnomalyDetector
@@ -168,6 +169,8 @@ class TrainSettings(_Frozen):
         None, description="Train only on rows at or after this time."
     )
     time_window_end: datetime | None = Field(None, description="... and before this time.")
+    lookback: runs.LookbackText = runs.LOOKBACK
+    run_date: runs.RunDate = runs.TRAIN_RUN_DATE
     #: A uniform sample drawn in one streaming pass, so a history larger than memory never
     #: has to be loaded whole.
     max_train_rows: int | None = Field(
@@ -255,6 +258,8 @@ class ScoreSettings(_Frozen):
     dask_address: str | None = Field(
         None, description="Dask scheduler (tcp://host:8786); null with dask: a local cluster."
     )
+    keep_runs: int = runs.KEEP_RUNS
+    run_date: runs.RunDate = runs.SCORE_RUN_DATE
 
 
 #: Score settings about spreading partitions, which a model scored in order never reads.
