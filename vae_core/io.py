@@ -75,7 +75,13 @@ def _to_frame(data: pa.Table | pa.RecordBatch) -> pd.DataFrame:
     """
     # One block per column: pandas' consolidation into one 2-D block per dtype is a copy
     # of the whole batch (10x the cost of the conversion) that nothing here needs.
-    frame = data.to_pandas(split_blocks=True)
+    try:
+        frame = data.to_pandas(split_blocks=True)
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid, TypeError, ValueError):
+        # The file's pandas metadata names a dtype its data no longer fits (a struct
+        # where a string column was): the Arrow types alone say what the values are, and
+        # the caller's checks can then name the column.
+        frame = data.to_pandas(split_blocks=True, ignore_metadata=True)
     if isinstance(frame.index, pd.RangeIndex) and frame.index.start == 0:
         return frame
     named = any(name is not None for name in frame.index.names)

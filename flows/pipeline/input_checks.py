@@ -2,8 +2,13 @@
 
 Extra columns the model does not read are ignored, and duplicate key values are scored like
 any other row (a duplicate may be a resent record or a real repeat: dropping it would lose
-data, keeping it silently would hide a broken export). Both are reported: as ``warning:``
-lines by the CLI, as log warnings, report notes and MLflow figures by the scoring flow.
+data, keeping it silently would hide a broken export). Rows with a null key are counted on
+their own: they are not repeats of each other. A column whose values are of another kind
+than in training (a timestamp where a number was, 0/1 where booleans were) is scored as the
+model reads it, with a note, or stops the run (``type_drift="refuse"``); a carried
+timestamp column that arrives as text is checked for values that are no timestamp. All are
+reported: as ``warning:`` lines by the CLI, as log warnings, report notes and MLflow
+figures by the scoring flow.
 
 Memory: 8 bytes per row (a 64-bit hash of each row's key) for the first
 ``MAX_KEY_HASHES`` rows, then nothing more: scoring memory must not grow with the input, so
@@ -14,19 +19,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from vae_core.schema import FeatureSchema
+from flows.pipeline.column_types import drift_of, dtype_family, excerpt, unparseable_timestamps
+from vae_core.errors import ColumnTypeError
+from vae_core.schema import ColumnSpec, FeatureSchema
 
 #: Rows whose keys are checked for duplicates: 40 MB of hashes, then the check stops.
 MAX_KEY_HASHES = 5_000_000
+#: Extra columns named in the note; an input with thousands says how many, and the first.
+LISTED_COLUMNS = 10
+
+TypeDrift = Literal["warn", "refuse"]
 
 
 @dataclass
 class InputNotes:
-    """Collects, batch by batch, the columns nobody reads and the keys seen more than once."""
+    """Collects, batch by batch, the columns nobody reads, the keys seen more than once,
+    null keys, and columns whose type differs from training."""
 
     source: str
     expected: frozenset[str]
@@ -37,26 +50,91 @@ class InputNotes:
     unchecked_key_rows: int = 0
     #: (hash arrays counted, duplicates among them): a run asks several times at its end.
     _duplicates_counted: tuple[int, int] = field(default=(0, 0), repr=False)
+    #: Rows with a null in a key column (never counted as repeats of each other).
+    null_keys: int = 0
+    #: False where the pipeline quarantines such rows (their reason says it already).
+    null_keys_scored: bool = True
+    #: The model's feature columns as trained, checked for type drift.
+    specs: tuple[ColumnSpec, ...] = ()
+    #: Carried timestamp columns: text in them is checked for values that are no timestamp.
+    timestamp_columns: tuple[str, ...] = ()
+    type_drift: TypeDrift = "warn"
+    #: column -> (type in training, type here), the first batch's that differed.
+    drifted: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: column -> [values that are no timestamp, the first of them].
+    bad_timestamps: dict[str, list[Any]] = field(default_factory=dict)
+    _extra_seen: set[str] = field(default_factory=set, repr=False)
 
     @classmethod
     def for_model(
-        cls, schema: FeatureSchema, source: str, key_columns: tuple[str, ...]
+        cls,
+        schema: FeatureSchema,
+        source: str,
+        key_columns: tuple[str, ...],
+        type_drift: TypeDrift = "warn",
     ) -> InputNotes:
         """Expect the model's feature, key and carried (datetime) columns; count repeats of
-        ``key_columns`` (the columns that identify a row)."""
+        ``key_columns`` (the columns that identify a row); compare the features' types
+        with training."""
         expected = frozenset([*schema.feature_names, *schema.key_columns, *schema.ignored_columns])
-        return cls(source, expected, key_columns)
+        return cls(
+            source,
+            expected,
+            key_columns,
+            specs=schema.columns,
+            timestamp_columns=schema.ignored_columns,
+            type_drift=type_drift,
+        )
 
     def observe(self, batch: pd.DataFrame) -> None:
-        for name in batch.columns:
-            if name not in self.expected and name not in self.extra_columns:
-                self.extra_columns.append(str(name))
+        self._observe_columns(batch)
         if self.key_columns and all(k in batch.columns for k in self.key_columns):
+            keys = batch[list(self.key_columns)]
+            null = keys.isna().any(axis=1).to_numpy()
+            if null.any():
+                self.null_keys += int(null.sum())
+                keys = keys.loc[~null]
             room = MAX_KEY_HASHES - self._hashed_rows
-            keys = batch[list(self.key_columns)].iloc[: max(room, 0)]
-            self.unchecked_key_rows += len(batch) - len(keys)
-            if len(keys):
-                self._key_hashes.append(pd.util.hash_pandas_object(keys, index=False).to_numpy())
+            hashed = keys.iloc[: max(room, 0)]
+            self.unchecked_key_rows += len(keys) - len(hashed)
+            if len(hashed):
+                self._key_hashes.append(pd.util.hash_pandas_object(hashed, index=False).to_numpy())
+
+    def _observe_columns(self, batch: pd.DataFrame) -> None:
+        # A set beside the list: with thousands of extra columns, list lookups per batch
+        # were quadratic.
+        for name in batch.columns:
+            if name not in self.expected and name not in self._extra_seen:
+                self._extra_seen.add(name)
+                self.extra_columns.append(str(name))
+        dtypes = batch.dtypes
+        for spec in self.specs:
+            if spec.name in self.drifted or spec.name not in batch.columns:
+                continue
+            drift = drift_of(spec, batch[spec.name]) if self._may_drift(spec, dtypes) else None
+            if drift is not None:
+                self._drift(spec.name, drift)
+        for name in self.timestamp_columns:
+            if name in batch.columns and dtype_family(dtypes[name]) == "text":
+                count, first = unparseable_timestamps(batch[name])
+                if count:
+                    seen = self.bad_timestamps.setdefault(name, [0, first])
+                    seen[0] += count
+
+    @staticmethod
+    def _may_drift(spec: ColumnSpec, dtypes: pd.Series) -> bool:
+        """The cheap test first: most columns arrive with exactly the trained dtype."""
+        return str(dtypes[spec.name]) != spec.dtype
+
+    def _drift(self, name: str, drift: tuple[str, str]) -> None:
+        before, now = drift
+        if self.type_drift == "refuse":
+            raise ColumnTypeError(
+                f"{self.source}: column '{name}' holds {now} but held {before} in training "
+                "(score.type_drift=refuse). Fix the export, or set score.type_drift to warn "
+                "to score it with a warning."
+            )
+        self.drifted[name] = drift
 
     @property
     def _hashed_rows(self) -> int:
@@ -65,13 +143,20 @@ class InputNotes:
     def merge(self, other: InputNotes) -> None:
         """Add what ``other`` saw (the next part of the same input, in input order)."""
         for name in other.extra_columns:
-            if name not in self.extra_columns:
+            if name not in self._extra_seen:
+                self._extra_seen.add(name)
                 self.extra_columns.append(name)
         self.unchecked_key_rows += other.unchecked_key_rows
         for hashes in other._key_hashes:
             room = max(MAX_KEY_HASHES - self._hashed_rows, 0)
             self._key_hashes.append(hashes[:room])
             self.unchecked_key_rows += len(hashes) - min(len(hashes), room)
+        self.null_keys += other.null_keys
+        self.null_keys_scored = self.null_keys_scored and other.null_keys_scored
+        for name, drift in other.drifted.items():
+            self.drifted.setdefault(name, drift)
+        for name, (count, first) in other.bad_timestamps.items():
+            self.bad_timestamps.setdefault(name, [0, first])[0] += count
 
     @property
     def duplicate_keys(self) -> int:
@@ -88,18 +173,19 @@ class InputNotes:
 
     def messages(self) -> list[str]:
         """One line per finding, naming the input, the columns and what happened."""
-        lines = []
-        if self.extra_columns:
-            lines.append(
-                f"{self.source}: column(s) {self.extra_columns} are not used by the model "
-                "and were ignored (not scored, not copied to the output)."
-            )
+        lines = [*self._column_messages()]
         duplicates = self.duplicate_keys
         if duplicates:
             lines.append(
                 f"{self.source}: {duplicates} row(s) repeat the key value of an earlier row "
                 f"(key column(s) {list(self.key_columns)}); all were scored. Check the "
                 "export for resent records."
+            )
+        if self.null_keys and self.null_keys_scored:
+            lines.append(
+                f"{self.source}: {self.null_keys} row(s) have a null key (key column(s) "
+                f"{list(self.key_columns)}); they were scored, but their scores cannot be "
+                "traced back to a record. Check the export."
             )
         if self.unchecked_key_rows:
             lines.append(
@@ -109,11 +195,49 @@ class InputNotes:
             )
         return lines
 
+    def _column_messages(self) -> list[str]:
+        lines = []
+        extra = self.extra_columns
+        if len(extra) > LISTED_COLUMNS:
+            first = [excerpt(name)[1:-1] for name in extra[:LISTED_COLUMNS]]
+            lines.append(
+                f"{self.source}: {len(extra):,} columns are not used by the model and were "
+                f"ignored (not scored, not copied to the output); the first {LISTED_COLUMNS}: "
+                f"{first}."
+            )
+        elif extra:
+            lines.append(
+                f"{self.source}: column(s) {extra} are not used by the model "
+                "and were ignored (not scored, not copied to the output)."
+            )
+        for name, (before, now) in self.drifted.items():
+            lines.append(
+                f"{self.source}: column '{name}' holds {now} but held {before} in training; "
+                "it was scored as the model reads it, so scores that lean on it are not to "
+                "be trusted. Fix the export (score.type_drift: refuse stops such a run)."
+            )
+        for name, (count, first) in self.bad_timestamps.items():
+            lines.append(
+                f"{self.source}: timestamp column '{name}' holds {count} value(s) that are "
+                f"not timestamps (first: {excerpt(first)}); they were carried through as text."
+            )
+        return lines
+
 
 def duplicate_key_count(frame: pd.DataFrame, key_columns: Sequence[str]) -> int:
-    """Rows of ``frame`` whose key repeats an earlier row's (0 without key columns)."""
+    """Rows of ``frame`` whose key repeats an earlier row's (0 without key columns); rows
+    with a null key are no repeats (see ``null_key_count``)."""
     keys = [k for k in key_columns if k in frame.columns]
-    return int(frame.duplicated(subset=keys).sum()) if keys else 0
+    if not keys:
+        return 0
+    present = frame.loc[frame[keys].notna().all(axis=1), keys]
+    return int(present.duplicated().sum())
+
+
+def null_key_count(frame: pd.DataFrame, key_columns: Sequence[str]) -> int:
+    """Rows of ``frame`` with a null in a key column."""
+    keys = [k for k in key_columns if k in frame.columns]
+    return int(frame[keys].isna().any(axis=1).sum()) if keys else 0
 
 
 def training_notes(
@@ -133,5 +257,11 @@ def training_notes(
             f"{source}: {duplicates} row(s) repeat the key value of an earlier row (key "
             f"column(s) {list(key_columns)}); all are trained on. Check the export for "
             "resent records."
+        )
+    nulls = null_key_count(frame, key_columns)
+    if nulls:
+        lines.append(
+            f"{source}: {nulls} row(s) have a null key (key column(s) {list(key_columns)}); "
+            "all are trained on. Check the export."
         )
     return lines

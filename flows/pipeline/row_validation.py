@@ -5,6 +5,13 @@ that stop the run; row-level problems (a key that is null, a value in a numeric 
 is not a number) send that row to quarantine so that one bad record does not cost the batch.
 NaN, +-inf and extreme magnitudes are data: the model scores them (as missing, or as very
 far out), they are not quarantined.
+
+Text spellings of missing and infinite values follow one rule: in a numeric column that
+arrived as text, only finite numbers are numbers. 'nan', 'NaN', 'inf', '-inf', 'Infinity'
+and empty text are values that are not a (finite) number, quarantined with their reason
+like any other text (``score-file`` and ``numeric_errors=fail`` stop at the first one); a
+real null in the column is a missing value, as everywhere. A text export that meant a
+missing value should write a null.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from flows.pipeline.column_types import excerpt, refuse_nested_columns, unparseable_timestamp_mask
 from vae_core.errors import ColumnTypeError, SchemaError
 from vae_core.schema import FeatureSchema, is_numeric_dtype
 
@@ -38,8 +46,14 @@ def split_valid_rows(
     schema: FeatureSchema,
     source: str,
     numeric_errors: Literal["quarantine", "fail"] = "quarantine",
+    time_column: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return (rows to score, quarantined rows as text with a ``reason`` column)."""
+    """Return (rows to score, quarantined rows as text with a ``reason`` column).
+
+    ``time_column``: the column that orders an ordered stream (sensor series); a row whose
+    timestamp is text that cannot be read is quarantined, since its place in the series
+    is unknown.
+    """
     missing = [c for c in (*schema.feature_names, *schema.key_columns) if c not in batch.columns]
     if missing:
         raise SchemaError(
@@ -50,6 +64,8 @@ def split_valid_rows(
     # Reasons in the order they are recorded (the first one a row gets is its reason); the
     # per-row reason column is only built when some row is bad, which is rare.
     problems = _null_keys(batch, schema)
+    if time_column is not None and time_column in batch.columns:
+        _unreadable_times(batch[time_column], time_column, problems)
     coerced = _numbers_in_text_columns(batch, schema, source, numeric_errors, problems)
     if not problems and not coerced:
         # The common case: every row is good as it is; no copy of the batch.
@@ -64,6 +80,50 @@ def _null_keys(batch: pd.DataFrame, schema: FeatureSchema) -> Problems:
         if null.any():
             problems.append((null, f"key column '{key}' is null"))
     return problems
+
+
+def _unreadable_times(values: pd.Series, name: str, problems: Problems) -> None:
+    bad = unparseable_timestamp_mask(values)
+    if bad.any():
+        text = "timestamp column '" + name + "' value " + values.astype(str).map(excerpt)
+        problems.append((bad, text + " is not a timestamp (ISO 8601) or a number"))
+
+
+def _not_finite(column: pd.Series, numbers: pd.Series) -> np.ndarray:
+    """Values present as text that are not a finite number ('twelve', 'nan', 'inf', '')."""
+    finite = np.isfinite(numbers.to_numpy(dtype="float64", na_value=np.nan))
+    return column.notna().to_numpy() & ~finite
+
+
+def _reason_text(name: str, column: pd.Series, numbers: pd.Series) -> pd.Series:
+    """Per row: why the value is refused, quoting at most a short excerpt of it."""
+    infinite = np.isinf(numbers.to_numpy(dtype="float64", na_value=np.nan))
+    what = np.where(infinite, " is not a finite number", " is not a number")
+    return "column '" + name + "' value " + column.astype(str).map(excerpt) + what
+
+
+def refuse_non_finite_text(batch: pd.DataFrame, schema: FeatureSchema, source: str) -> None:
+    """Without a quarantine (``score-file``): stop at text spelling an infinite number.
+
+    Other text that is no number is refused by the detector's own check; this keeps the
+    one rule for 'inf' as for 'nan' where nothing validates rows.
+    """
+    dtypes = batch.dtypes
+    for spec in schema.columns:
+        if spec.kind != "numeric" or spec.name not in batch.columns:
+            continue
+        if pd.api.types.is_numeric_dtype(dtypes[spec.name]):
+            continue
+        column = batch[spec.name]
+        numbers = pd.to_numeric(column, errors="coerce")
+        infinite = np.isinf(numbers.to_numpy(dtype="float64", na_value=np.nan))
+        if infinite.any():
+            row = int(np.flatnonzero(infinite)[0])
+            raise ColumnTypeError(
+                f"{source}: column '{spec.name}' must be numeric but row {row} holds "
+                f"{excerpt(column.iloc[row])}, text for a number that is not finite. Write "
+                "finite numbers, or a null for a missing value."
+            )
 
 
 def _numbers_in_text_columns(
@@ -83,17 +143,16 @@ def _numbers_in_text_columns(
             continue
         column = batch[spec.name]
         numbers = pd.to_numeric(column, errors="coerce")
-        bad = (numbers.isna() & column.notna()).to_numpy()
+        bad = _not_finite(column, numbers)
         if bad.any():
             if numeric_errors == "fail":
                 row = int(np.flatnonzero(bad)[0])
                 raise ColumnTypeError(
-                    f"{source}: column '{spec.name}' row {row} holds {column.iloc[row]!r}, "
-                    "not a number (score.numeric_errors=fail; set it to quarantine to keep "
-                    "the other rows)."
+                    f"{source}: column '{spec.name}' row {row} holds "
+                    f"{excerpt(column.iloc[row])}, not a finite number "
+                    "(score.numeric_errors=fail; set it to quarantine to keep the other rows)."
                 )
-            text = "column '" + spec.name + "' value " + column.astype(str).map(repr)
-            problems.append((bad, text + " is not a number"))
+            problems.append((bad, _reason_text(spec.name, column, numbers)))
         coerced[spec.name] = numbers
     return coerced
 
@@ -140,7 +199,7 @@ def numeric_columns_with_text(
         if present == 0:
             continue
         numbers = pd.to_numeric(column, errors="coerce")
-        parsed = int(numbers.notna().sum())
+        parsed = present - int(_not_finite(column, numbers).sum())  # the one text rule
         if parsed < present and parsed >= NUMERIC_TEXT_SHARE * present:
             found[str(name)] = numbers
     return found
@@ -158,21 +217,21 @@ def split_training_rows(
     except for some text, the text rows are quarantined (or, with ``fail``, stop the run
     naming column, row and value) and the column is trained on as a number.
     """
+    refuse_nested_columns(frame, key_columns, source)
     frame = frame.reset_index(drop=True)
     reasons = pd.Series([None] * len(frame), dtype=object)
     columns = numeric_columns_with_text(frame, key_columns)
     for name, numbers in columns.items():
         column = frame[name]
-        bad = (numbers.isna() & column.notna()).to_numpy()
+        bad = _not_finite(column, numbers)
         if numeric_errors == "fail":
             row = int(np.flatnonzero(bad)[0])
             raise ColumnTypeError(
                 f"{source}: column '{name}' holds numbers, but row {row} holds "
-                f"{column.iloc[row]!r} ({int(bad.sum())} such row(s)). Fix the values, or "
-                "set numeric_errors to quarantine to train on the other rows."
+                f"{excerpt(column.iloc[row])} ({int(bad.sum())} such row(s)). Fix the "
+                "values, or set numeric_errors to quarantine to train on the other rows."
             )
-        text = "column '" + name + "' value " + column.astype(str).map(repr) + (" is not a number")
-        _first_reason(reasons, bad, text)
+        _first_reason(reasons, bad, _reason_text(name, column, numbers))
     bad_rows = reasons.notna().to_numpy()
     kept = frame.loc[~bad_rows].copy()
     for name, numbers in columns.items():

@@ -24,10 +24,11 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from flows.pipeline.input_checks import InputNotes
+from flows.pipeline.column_types import refuse_nested
+from flows.pipeline.input_checks import InputNotes, TypeDrift
 from flows.pipeline.memory import release_free_memory
 from flows.pipeline.prefetch import WriteBehind, prefetch
-from flows.pipeline.row_validation import split_valid_rows
+from flows.pipeline.row_validation import refuse_non_finite_text, split_valid_rows
 from flows.pipeline.summary import PartitionResult, RowAccountingError
 from flows.pipeline.writers import ParquetBatchWriter
 from vae_core.scoring import UNFILTERED_COLUMNS
@@ -56,6 +57,8 @@ class StreamOptions:
     number_rows: bool = False
     #: Called with the running counts after every batch.
     progress: Callable[[PartitionResult], None] | None = None
+    #: A feature column of another type than in training: a note, or an error.
+    type_drift: TypeDrift = "warn"
 
 
 @dataclass(frozen=True)
@@ -84,9 +87,24 @@ def row_key_columns(detector: Detector) -> tuple[str, ...]:
     return () if detector.ordered_stream else tuple(detector.schema_.key_columns)
 
 
-def new_notes(detector: Detector, source: str) -> InputNotes:
-    """Notes on the columns the model ignores and on repeated row keys."""
-    return InputNotes.for_model(detector.schema_, source, row_key_columns(detector))
+def new_notes(detector: Detector, source: str, options: StreamOptions | None = None) -> InputNotes:
+    """Notes on the columns the model ignores, on repeated or null row keys and on columns
+    whose type differs from training."""
+    options = StreamOptions() if options is None else options
+    notes = InputNotes.for_model(
+        detector.schema_, source, row_key_columns(detector), options.type_drift
+    )
+    notes.null_keys_scored = options.numeric_errors is None  # else quarantined, with a reason
+    if detector.ordered_stream:
+        # The series' own clock: rows whose timestamp cannot be read are quarantined (or
+        # stop score-file), which says more than a note.
+        notes.timestamp_columns = ()
+    return notes
+
+
+def _model_columns(detector: Detector) -> tuple[str, ...]:
+    schema = detector.schema_
+    return (*schema.key_columns, *schema.feature_names, *schema.ignored_columns)
 
 
 def _read_stage(
@@ -98,14 +116,19 @@ def _read_stage(
     notes: InputNotes,
 ) -> Iterator[_Prepared]:
     """Runs in the read-ahead thread, so ``notes`` is only read after it finished."""
+    columns, keys = _model_columns(detector), detector.schema_.key_columns
+    time_column = scorer.time_column if detector.ordered_stream else None
     for batch in batches:
+        refuse_nested(batch, columns, keys, where)  # before anything hashes or casts them
         notes.observe(batch)
         quarantined = None
         valid = batch
         if options.numeric_errors is not None:
             valid, quarantined = split_valid_rows(
-                batch, detector.schema_, where, options.numeric_errors
+                batch, detector.schema_, where, options.numeric_errors, time_column
             )
+        else:
+            refuse_non_finite_text(batch, detector.schema_, where)
         yield _Prepared(len(batch), quarantined, scorer.prepare(valid, where))
 
 
@@ -176,7 +199,7 @@ def run_stream(
     there is removed otherwise, since it would describe another run.
     """
     scorer = detector.stream()
-    notes = new_notes(detector, where)
+    notes = new_notes(detector, where, options)
     run = _Run(detector, outputs, options)
     run.result.notes = notes
     run.result.time_column, run.result.series_column = scorer.time_column, scorer.series_column

@@ -43,3 +43,75 @@ def test_a_key_seen_three_times_is_two_repeats_however_often_asked() -> None:
     alone = notes()
     alone.observe(pd.DataFrame({"id": [1], "x": 0.0}))
     assert alone.duplicate_keys == 0 and notes().duplicate_keys == 0
+
+
+def typed_notes(type_drift: str = "warn") -> InputNotes:
+    from vae_core.schema import ColumnSpec, FeatureSchema
+
+    schema = FeatureSchema(
+        (ColumnSpec("x", "numeric", "float64"), ColumnSpec("flag", "categorical", "bool")),
+        ("id",),
+        ("ts",),
+    )
+    return InputNotes.for_model(schema, "in.parquet", ("id",), type_drift)
+
+
+def test_null_keys_are_counted_as_null_not_as_repeats() -> None:
+    seen = notes()
+    seen.observe(pd.DataFrame({"id": [1.0, None, None, 2.0], "x": 0.0}))
+    seen.observe(pd.DataFrame({"id": [None, 1.0], "x": 0.0}))
+    assert seen.null_keys == 3 and seen.duplicate_keys == 1
+    text = " ".join(seen.messages())
+    assert "3 row(s) have a null key" in text and "1 row(s) repeat the key value" in text
+    seen.null_keys_scored = False  # quarantined: their reason says it
+    assert "null key" not in " ".join(seen.messages())
+
+
+def test_thousands_of_extra_columns_are_counted_and_the_first_named() -> None:
+    seen = notes()
+    wide = pd.DataFrame({"id": [1], "x": [0.0], **{f"c{i}": [0] for i in range(10_000)}})
+    seen.observe(wide)
+    seen.observe(wide.assign(id=2))
+    (line,) = seen.messages()
+    assert "10,000 columns are not used" in line and "['c0', 'c1'" in line
+    assert "c10'" not in line and len(line) < 400
+
+
+def test_type_drift_is_one_note_per_column_with_both_types() -> None:
+    seen = typed_notes()
+    batch = pd.DataFrame({"id": [1, 2], "x": pd.to_datetime(["2024-01-01"] * 2), "flag": [0, 1]})
+    seen.observe(batch)
+    seen.observe(batch.assign(id=[3, 4]))
+    lines = seen.messages()
+    assert len(lines) == 2
+    assert "column 'x' holds timestamps (datetime64" in lines[0]
+    assert "held numbers (float64) in training" in lines[0]
+    assert "column 'flag' holds numbers (int64) but held booleans (bool)" in lines[1]
+
+
+def test_type_drift_can_refuse() -> None:
+    import pytest
+
+    from vae_core.errors import ColumnTypeError
+
+    seen = typed_notes("refuse")
+    seen.observe(pd.DataFrame({"id": [1], "x": [1.5], "flag": [True]}))  # as trained
+    refused = r"column 'flag' holds numbers .*\(score\.type_drift=refuse\)"
+    with pytest.raises(ColumnTypeError, match=refused):
+        seen.observe(pd.DataFrame({"id": [1], "x": [1.5], "flag": [1]}))
+
+
+def test_text_in_a_timestamp_column_is_counted_across_parts() -> None:
+    first, second = typed_notes(), typed_notes()
+    first.observe(pd.DataFrame({"id": [1, 2], "x": 0.0, "flag": True, "ts": ["2024-01-01", "?"]}))
+    second.observe(pd.DataFrame({"id": [3], "x": 0.0, "flag": True, "ts": ["later"]}))
+    first.merge(second)
+    (line,) = first.messages()
+    assert "timestamp column 'ts' holds 2 value(s) that are not timestamps (first: '?')" in line
+
+
+def test_training_notes_count_null_keys_apart_from_repeats() -> None:
+    frame = pd.DataFrame({"id": [1.0, None, None, 1.0], "x": 0.0})
+    lines = input_checks.training_notes(frame, frame.head(0), ["id"], "t.parquet")
+    assert "1 row(s) repeat the key value" in lines[0]
+    assert "2 row(s) have a null key" in lines[1]
