@@ -495,6 +495,34 @@ def test_prefect_yaml_placeholders_are_set_by_prefect_init(stack: dict[str, Any]
     assert environment["VAE_ANOMALY_IMAGE"] == stack["services"]["worker-cpu"]["image"]
 
 
+def step_inputs(steps: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    return [inputs for step in steps for fqn, inputs in step.items() if fqn.endswith(name)]
+
+
+def test_each_deployment_requires_what_it_copies_into_its_runs():
+    """The values a run needs are checked at deploy and at the run's start, the same names
+    as the deployment copies into the run's environment; the runs work in the image's /app
+    unless VAE_ANOMALY_WORKDIR says otherwise."""
+    for deployment in prefect_yaml()["deployments"]:
+        copied = set(deployment["work_pool"]["job_variables"]["env"])
+        (at_deploy,) = step_inputs(deployment["build"], ".require_at_deploy")
+        (at_run,) = step_inputs(deployment["pull"], ".require_at_run")
+        assert at_deploy == at_run
+        assert set(at_run["names"]) == copied, deployment["name"]
+        assert "MLFLOW_TRACKING_URI" in copied
+        assert at_run["deployment"].endswith(f"/{deployment['name']}")
+        (workdir,) = step_inputs(deployment["pull"], ".set_working_directory")
+        assert workdir == {"directory": "{{ $VAE_ANOMALY_WORKDIR }}", "default": "/app"}
+        # The first pull step: the checks and the flow run in that directory.
+        assert next(iter(deployment["pull"][0])).endswith(".set_working_directory")
+    needs = {
+        d["name"]: set(d["work_pool"]["job_variables"]["env"])
+        for d in prefect_yaml()["deployments"]
+    }
+    assert needs["retrain"] >= {"VAE_ANOMALY_TRAIN_DATA"}
+    assert needs["score"] >= {"VAE_ANOMALY_SCORE_INPUT", "VAE_ANOMALY_OUTPUT_DIR"}
+
+
 def test_gpu_worker_reserves_nvidia_gpus_behind_a_profile(stack: dict[str, Any], tmp_path: Path):
     worker = stack["services"]["worker-gpu"]
     assert worker["profiles"] == ["gpu"]
