@@ -1,5 +1,10 @@
 """Reading the settings: YAML layers merged key by key, the environment, CLI overrides,
-and validation errors turned into one line per key."""
+and validation errors turned into one line per key, naming where the bad value came from.
+
+A config file is bounded before any tree is built from it: at most ``MAX_CONFIG_BYTES``,
+``MAX_ALIASES`` alias uses and ``MAX_NODES`` values once aliases are expanded, so a file of
+nested aliases (a "billion laughs") is refused in milliseconds instead of taking gigabytes.
+Errors quote values as short excerpts (``flows.config.quoting``)."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from flows.config.base import ConfigError
+from flows.config.quoting import excerpt
 from flows.config.sections import Settings
 from flows.config.thresholds import refuse_old_threshold_keys
 
@@ -55,19 +61,116 @@ def set_path(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
+    text = _read_config_text(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist.") from None
-    try:
-        data = yaml.safe_load(text)  # never yaml.load: a config must not run code
+        data = yaml.load(text, Loader=BoundedLoader)  # safe: a config must not run code
+    except _TooLarge as exc:
+        raise ConfigError(f"config file {path} {exc}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        reason = " ".join(str(exc).split())
+        raise ConfigError(
+            f"config file {path} is not valid YAML: {excerpt(reason, 300)[1:-1]}"
+        ) from exc
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top, not {data!r}.")
+        raise ConfigError(
+            f"config file {path} must hold a mapping at the top, not {excerpt(data)}."
+        )
     return data
+
+
+def _read_config_text(path: Path) -> str:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist.") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder; name a YAML file.") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"config file {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB; a config "
+            "file holds a few settings, not data."
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8."
+        ) from None
+
+
+#: Bounds on a config file, checked before any value is built from it.
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_ALIASES = 100
+MAX_NODES = 100_000
+
+
+class _TooLarge(yaml.YAMLError):
+    """The document exceeds a bound; the message completes "config file PATH ..."."""
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with bounds on alias uses and on the expanded document.
+
+    Aliases are counted as the composer meets them; the expanded size (each alias counted
+    as the whole of what it names) is measured on the node graph before any Python object
+    is built, in time linear in the file.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_ALIASES:
+                raise _TooLarge(
+                    f"uses more than {MAX_ALIASES} YAML aliases (*name); write the values "
+                    "out, a config file needs few if any."
+                )
+        return super().compose_node(parent, index)
+
+    def get_single_node(self) -> Any:
+        node = super().get_single_node()
+        if node is not None and _expanded_size(node) > MAX_NODES:
+            raise _TooLarge(
+                f"expands to more than {MAX_NODES:,} values through its YAML aliases; "
+                "write the values out."
+            )
+        return node
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """Values in the document with every alias expanded; a cycle counts as too many."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    on_path: set[int] = set()
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            sizes[key] = min(1 + sum(sizes[id(c)] for c in _children(node)), MAX_NODES + 1)
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            return MAX_NODES + 1  # an alias inside what it names: endless when expanded
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+    return sizes[id(root)]
 
 
 def _models(annotation: Any) -> list[type[BaseModel]]:
@@ -109,24 +212,34 @@ def _tag(model: type[BaseModel]) -> Any:
     return method.default if method is not None else None
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: dict[str, Any], origins: Mapping[str, str] | None = None) -> str:
     key = _field_path(tuple(error["loc"]))
-    value = error.get("input")
+    value = excerpt(error.get("input"))
     if error["type"] == "extra_forbidden":
         key = _field_path(tuple(error["loc"]), extra=True)
         return (
-            f"unknown key '{key}' (value {value!r}); check the spelling against "
-            "`vae-anomaly config-schema`"
+            f"unknown key '{key}' (value {value}{_origin(key, origins)}); check the "
+            "spelling against `vae-anomaly config-schema`"
         )
-    allowed = error.get("ctx", {}).get("expected") or error["msg"]
-    return f"key '{key}' has value {value!r}: {allowed}"
+    allowed = error.get("ctx", {}).get("expected") or error["msg"].removeprefix("Value error, ")
+    return f"key '{key}' has value {value}{_origin(key, origins)}: {allowed}"
 
 
-def _merge_problems(errors: list[dict[str, Any]]) -> str:
+def _origin(key: str, origins: Mapping[str, str] | None) -> str:
+    """Where the value of ``key`` was set: a file, the environment or the command line."""
+    if not origins:
+        return ""
+    for path, origin in origins.items():
+        if path == key or key.startswith(path + ".") or path.startswith(key + "."):
+            return f", from {origin}"
+    return ""
+
+
+def _merge_problems(errors: list[dict[str, Any]], origins: Mapping[str, str] | None = None) -> str:
     """One message per key: union branches of the same field are joined with 'or'."""
     by_key: dict[str, list[str]] = {}
     for error in errors:
-        text = _describe(error)
+        text = _describe(error, origins)
         key = text.split("'")[1]
         by_key.setdefault(key, []).append(text)
     merged = []
@@ -173,19 +286,33 @@ def load_settings(
     tree: dict[str, Any] = {}
     env = os.environ if environ is None else environ
     sources = files if files is not None else default_files(job, env)
+    origins: dict[str, str] = {}  # dotted key -> the layer its value came from
     for path in sources:
-        tree = deep_merge(tree, read_yaml(Path(path)))
+        layer = read_yaml(Path(path))
+        origins.update(dict.fromkeys(_leaf_keys(layer), str(path)))
+        tree = deep_merge(tree, layer)
     for variable, path in ENV_OVERRIDES.items():
         if env.get(variable):
             set_path(tree, path, env[variable])
+            origins[".".join(path)] = f"the environment variable {variable}"
+    for key in _leaf_keys(overrides or {}):
+        origins[key] = "the command line (or the flow's overrides)"
     tree = deep_merge(tree, overrides or {})
     where = ", ".join(str(p) for p in sources) or "defaults"
     refuse_old_threshold_keys(tree, where)
     try:
         return Settings.model_validate(tree)
     except ValidationError as exc:
-        problems = _merge_problems(exc.errors())
+        problems = _merge_problems(exc.errors(), origins)
         raise ConfigError(f"invalid configuration ({where}): {problems}") from None
+
+
+def _leaf_keys(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        keys.extend(_leaf_keys(value, dotted + ".") if isinstance(value, dict) else [dotted])
+    return keys
 
 
 def json_schema() -> dict[str, Any]:

@@ -16,11 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from flows.config.quoting import excerpt
 from vae_core.errors import ColumnTypeError
 from vae_core.schema import ColumnSpec
 
-#: Longest excerpt of a value an error or a note quotes: a value can be megabytes of text.
-EXCERPT_CHARS = 80
 #: What a key column may hold, for the error that refuses anything else.
 KEY_TYPES = "text, integers, numbers, booleans, dates or timestamps"
 
@@ -32,12 +31,6 @@ _FAMILY_WORDS = {
     "duration": "durations",
     "nested": "nested values",
 }
-
-
-def excerpt(value: Any, limit: int = EXCERPT_CHARS) -> str:
-    """``repr(value)`` cut to ``limit`` characters, so a message stays one short line."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def dtype_family(dtype: Any) -> str:

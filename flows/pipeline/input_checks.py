@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from flows.config.input_rules import TypeDrift
 from flows.pipeline.column_types import drift_of, dtype_family, excerpt, unparseable_timestamps
 from vae_core.errors import ColumnTypeError
 from vae_core.schema import ColumnSpec, FeatureSchema
@@ -33,7 +34,7 @@ MAX_KEY_HASHES = 5_000_000
 #: Extra columns named in the note; an input with thousands says how many, and the first.
 LISTED_COLUMNS = 10
 
-TypeDrift = Literal["warn", "refuse"]
+__all__ = ["InputNotes", "TypeDrift", "duplicate_key_count", "null_key_count", "training_notes"]
 
 
 @dataclass
