@@ -7,11 +7,16 @@ feature called ``<script>`` or ``a|b`` neither runs nor breaks a table.
 from __future__ import annotations
 
 import html
+import math
+import re
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from flows.reporting.data import ALERT_RATE_HIGH, ALERT_RATE_LOW, ReportData
+from flows.reporting.drift import PSI_LARGE
 from flows.reporting.formatting import (
     DASH,
     carried_columns,
@@ -26,11 +31,14 @@ from flows.reporting.formatting import (
     json_value,
     sorted_top,
 )
+from flows.reporting.history import history_view
 
-__all__ = ["MARKDOWN_TOP_ROWS", "render_markdown", "top_anomalies_table"]
+__all__ = ["MARKDOWN_TOP_ROWS", "render_markdown", "run_metrics", "top_anomalies_table"]
 
 #: Rows of the top-anomalies table in the markdown artifact.
 MARKDOWN_TOP_ROWS = 10
+#: Columns whose PSI is logged as its own metric (the most drifted first).
+MAX_DRIFT_METRICS = 20
 
 
 def _md(value: Any) -> str:
@@ -41,13 +49,45 @@ def _md(value: Any) -> str:
     return text
 
 
+def _link(text: str, url: str | None) -> str:
+    """A markdown link when there is an address (already percent-encoded), else text."""
+    if not url:
+        return _md(text)
+    return f"[{_md(text)}]({url.replace(')', '%29').replace(' ', '%20')})"
+
+
+def _link_lines(data: ReportData) -> list[str]:
+    links = data.links
+    if links is None:
+        return []
+    parts = []
+    if links.report_path:
+        path = Path(links.report_path)
+        parts.append(_link("HTML report", path.as_uri() if path.is_absolute() else None))
+    if links.mlflow_run_id:
+        parts.append("MLflow run " + _link(links.mlflow_run_id, links.mlflow_run_url))
+    if links.model_name and links.model_version:
+        text = f"{links.model_name} v{links.model_version}"
+        parts.append("model " + _link(text, links.model_version_url))
+    if links.prefect_flow_run_id:
+        parts.append("Prefect flow run " + _link(links.prefect_flow_run_id, links.prefect_url))
+    if links.flagged_file and links.output_dir:
+        flagged = Path(links.output_dir) / links.flagged_file
+        parts.append(_link("flagged rows", flagged.as_uri() if flagged.is_absolute() else None))
+    return ["", " \u00b7 ".join(parts)] if parts else []
+
+
 def _heading_lines(data: ReportData) -> list[str]:
     run = f" \u00b7 run {_md(data.run_id)}" if data.run_id else ""
+    date = (
+        f" \u00b7 run date {_md(data.links.run_date)}" if data.links and data.links.run_date else ""
+    )
     return [
         f"## {_md(data.title)}",
         "",
         f"Model **{_md(data.model_name)}** version **{_md(data.model_version)}** \u00b7 "
-        f"generated {_md(data.generated_at)}" + run,
+        f"generated {_md(data.generated_at)}" + run + date,
+        *_link_lines(data),
         "",
         f"Input: {_md(data.input_path)}  ",
         f"Output: {_md(data.output_path)}",
@@ -118,9 +158,20 @@ def _top_table_lines(top: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _drift_lines(data: ReportData) -> list[str]:
+    if not data.drift:
+        return []
+    top = [d for d in data.drift if math.isfinite(d.psi)][:5]
+    text = ", ".join(f"{_md(d.column)} {fmt_num(d.psi)}" for d in top)
+    large = sum(1 for d in data.drift if math.isfinite(d.psi) and d.psi >= PSI_LARGE)
+    flag = f" \u2014 **{large} column(s) drifted strongly**" if large else ""
+    return ["", f"Drift from training (PSI): {text}{flag}"]
+
+
 def render_markdown(data: ReportData, top_rows: int = MARKDOWN_TOP_ROWS) -> str:
     """A compact summary: accounting, alert rate vs expected, threshold, top anomalies."""
     lines = [*_heading_lines(data), *_accounting_lines(data), *_alert_lines(data)]
+    lines += _drift_lines(data)
     top = sorted_top(data.top_anomalies).head(top_rows)
     lines += ["", f"### Top {len(top)} anomalies" if len(top) else "### Top anomalies", ""]
     if top.empty:
@@ -139,3 +190,41 @@ def top_anomalies_table(data: ReportData) -> list[dict[str, Any]]:
         row.update({str(k): json_value(v) for k, v in record.items()})
         rows.append(row)
     return rows
+
+
+def _metric_name(text: str) -> str:
+    """A column name as part of an MLflow metric key (letters, digits, ``_-. /``)."""
+    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", text)[:200]
+
+
+def _history_metrics(data: ReportData) -> dict[str, float]:
+    if data.history is None:
+        return {}
+    view = history_view(data.history, data)
+    earlier = pd.to_numeric(view.runs.loc[~view.runs["current"], "alert_rate"], errors="coerce")
+    earlier = earlier[np.isfinite(earlier.to_numpy(float))]
+    metrics = {
+        "history_runs": float(view.n_earlier),
+        "history_runs_outside_band": float(view.n_outside),
+        "alert_rate_in_band": 0.0 if view.warning else 1.0,
+    }
+    if len(earlier):
+        median = float(earlier.median())
+        metrics["history_alert_rate_median"] = median
+        if median > 0:
+            metrics["alert_rate_vs_history"] = data.alert_rate / median
+    return metrics
+
+
+def run_metrics(data: ReportData) -> dict[str, float]:
+    """The drift and history figures of the report, as MLflow metrics (finite values only)."""
+    metrics: dict[str, float] = {}
+    if data.drift:
+        finite = [d for d in data.drift if math.isfinite(d.psi)]
+        metrics["drift_psi_max"] = max((d.psi for d in finite), default=0.0)
+        metrics["drift_columns_large"] = float(sum(d.psi >= PSI_LARGE for d in finite))
+        for d in finite[:MAX_DRIFT_METRICS]:
+            metrics[f"drift_psi/{_metric_name(d.column)}"] = d.psi
+            metrics[f"missing_share_change/{_metric_name(d.column)}"] = d.missing_change
+    metrics.update(_history_metrics(data))
+    return {k: float(v) for k, v in metrics.items() if math.isfinite(float(v))}

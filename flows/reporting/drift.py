@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from flows.reporting.profile_view import profile_columns, training_n_rows
+from vae_core.profile import psi as share_psi
 
 __all__ = [
     "PSI_LARGE",
@@ -34,9 +35,7 @@ __all__ = [
 #: a large one.
 PSI_MODERATE = 0.1
 PSI_LARGE = 0.25
-#: Shares are floored here before the logarithm, so an empty bucket is not infinite.
-_FLOOR = 1e-4
-#: A level seen in fewer than this share of training rows is rare.
+#: A level seen in at most this share of training rows is rare.
 RARE_SHARE = 0.001
 
 
@@ -47,9 +46,7 @@ def psi(expected: np.ndarray, actual: np.ndarray) -> float:
     a = np.asarray(actual, dtype=float)
     if e.sum() <= 0 or a.sum() <= 0:
         return math.nan
-    e = np.maximum(e / e.sum(), _FLOOR)
-    a = np.maximum(a / a.sum(), _FLOOR)
-    return float(np.sum((a - e) * np.log(a / e)))
+    return share_psi(e / e.sum(), a / a.sum())  # the one formula, floors included
 
 
 @dataclass(frozen=True)
@@ -120,7 +117,7 @@ class _Levels:
         missing = _share(spec.get("missing_share"))
         scale = (1.0 - missing) / max(counts.sum() + other, 1.0)
         self.train = np.concatenate([counts * scale, [other * scale, missing]])
-        self.rare = np.array([c / max(total, 1.0) < RARE_SHARE for c in counts], dtype=bool)
+        self.rare = np.array([c / max(total, 1.0) <= RARE_SHARE for c in counts], dtype=bool)
         present = self.train[:-1].sum()
         rare_train = self.train[:-2][self.rare].sum() + self.train[-2]
         self.rare_train = float(rare_train / present) if present > 0 else 0.0

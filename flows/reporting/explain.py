@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from flows.reporting.drift import RARE_SHARE
 from flows.reporting.formatting import (
     DASH,
     carried_columns,
@@ -46,8 +47,6 @@ KL_SENTENCE = (
     "The KL part measures how unusual the combination of values is as a whole: the row "
     "sits where the model saw few training rows, even if each value alone is ordinary."
 )
-#: A level seen in fewer than this share of training rows is called rare.
-RARE_SHARE = 0.001
 
 
 def severity(score: float, reference_quantiles: Mapping[str, float]) -> float | None:
@@ -146,7 +145,7 @@ def _categorical_typical(column: Mapping[str, Any], value: Any, n_rows: int | No
     if not n_rows:
         return f"{int(count):,} training rows"
     share = int(count) / n_rows
-    rare = " (rare)" if share < RARE_SHARE else ""
+    rare = " (rare)" if share <= RARE_SHARE else ""
     return f"{int(count):,} of {n_rows:,} training rows ({share:.2%}){rare}"
 
 

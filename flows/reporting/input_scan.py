@@ -36,25 +36,35 @@ def _key_index(frame: pd.DataFrame, keys: list[str]) -> pd.Index:
 
 
 class _TopFinder:
-    def __init__(self, top: pd.DataFrame, keys: list[str]):
+    """The first input row of each top row's key, kept with the input's dtypes."""
+
+    def __init__(self, top: pd.DataFrame, keys: list[str], columns: list[str]):
         self.keys = keys
+        self.columns = columns
         self.wanted = _key_index(top, keys)
-        self.found: dict[tuple, pd.Series] = {}
+        self.seen: set[tuple] = set()
+        self.parts: list[pd.DataFrame] = []
 
     def add(self, batch: pd.DataFrame) -> None:
-        if len(self.found) >= len(self.wanted):
+        if len(self.seen) >= len(set(self.wanted)):
             return
         index = _key_index(batch, self.keys)
         hits = index.isin(self.wanted)
         if not hits.any():
             return
-        for key, (_, row) in zip(index[hits], batch.loc[hits].iterrows(), strict=True):
-            self.found.setdefault(tuple(key), row)
+        part = batch.loc[hits, [c for c in self.columns if c in batch.columns]]
+        part.index = index[hits]
+        fresh = [tuple(k) not in self.seen for k in part.index]
+        part = part.loc[fresh]
+        part = part[~part.index.duplicated()]
+        self.seen.update(tuple(k) for k in part.index)
+        self.parts.append(part)
 
-    def values(self, columns: list[str]) -> pd.DataFrame:
-        empty = pd.Series(index=columns, dtype=object)
-        rows = [self.found.get(tuple(key), empty) for key in self.wanted]
-        return pd.DataFrame([r.reindex(columns) for r in rows]).reset_index(drop=True)
+    def values(self) -> pd.DataFrame:
+        if not self.parts:
+            return pd.DataFrame(index=range(len(self.wanted)), columns=self.columns)
+        found = pd.concat(self.parts)
+        return found.reindex(self.wanted).reset_index(drop=True)
 
 
 def top_values(top: pd.DataFrame, key_columns: tuple[str, ...] | list[str]) -> _TopFinder | None:
@@ -74,7 +84,7 @@ def scan_input(
 ) -> InputScan:
     """Values of ``top``'s rows and drift counts of every feature against ``profile``."""
     scan = InputScan()
-    finder = top_values(top, key_columns)
+    finder = top_values(top, key_columns, feature_columns)
     counter = DriftCounter(profile, feature_columns) if profile is not None else None
     if finder is None and counter is None:
         return scan
@@ -91,7 +101,7 @@ def scan_input(
         scan.problems.append(f"the input could not be read again: {type(exc).__name__}: {exc}")
         return scan
     if finder is not None:
-        scan.values = finder.values(feature_columns)
+        scan.values = finder.values()
     if counter is not None:
         scan.drift = counter.result()
     return scan

@@ -40,6 +40,8 @@ class RunLinks:
     input_path: str | None = None
     output_dir: str | None = None
     #: Files beside the report, by name relative to it (the page links to them).
+    #: Absolute path of the report itself (the artifacts link to it).
+    report_path: str | None = None
     flagged_file: str | None = None
     flagged_csv: str | None = None
     n_flagged_file_rows: int | None = None

@@ -1,0 +1,73 @@
+"""The report's figures that need the model and another look at the input: the top rows'
+values and reconstructions, their explanations, drift against the training profile.
+
+Everything here is best effort: the scores are written before it runs, so what cannot be
+worked out (no profile, no key columns, an input that cannot be read again) is left out
+and named in the report's notes, and the run still succeeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import pandas as pd
+
+from flows.reporting.data import ReportData
+from flows.reporting.explain import MAX_EXPLAINED, explain_rows
+from flows.reporting.formatting import sorted_top
+from flows.reporting.input_scan import scan_input
+from flows.reporting.profile_view import profile_dict
+from flows.reporting.reconstruct import reconstruct
+
+__all__ = ["NO_PROFILE", "enrich"]
+
+log = logging.getLogger(__name__)
+
+NO_PROFILE = (
+    "drift against training and the training medians and ranges (the model was saved "
+    "without a training profile)"
+)
+
+
+def _reference_quantiles(detector: Any) -> dict[str, float]:
+    threshold = getattr(detector, "threshold_", None)
+    quantiles = getattr(threshold, "reference_quantiles", None) or {}
+    return {str(k): float(v) for k, v in quantiles.items()}
+
+
+def enrich(
+    data: ReportData,
+    detector: Any,
+    input_path: str,
+    history: pd.DataFrame | None = None,
+) -> ReportData:
+    """``data`` with explanations, drift, severity quantiles and ``history`` filled in."""
+    notes = list(data.report_notes)
+    profile = profile_dict(getattr(detector, "training_profile_", None))
+    if profile is None:
+        notes.append(NO_PROFILE)
+    top = sorted_top(data.top_anomalies)
+    schema = detector.schema_
+    features = list(schema.feature_names)
+    # A windowed model's keys name a series, not a row: its rows are found by no key.
+    keys = () if getattr(detector, "ordered_stream", False) else tuple(schema.key_columns)
+    try:
+        scan = scan_input(input_path, features, keys, top.head(MAX_EXPLAINED), profile)
+    except Exception as exc:  # noqa: BLE001 - the report goes out without these figures
+        log.warning("the input could not be scanned for the report", exc_info=True)
+        notes.append(f"values and drift ({type(exc).__name__}: {exc})")
+        return dataclasses.replace(data, report_notes=tuple(notes), history=history)
+    notes += scan.problems
+    expected = reconstruct(detector, scan.values) if scan.values is not None else None
+    quantiles = data.reference_quantiles or _reference_quantiles(detector)
+    explanations = explain_rows(top, scan.values, expected, profile, quantiles)
+    return dataclasses.replace(
+        data,
+        explanations=explanations,
+        drift=scan.drift,
+        reference_quantiles=quantiles,
+        history=history,
+        report_notes=tuple(notes),
+    )
