@@ -16,6 +16,7 @@ import pandas as pd
 import sklearn
 import torch
 
+from vae_core.errors import ModelFileError, first_line
 from vae_core.features import Preprocessor
 from vae_core.model import TabularVAE, VAEArchitecture
 from vae_core.schema import FeatureSchema
@@ -62,12 +63,23 @@ def restore_fitted(
     states: list[dict[str, torch.Tensor]],
     device: torch.device,
 ) -> None:
-    """Give an unfitted ``detector`` the fitted state a manifest and its weights record."""
+    """Give an unfitted ``detector`` the fitted state a manifest and its weights record.
+
+    The manifest was checked field by field (``vae_core.manifest_checks``); weights that do
+    not fit its architecture are a ``ModelFileError`` that says so.
+    """
     arch = VAEArchitecture.from_dict(manifest["architecture"])
     models = []
-    for state in states:
+    for i, state in enumerate(states):
         model = TabularVAE(arch)
-        model.load_state_dict(state)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ModelFileError(
+                f"model.json: field 'architecture' does not match the weights of member {i} "
+                f"({first_line(exc)}). The file was edited or damaged: restore the model "
+                "from its original copy or re-train."
+            ) from exc
         models.append(model.to(device).eval())
     detector.schema_ = FeatureSchema.from_dict(manifest["schema"])
     detector.preprocessor_ = Preprocessor.from_dict(manifest["preprocessing"])

@@ -15,7 +15,6 @@ thresholds are the tabular ones. What it adds is time:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from sklearn.utils import Tags
 from vae_core import persistence
 from vae_core.detector import MIN_TRAIN_ROWS, VAEAnomalyDetector
 from vae_core.errors import EmptyInputError, ModelFileError, NotFittedError, TooFewRowsError
+from vae_core.manifest_checks import build_checked, read_sensor_manifest
 from vae_core.profile import DataProfile
 from vae_core.schema import ColumnSpec, FeatureSchema
 from vae_core.scoring import DEFAULT_TOP_K, score_schema
@@ -303,18 +303,13 @@ class SensorVAEDetector(BaseEstimator):
             raise ModelFileError(
                 f"{root} is not a saved sensor model: {SENSOR_MANIFEST} is missing."
             )
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ModelFileError(f"{manifest_path} is not valid JSON ({exc}).") from exc
-        if manifest.get("format_version") != SENSOR_FORMAT_VERSION:
-            raise ModelFileError(
-                f"{manifest_path} has format_version {manifest.get('format_version')!r}; "
-                f"this vae_core reads version {SENSOR_FORMAT_VERSION}. Re-train the model."
-            )
-        detector = cls(**manifest["params"])
+        # The folder against its file list, then each field (vae_core.manifest_checks).
+        manifest = read_sensor_manifest(root, SENSOR_MANIFEST, SENSOR_FORMAT_VERSION)
+        detector = build_checked(manifest_path, "params", cls, **manifest["params"])
         detector.detector_ = VAEAnomalyDetector.load(root / VAE_SUBDIR, device=device)
-        detector.spec_ = WindowSpec.from_dict(manifest["spec"])
+        detector.spec_ = build_checked(
+            manifest_path, "spec", WindowSpec.from_dict, manifest["spec"]
+        )
         detector.fit_status_counts_ = manifest["fit_status_counts"]
         detector.n_windows_ = manifest["n_windows"]
         detector.channel_dtypes_ = manifest["channel_dtypes"]
