@@ -2,10 +2,15 @@
 
 Memory stays bounded: the input is read in record batches, each batch is validated and
 scored and written before the next is read, and only small summaries (the top rows, a
-uniform sample of scores for the histogram) are kept. Every output is written under a
-temporary name and renamed into place when complete, so a killed run leaves either the
-previous output or none. Rows that fail validation go to a quarantine file with a reason;
-the flow checks that rows read = rows scored + rows quarantined before it reports success.
+uniform sample of scores for the histogram) are kept. Rows that fail validation go to a
+quarantine file with a reason; the flow checks that rows read = rows scored + rows
+quarantined before it reports success.
+
+Each run is dated (``score.run_date``, else the flow run's scheduled time, else today) and
+published as one set (``flows.publishing.run_set``): it writes into a hidden staging folder
+under ``<output_dir>/runs/``, which is renamed to ``runs/<run_id>/`` once the report and
+the manifest are written; then ``latest.json`` and the run index are updated under the
+output root's lock. A run that fails or is killed publishes nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import secrets
 import shutil
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +29,16 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 
 from flows.config import ScoreSettings, Settings, check_applies, load_settings
 from flows.mlops import tracking
 from flows.pipeline.partitions import concatenate_parts, score_partition, staging_directory
 from flows.pipeline.summary import SAMPLE_SIZE, PartitionResult, RowAccountingError
-from flows.pipeline.writers import write_bytes_atomic
+from flows.publishing import run_set
+from flows.publishing.locations import check_output_outside_input
+from flows.publishing.run_dates import dated_score, new_run_id, run_date
+from flows.publishing.run_record import RunIdentity, index_row, manifest_content
 from flows.reporting import report
 from flows.task_runners import (
     ModelRef,
@@ -49,8 +58,6 @@ SCORES_FILE, QUARANTINE_FILE, REPORT_FILE = "scores.parquet", "quarantine.parque
 MANIFEST_FILE = "manifest.json"
 #: Seconds between progress lines of a partition being scored.
 PROGRESS_EVERY_S = 15.0
-#: Written into the manifest so that readers can refuse a layout they do not know.
-MANIFEST_VERSION = 1
 
 
 @task(cache_policy=NO_CACHE)
@@ -200,32 +207,16 @@ def report_notes(summary: PartitionResult) -> PartitionResult:
 
 
 def write_manifest(
-    summary: PartitionResult,
-    resolved: tracking.ResolvedModel,
-    cfg: ScoreSettings,
-    output_dir: Path,
-    run_id: str,
+    summary: PartitionResult, run: RunIdentity, cfg: ScoreSettings, staging: Path
 ) -> Path:
-    """Record what produced the outputs: model version, input, partitions and row counts."""
-    manifest = {
-        "manifest_version": MANIFEST_VERSION,
-        "model": {"name": resolved.name, "version": str(resolved.version), "uri": resolved.uri},
-        "input_path": cfg.input_path,
-        "mlflow_run_id": run_id,
-        "rows": {
-            "in": summary.rows_in,
-            "scored": summary.rows_scored,
-            "quarantined": summary.rows_quarantined,
-            "flagged": summary.n_flagged,
-        },
-        "outputs": {
-            "scores": SCORES_FILE,
-            "quarantine": QUARANTINE_FILE if summary.rows_quarantined else None,
-            "report": REPORT_FILE,
-        },
-        "partitions": summary.partitions,
+    """Record what produced the outputs (model version, input, partitions, row counts) and
+    every file of the run with its size and sha256; written last, into ``staging``."""
+    outputs = {
+        "scores": SCORES_FILE,
+        "quarantine": QUARANTINE_FILE if summary.rows_quarantined else None,
+        "report": REPORT_FILE,
     }
-    return write_bytes_atomic(json.dumps(manifest, indent=2).encode(), output_dir / MANIFEST_FILE)
+    return run_set.write_manifest(staging, manifest_content(run, summary, cfg.input_path, outputs))
 
 
 def _time_series(summary: PartitionResult, sample: pd.DataFrame) -> pd.DataFrame | None:
@@ -335,6 +326,9 @@ class ScoreOutcome:
     quarantine_path: Path | None
     report_path: Path
     notes: tuple[str, ...] = ()  # what was worth a warning: ignored columns, duplicate keys
+    run_dir: Path | None = None  # <output_dir>/runs/<run_id>: the published set
+    run_date: date | None = None
+    is_latest: bool = True  # False for a backfill of a date older than latest.json's
 
 
 @flow(name="vae-score", log_prints=True)
@@ -346,10 +340,14 @@ def score_flow(
     Without ``settings`` (a scheduled deployment), the config layers in ``configs/`` of the
     working directory are read, then environment variables, then ``overrides`` (a nested
     mapping of only the keys to change, e.g. ``{"score": {"input_path": "..."}}``).
+    The run is published as ``<output_dir>/runs/<run_id>/`` (see the module's docstring).
     """
     if settings is None:
         settings = load_settings(job="score", overrides=overrides)
-    cfg, track = settings.score, settings.tracking
+    output_run_id = new_run_id()
+    day = run_date(settings.score.run_date, flow_run.scheduled_start_time)
+    cfg, track = dated_score(settings.score, day, output_run_id), settings.tracking
+    check_output_outside_input(cfg.input_path, cfg.output_dir)
     tracking.configure_tracking(track.tracking_uri, track.registry_uri)
     resolved, detector = resolve_champion(cfg.model_uri)
     check_applies(cfg, detector)  # e.g. score.concurrency set for a sensor model
@@ -359,22 +357,68 @@ def score_flow(
         "model_name": resolved.name,
         "model_version": str(resolved.version),
         "model_uri": resolved.uri,
+        "run_date": day.isoformat(),
+        "output_run_id": output_run_id,
     }
     with tracking.tracked_run(track.experiment, "score", tags) as run_id:
-        output_dir = Path(cfg.output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        ref = model_ref(resolved, track.tracking_uri, track.registry_uri)
-        summary = score_stream(detector, cfg, output_dir, ref)
-        duplicates = summary.notes.duplicate_keys if summary.notes else 0
-        tracking.log_metrics(run_id, {"n_duplicate_keys": duplicates})
-        data = build_report_data(summary, detector, resolved, cfg, output_dir, run_id)
-        report_path = publish_report(data, output_dir, run_id)
-        write_manifest(summary, resolved, cfg, output_dir, run_id)
-    quarantine = output_dir / QUARANTINE_FILE
+        root = Path(cfg.output_dir)
+        staging = run_set.begin_run(root, output_run_id)
+        try:
+            final = run_set.runs_dir(root) / output_run_id
+            ref = model_ref(resolved, track.tracking_uri, track.registry_uri)
+            summary, data = _score_into(staging, final, detector, resolved, cfg, run_id, ref)
+            run = RunIdentity(
+                output_run_id,
+                day,
+                datetime.now(UTC),
+                resolved.name,
+                str(resolved.version),
+                resolved.uri,
+                run_id,
+            )
+            write_manifest(summary, run, cfg, staging)
+            row = index_row(run, summary, data.score_quantiles, data.threshold)
+            published = run_set.publish_run(root, staging, output_run_id, day, row, cfg.keep_runs)
+        except BaseException:
+            run_set.discard_run(staging)  # nothing of a failed run is published
+            raise
+    return _outcome(run_id, resolved, summary, published, day)
+
+
+def _score_into(
+    staging: Path,
+    final: Path,
+    detector: Detector,
+    resolved: tracking.ResolvedModel,
+    cfg: ScoreSettings,
+    run_id: str,
+    ref: ModelRef,
+) -> tuple[PartitionResult, report.ReportData]:
+    """Score the input and write the report into the run's staging folder.
+
+    The report side writes its files (``report.html``, ``flagged.parquet``) into
+    ``staging``; the paths it shows are those of the published run folder, ``final``.
+    """
+    summary = score_stream(detector, cfg, staging, ref)
+    duplicates = summary.notes.duplicate_keys if summary.notes else 0
+    tracking.log_metrics(run_id, {"n_duplicate_keys": duplicates})
+    data = build_report_data(summary, detector, resolved, cfg, final, run_id)
+    publish_report(data, staging, run_id)
+    return summary, data
+
+
+def _outcome(
+    run_id: str,
+    resolved: tracking.ResolvedModel,
+    summary: PartitionResult,
+    published: run_set.Published,
+    day: date,
+) -> ScoreOutcome:
+    run_dir = published.run_dir
     print(
         f"model {resolved.name} v{resolved.version}: {summary.rows_in} rows in, "
         f"{summary.rows_scored} scored, {summary.rows_quarantined} quarantined, "
-        f"{summary.n_flagged} flagged; report {report_path}"
+        f"{summary.n_flagged} flagged; report {run_dir / REPORT_FILE}"
     )
     return ScoreOutcome(
         run_id,
@@ -383,8 +427,11 @@ def score_flow(
         summary.rows_scored,
         summary.rows_quarantined,
         summary.n_flagged,
-        output_dir / SCORES_FILE,
-        quarantine if summary.rows_quarantined else None,
-        report_path,
+        run_dir / SCORES_FILE,
+        run_dir / QUARANTINE_FILE if summary.rows_quarantined else None,
+        run_dir / REPORT_FILE,
         tuple(summary.notes.messages()) if summary.notes else (),
+        run_dir,
+        day,
+        published.is_latest,
     )

@@ -121,7 +121,7 @@ def test_scoring_on_an_existing_cluster_equals_single_process(setup, cluster, tm
         )
     )
     assert_same_outputs(outcome, reference)
-    manifest = json.loads((tmp_path / "out" / MANIFEST_FILE).read_text())
+    manifest = json.loads((outcome.run_dir / MANIFEST_FILE).read_text())
     assert [p["index"] for p in manifest["partitions"]] == list(range(N_FILES))
     # every worker process that scored loaded the model once, and only once
     with distributed.Client(cluster.scheduler_address) as client:

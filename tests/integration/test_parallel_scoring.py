@@ -93,7 +93,7 @@ def test_fifty_files_scored_concurrently_account_for_every_row_once(setup, tmp_p
     assert sorted(quarantine["created_at"]) == sorted(
         score.loc[score["payment_id"].isna(), "created_at"].astype("string")
     )
-    manifest = json.loads((tmp_path / "out" / MANIFEST_FILE).read_text())
+    manifest = json.loads((outcome.run_dir / MANIFEST_FILE).read_text())
     assert len(manifest["partitions"]) == N_FILES
     assert sum(p["rows_in"] for p in manifest["partitions"]) == len(score)
     assert manifest["rows"] == {
@@ -103,7 +103,7 @@ def test_fifty_files_scored_concurrently_account_for_every_row_once(setup, tmp_p
         "flagged": outcome.n_flagged,
     }
     assert manifest["model"]["version"] == outcome.model_version
-    assert not list((tmp_path / "out").glob(".parts-*")), "staging must be cleaned up"
+    assert not list((tmp_path / "out").rglob(".parts-*")), "staging must be cleaned up"
     # Row-group statistics where readers filter (keys, score, flag), none on the shares
     # and feature names, also in the file concatenated from the partitions' parts.
     chunks = pq.ParquetFile(outcome.scores_path).metadata.row_group(0)
@@ -118,11 +118,13 @@ def test_fifty_files_scored_concurrently_account_for_every_row_once(setup, tmp_p
 
 def test_outputs_do_not_depend_on_concurrency_or_partitioning(setup, tmp_path) -> None:
     _, root, _ = setup
-    _, many_parallel, q_parallel = run(setup, root / "many", tmp_path / "a", concurrency=8)
+    parallel, many_parallel, q_parallel = run(setup, root / "many", tmp_path / "a", concurrency=8)
     _, many_serial, q_serial = run(setup, root / "many", tmp_path / "b", concurrency=1)
     _, whole, q_whole = run(setup, root / "single.parquet", tmp_path / "c")
-    _, split, q_split = run(setup, root / "single.parquet", tmp_path / "d", partition_rows=250)
-    manifest = json.loads((tmp_path / "d" / MANIFEST_FILE).read_text())
+    split_run, split, q_split = run(
+        setup, root / "single.parquet", tmp_path / "d", partition_rows=250
+    )
+    manifest = json.loads((split_run.run_dir / MANIFEST_FILE).read_text())
     assert len(manifest["partitions"]) == 6  # groups of 100 rows, two per 250-row part
     # Exactly the same rows, keys, flags and top features. Scores agree to float32
     # rounding: the network's matrix kernels round differently for batches of different
@@ -134,31 +136,36 @@ def test_outputs_do_not_depend_on_concurrency_or_partitioning(setup, tmp_path) -
     pd.testing.assert_frame_equal(many_serial, many_parallel)  # same batches: bit for bit
     for frame in (q_serial, q_whole, q_split):
         pd.testing.assert_frame_equal(frame, q_parallel)
-    report_a = (tmp_path / "a" / "report.html").read_text()
+    report_a = parallel.report_path.read_text()
     assert f"{len(many_parallel):,}" in report_a
 
 
-def test_a_rerun_replaces_outputs_and_clears_a_killed_runs_staging(setup, tmp_path) -> None:
+def test_a_rerun_publishes_a_new_set_and_clears_a_killed_runs_staging(setup, tmp_path) -> None:
     _, root, _ = setup
     out = tmp_path / "out"
     first, scores_first, _ = run(setup, root / "many", out, concurrency=4)
-    # What a run killed mid-way leaves behind, and the staging of a run still writing.
+    # What a run killed mid-way leaves behind (its staging folder, holding its partitions'
+    # staging), and the staging of a run still writing.
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         capture_output=True,
         text=True,
         check=True,
     )
-    stale = out / f".parts-{writer_tag().rpartition('.')[0]}.{dead.stdout.strip()}.deadbeef0000"
-    stale.mkdir()
-    (stale / "part-00000.scores.parquet").write_bytes(b"half a file")
-    live = out / f".parts-{writer_tag()}.0123456789ab"
+    host = writer_tag().rpartition(".")[0]
+    stale = out / "runs" / f".staging-{host}.{dead.stdout.strip()}.20200101T000000Z-dead00"
+    (stale / ".parts-x.1.deadbeef0000").mkdir(parents=True)
+    (stale / ".parts-x.1.deadbeef0000" / "part-00000.scores.parquet").write_bytes(b"half")
+    live = out / "runs" / f".staging-{writer_tag()}.20200101T000000Z-a11ve0"
     live.mkdir()
     second, scores_second, _ = run(setup, root / "many", out, concurrency=4)
     assert not stale.exists() and live.exists()
     live.rmdir()
     pd.testing.assert_frame_equal(scores_first, scores_second)
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert sorted(p.name for p in (out / "runs").iterdir()) == sorted(
+        [first.run_dir.name, second.run_dir.name]
+    )
+    assert sorted(p.name for p in second.run_dir.iterdir()) == [
         "manifest.json",
         "quarantine.parquet",
         "report.html",

@@ -87,7 +87,8 @@ def test_score_flow_refuses_bad_files(
     for fragment in expected_fragments(case, data):
         assert fragment in str(caught.value)
     assert last_run_status(champion.store) == "FAILED"
-    assert not (out / "scores.parquet").exists() and temporary_files(tmp_path) == []
+    assert not list(out.rglob("*.parquet")) and not (out / "latest.json").exists()
+    assert temporary_files(tmp_path) == []
 
 
 def test_train_flow_with_too_few_rows(tmp_path: Path, frames, champion: Champion) -> None:
