@@ -14,7 +14,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils import Tags
 
-from vae_core import persistence
+from vae_core import detector_files, persistence
 from vae_core.detector_files import detector_manifest, restore_fitted, saved_params
 from vae_core.ensemble import architecture_for, split_rows, train_members
 from vae_core.errors import EmptyInputError, NotFittedError, SchemaError, TooFewRowsError
@@ -380,7 +380,8 @@ class VAEAnomalyDetector(BaseEstimator):
         """Write the fitted model to directory ``path`` (weights + JSON, never pickle)."""
         self._check_fitted()
         states = [m.state_dict() for m in self.models_]
-        return persistence.save_model(path, detector_manifest(self), states, overwrite=overwrite)
+        manifest, extra = detector_manifest(self), detector_files.profile_files(self)
+        return persistence.save_model(path, manifest, states, overwrite, extra_json=extra)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str = "cpu") -> VAEAnomalyDetector:
@@ -388,6 +389,7 @@ class VAEAnomalyDetector(BaseEstimator):
         manifest, states = persistence.load_model(path)
         detector = cls(**saved_params(manifest))
         restore_fitted(detector, manifest, states, resolve_device(device))
+        detector.training_profile_ = detector_files.read_profile(path)
         return detector
 
 

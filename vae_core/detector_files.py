@@ -8,6 +8,7 @@ weights back into a fitted detector. Nothing is unpickled.
 
 from __future__ import annotations
 
+import os
 import platform
 from typing import Any
 
@@ -16,11 +17,16 @@ import pandas as pd
 import sklearn
 import torch
 
+from vae_core import persistence
 from vae_core.errors import ModelFileError, first_line
 from vae_core.features import Preprocessor
 from vae_core.model import TabularVAE, VAEArchitecture
+from vae_core.profile import DataProfile
 from vae_core.schema import FeatureSchema
 from vae_core.threshold import Threshold
+
+#: The training profile (``vae_core.profile``) beside the manifest; absent in older models.
+PROFILE_NAME = "profile.json"
 
 
 def detector_manifest(detector: Any) -> dict[str, Any]:
@@ -92,6 +98,23 @@ def restore_fitted(
     detector.feature_names_in_ = np.asarray(detector.schema_.feature_names, dtype=object)
     detector.threshold_ = Threshold.from_dict(manifest["threshold"])
     detector.manifest_ = manifest
+
+
+def profile_files(detector: Any) -> dict[str, dict[str, Any]]:
+    """The ``extra_json`` of ``persistence.save_model``: ``profile.json`` when there is one."""
+    profile = getattr(detector, "training_profile_", None)
+    return {} if profile is None else {PROFILE_NAME: profile.to_dict()}
+
+
+def read_profile(path: str | os.PathLike[str]) -> DataProfile | None:
+    """The training profile of the checked model folder ``path``; None for older models."""
+    data = persistence.read_extra_json(path, PROFILE_NAME)
+    if data is None:
+        return None
+    try:
+        return DataProfile.from_dict(data)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelFileError(f"{os.path.join(path, PROFILE_NAME)}: {first_line(exc)}") from exc
 
 
 def _json_params(params: dict[str, Any]) -> dict[str, Any]:

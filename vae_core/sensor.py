@@ -28,6 +28,7 @@ from sklearn.utils import Tags
 
 from vae_core import persistence
 from vae_core.detector import MIN_TRAIN_ROWS, VAEAnomalyDetector
+from vae_core.detector_files import profile_files, read_profile
 from vae_core.errors import EmptyInputError, ModelFileError, NotFittedError, TooFewRowsError
 from vae_core.manifest_checks import build_checked, read_sensor_manifest
 from vae_core.profile import DataProfile
@@ -292,6 +293,8 @@ class SensorVAEDetector(BaseEstimator):
                     "channel_dtypes": self.channel_dtypes_,
                 },
             )
+            for name, data in profile_files(self).items():  # listed in files.json on exit
+                persistence.write_json(staging / name, data)
         return Path(path)
 
     @classmethod
@@ -313,6 +316,7 @@ class SensorVAEDetector(BaseEstimator):
         detector.fit_status_counts_ = manifest["fit_status_counts"]
         detector.n_windows_ = manifest["n_windows"]
         detector.channel_dtypes_ = manifest["channel_dtypes"]
+        detector.training_profile_ = read_profile(root)
         return detector
 
 

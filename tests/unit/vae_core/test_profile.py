@@ -9,7 +9,10 @@ import pandas as pd
 import pytest
 
 from tests.conftest import FAST_PARAMS
-from vae_core import SensorVAEDetector, VAEAnomalyDetector
+from vae_core import SensorVAEDetector, VAEAnomalyDetector, persistence
+from vae_core.detector_files import PROFILE_NAME
+from vae_core.errors import ModelFileError
+from vae_core.model_files import FILES_NAME
 from vae_core.profile import (
     MAX_LEVELS,
     QUANTILE_LEVELS,
@@ -160,3 +163,67 @@ def test_sensor_profile_covers_the_channels() -> None:
     profile = detector.training_profile_
     assert list(profile.columns) == ["a", "b"] and profile.n_rows == n
     assert profile.columns["b"].quantile(0.5) == pytest.approx(99.5, abs=1.0)
+
+
+def test_detector_profile_is_saved_loaded_and_leaves_scores_unchanged(
+    small_frame: pd.DataFrame, tmp_path
+) -> None:
+    detector = VAEAnomalyDetector(**FAST_PARAMS, key_columns=("id",)).fit(small_frame)
+    detector.save(tmp_path / "m")
+    assert (tmp_path / "m" / PROFILE_NAME).is_file()
+    listed = json.loads((tmp_path / "m" / FILES_NAME).read_text())
+    assert PROFILE_NAME in json.dumps(listed)  # covered by the model's file list
+    loaded = VAEAnomalyDetector.load(tmp_path / "m")
+    assert loaded.training_profile_ == detector.training_profile_
+    np.testing.assert_array_equal(
+        loaded.decision_function(small_frame), detector.decision_function(small_frame)
+    )
+    loaded.save(tmp_path / "again")  # a loaded model saves its profile again
+    assert VAEAnomalyDetector.load(tmp_path / "again").training_profile_ == loaded.training_profile_
+
+
+def test_models_saved_before_the_profile_load_without_one(small_frame, tmp_path) -> None:
+    detector = VAEAnomalyDetector(**FAST_PARAMS, key_columns=("id",)).fit(small_frame)
+    detector.training_profile_ = None  # as a model saved before profiles existed
+    detector.save(tmp_path / "old")
+    assert not (tmp_path / "old" / PROFILE_NAME).exists()
+    old = VAEAnomalyDetector.load(tmp_path / "old")
+    assert old.training_profile_ is None
+    np.testing.assert_array_equal(
+        old.decision_function(small_frame), detector.decision_function(small_frame)
+    )
+
+
+def test_a_profile_of_the_wrong_shape_is_a_model_file_error(small_frame, tmp_path) -> None:
+    detector = VAEAnomalyDetector(**FAST_PARAMS, key_columns=("id",)).fit(small_frame)
+    detector.training_profile_ = None
+    detector.save(tmp_path / "m")
+    # Written through the save path, so the file list covers it: only its shape is wrong.
+    bad = {PROFILE_NAME: {"version": 1, "n_rows": 3, "columns": {"a": {"kind": "text"}}}}
+    manifest, states = persistence.load_model(tmp_path / "m")
+    persistence.save_model(tmp_path / "bad", manifest, [*states], extra_json=bad)
+    with pytest.raises(ModelFileError, match=PROFILE_NAME):
+        VAEAnomalyDetector.load(tmp_path / "bad")
+
+
+def test_sensor_profile_is_saved_and_loaded(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    n = 150
+    series = pd.DataFrame(
+        {
+            "ts": pd.date_range("2024-01-01", periods=n, freq="1s"),
+            "a": np.sin(np.arange(n) / 5) + rng.normal(0, 0.05, n),
+        }
+    )
+    params = {"max_epochs": 2, "hidden_sizes": (8,), "latent_dim": 2, "random_state": 0}
+    detector = SensorVAEDetector(
+        timestamp_column="ts", window_length=4, detector_params=params
+    ).fit(series)
+    detector.save(tmp_path / "s")
+    assert (tmp_path / "s" / PROFILE_NAME).is_file()
+    loaded = SensorVAEDetector.load(tmp_path / "s")
+    assert loaded.training_profile_ == detector.training_profile_
+    assert list(loaded.training_profile_.columns) == ["a"]
+    np.testing.assert_array_equal(
+        loaded.decision_function(series), detector.decision_function(series)
+    )
