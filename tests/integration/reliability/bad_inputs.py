@@ -14,8 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from flows.pipeline.writers import write_parquet_atomic
+from vae_core.io import frame_to_table
 
 KEY = "payment_id"
 SCORE_COLUMNS = ("recon_error", "kl", "score")
@@ -170,3 +173,88 @@ def assert_finite_scores(scores: pd.DataFrame) -> None:
     for column in SCORE_COLUMNS:
         values = scores[column].to_numpy(dtype=float)
         assert np.isfinite(values).all(), (column, values[~np.isfinite(values)])
+
+
+# -- second round: inputs the first catalogue did not list ---------------------------------
+TEXT_SPELLINGS = ("nan", "NaN", "inf", "-inf", "Infinity", "")
+#: Rows of the score frame that get one text spelling each (TEXT_ROW and on).
+SPELLING_ROWS = tuple(range(TEXT_ROW, TEXT_ROW + len(TEXT_SPELLINGS)))
+GARBAGE_ROWS, GARBAGE_TIME = (2, 3), "not a time"
+NULL_KEY_ROWS = (4, 5)
+N_EXTRA_COLUMNS = 10_000
+#: Each entry: (column, how the type changes, the type named in training, the type now).
+DRIFT_CASES = {
+    "timestamps_in_a_numeric_column": ("amount", "numbers (float64)", "timestamps ("),
+    "integers_in_a_boolean_column": ("card_present", "booleans (bool)", "numbers (int64)"),
+    "integers_in_a_categorical_column": ("channel", "text (", "numbers (int64)"),
+}
+
+
+def with_type_drift(frame: pd.DataFrame, entry: str) -> pd.DataFrame:
+    column = DRIFT_CASES[entry][0]
+    values = {
+        "amount": frame["created_at"],
+        "card_present": frame["card_present"].astype("int64"),
+        "channel": pd.Series(np.arange(len(frame)) % 3, index=frame.index, dtype="int64"),
+    }[column]
+    return frame.assign(**{column: values})
+
+
+def with_text_spellings(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.astype({"amount": "string"})
+    for row, spelling in zip(SPELLING_ROWS, TEXT_SPELLINGS, strict=True):
+        out.loc[row, "amount"] = spelling
+    return out
+
+
+def with_garbage_timestamps(frame: pd.DataFrame, column: str = "created_at") -> pd.DataFrame:
+    out = frame.copy()
+    out[column] = out[column].map(lambda t: t.isoformat()).astype("string")
+    for row in GARBAGE_ROWS:
+        out.loc[row, column] = GARBAGE_TIME
+    return out
+
+
+def with_null_keys(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    out.loc[list(NULL_KEY_ROWS), KEY] = None
+    return out
+
+
+def with_many_extra_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    extra = pd.DataFrame(
+        np.zeros((len(frame), N_EXTRA_COLUMNS), dtype="int8"),
+        columns=[f"unused_{i:05d}" for i in range(N_EXTRA_COLUMNS)],
+        index=frame.index,
+    )
+    return pd.concat([frame, extra], axis=1)
+
+
+#: Nested key values as Arrow writes them: (Arrow array builder, the word the error uses).
+NESTED_KEYS = {
+    "struct": (lambda n: pa.array([{"id": i} for i in range(n)]), "struct"),
+    "list": (lambda n: pa.array([[i] for i in range(n)]), "list or map"),
+    "map": (
+        lambda n: pa.array([[("id", i)] for i in range(n)], pa.map_(pa.string(), pa.int64())),
+        "list or map",
+    ),
+}
+
+
+def write_nested_key(frame: pd.DataFrame, kind: str, path: Path) -> Path:
+    """``frame`` with its key column replaced by nested values, as a Parquet file."""
+    table = frame_to_table(frame.reset_index(drop=True)).replace_schema_metadata(None)
+    column = NESTED_KEYS[kind][0](len(frame))
+    table = table.set_column(table.schema.get_field_index(KEY), KEY, column)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    return path
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """A YAML document of nested aliases under an unknown key: 9**9 strings expanded."""
+    lines = ['  a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level in range(1, levels):
+        name, previous = chr(ord("a") + level), chr(ord("a") + level - 1)
+        lines.append(f"  {name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]")
+    return "score:\n  laughs:\n" + "\n".join("  " + line for line in lines) + "\n"

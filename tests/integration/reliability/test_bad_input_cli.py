@@ -14,21 +14,35 @@ import numpy as np
 import pandas as pd
 import pytest
 from bad_inputs import (
+    DRIFT_CASES,
     DUPLICATE_ROWS,
     EXTRA_COLUMN,
     FILE_CASES,
+    GARBAGE_ROWS,
+    GARBAGE_TIME,
     KEY,
     MISSING_FEATURE,
+    N_EXTRA_COLUMNS,
+    NESTED_KEYS,
+    NULL_KEY_ROWS,
     TEXT_ROW,
+    TEXT_SPELLINGS,
     TEXT_VALUE,
     FileCase,
     assert_finite_scores,
+    billion_laughs,
     expected_fragments,
     with_all_null_column,
     with_duplicate_keys,
     with_extra_column,
     with_extreme_values,
+    with_garbage_timestamps,
+    with_many_extra_columns,
+    with_null_keys,
     with_text_in_numbers,
+    with_text_spellings,
+    with_type_drift,
+    write_nested_key,
 )
 from mlflow import MlflowClient
 from reliability_helpers import (
@@ -42,6 +56,7 @@ from reliability_helpers import (
 )
 
 from flows.pipeline.writers import write_parquet_atomic
+from flows.publishing.run_set import latest_run_dir
 from vae_core.io import read_table
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -232,7 +247,8 @@ def test_score_command_refuses_bad_files(
     code, _, err = run_cli(capfd, "score", "--config", config)
     assert code == 2, err
     assert_one_line_error(err, fragments)
-    assert not (tmp_path / "out" / "scores.parquet").exists()
+    assert not list((tmp_path / "out").rglob("*.parquet"))  # no run, not even its staging
+    assert not (tmp_path / "out" / "latest.json").exists()
     assert temporary_files(tmp_path) == []
 
 
@@ -284,7 +300,7 @@ def test_score_command_quarantines_and_warns(
     warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
     assert any(EXTRA_COLUMN in line for line in warnings), err
     assert any("repeat the key value" in line for line in warnings), err
-    quarantine = read_table(tmp_path / "out" / "quarantine.parquet")
+    quarantine = read_table(latest_run_dir(tmp_path / "out") / "quarantine.parquet")
     assert quarantine["reason"].tolist() == [
         f"column 'amount' value '{TEXT_VALUE}' is not a number"
     ]
@@ -325,3 +341,178 @@ def test_finite_scores_for_extreme_values_through_score_file(
     scores = read_table(output)
     assert_finite_scores(scores)
     assert np.all(scores["score"].iloc[1:5] > scores["score"].iloc[5:].median())
+
+
+# -- second round: inputs and settings the first catalogue did not list ----------------------
+def _warnings(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("warning: ")]
+
+
+@pytest.mark.parametrize("kind", list(NESTED_KEYS))
+def test_score_file_refuses_a_nested_key_column(
+    capfd, tmp_path: Path, frames, model_dir, kind: str
+) -> None:
+    data = write_nested_key(frames[1], kind, tmp_path / "nested.parquet")
+    output = tmp_path / "scores.parquet"
+    code, _, err = run_cli(capfd, "score-file", data, "--model-dir", model_dir, "--output", output)
+    assert code == 2, err
+    word = NESTED_KEYS[kind][1]
+    assert_one_line_error(
+        err, [str(data), f"key column '{KEY}' holds {word} values", "a key may hold text"]
+    )
+    assert not output.exists()
+
+
+def test_fit_refuses_a_nested_key_column(capfd, tmp_path: Path, frames) -> None:
+    data = write_nested_key(frames[0], "struct", tmp_path / "nested.parquet")
+    code, _, err = run_cli(capfd, "fit", data, "--model-dir", tmp_path / "m", *FIT_FAST)
+    assert code == 2, err
+    assert_one_line_error(err, [str(data), f"key column '{KEY}' holds struct values"])
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("entry", list(DRIFT_CASES))
+def test_score_file_warns_of_type_drift_per_column(
+    capfd, tmp_path: Path, frames, model_dir, entry: str
+) -> None:
+    code, err, data, output = score_file(
+        capfd, tmp_path, with_type_drift(frames[1], entry), model_dir
+    )
+    assert code == 0, err
+    column, before, now = DRIFT_CASES[entry]
+    (line,) = [line for line in _warnings(err) if f"column '{column}'" in line]
+    assert str(data) in line and f"holds {now}" in line and f"held {before}" in line
+    assert len(read_table(output)) == len(frames[1])
+
+
+def test_score_file_text_infinity_stops_like_text_nan(
+    capfd, tmp_path: Path, frames, model_dir
+) -> None:
+    for spelling in ("inf", "nan", "-Infinity"):
+        frame = frames[1].astype({"amount": "string"})
+        frame.loc[TEXT_ROW, "amount"] = spelling
+        code, err, data, output = score_file(capfd, tmp_path, frame, model_dir)
+        assert code == 2, (spelling, err)
+        assert_one_line_error(err, [str(data), "column 'amount'", f"row {TEXT_ROW}", spelling])
+        assert not output.exists()
+
+
+def test_fit_quarantines_text_spellings_of_non_finite_numbers(
+    capfd, tmp_path: Path, frames
+) -> None:
+    data = write_parquet_atomic(with_text_spellings(frames[0]), tmp_path / "spell.parquet")
+    code, out, err = run_cli(capfd, "fit", data, "--model-dir", tmp_path / "m", *FIT_FAST)
+    assert code == 0, err
+    (line,) = [line for line in _warnings(err) if "not trained on" in line]
+    assert f"{len(TEXT_SPELLINGS)} row(s)" in line and "'inf' is not a finite number" in line
+    assert f"rows: {len(frames[0]) - len(TEXT_SPELLINGS)}" in out
+
+
+def test_score_file_counts_unparseable_timestamps(capfd, tmp_path: Path, frames, model_dir):
+    code, err, data, output = score_file(
+        capfd, tmp_path, with_garbage_timestamps(frames[1]), model_dir
+    )
+    assert code == 0, err
+    (line,) = [line for line in _warnings(err) if "created_at" in line]
+    assert str(data) in line and f"{len(GARBAGE_ROWS)} value(s) that are not timestamps" in line
+    assert repr(GARBAGE_TIME) in line
+    assert len(read_table(output)) == len(frames[1])
+
+
+def test_score_file_names_thousands_of_extra_columns_briefly(
+    capfd, tmp_path: Path, frames, model_dir
+) -> None:
+    code, err, _, _ = score_file(capfd, tmp_path, with_many_extra_columns(frames[1]), model_dir)
+    assert code == 0, err
+    (line,) = [line for line in _warnings(err) if "not used by the model" in line]
+    assert f"{N_EXTRA_COLUMNS:,} columns" in line and "'unused_00000'" in line
+    assert len(line) < 600
+
+
+def test_score_file_reports_null_keys_as_null_keys(capfd, tmp_path: Path, frames, model_dir):
+    code, err, _, output = score_file(capfd, tmp_path, with_null_keys(frames[1]), model_dir)
+    assert code == 0, err
+    warnings = _warnings(err)
+    assert not any("repeat the key value" in line for line in warnings), err
+    (line,) = [line for line in warnings if "null key" in line]
+    assert f"{len(NULL_KEY_ROWS)} row(s) have a null key" in line and f"['{KEY}']" in line
+    assert len(read_table(output)) == len(frames[1])
+
+
+def test_score_file_output_below_a_file(capfd, tmp_path: Path, good_files, model_dir) -> None:
+    blocker = tmp_path / "reports"
+    blocker.write_text("a file where a folder should be")
+    output = blocker / "scores.parquet"
+    code, _, err = run_cli(
+        capfd, "score-file", good_files["score"], "--model-dir", model_dir, "--output", output
+    )
+    assert code == 2, err
+    assert_one_line_error(err, [str(blocker), "is a file, not a directory"])
+    assert blocker.read_text() == "a file where a folder should be"
+
+
+# -- second round: bad settings, through the flow commands -----------------------------------
+@pytest.mark.parametrize("command", ["train", "score"])
+def test_flow_commands_refuse_a_garbage_tracking_uri(
+    capfd, monkeypatch, tmp_path: Path, command: str
+) -> None:
+    monkeypatch.setenv("VAE_ANOMALY_TRACKING_URI", "garbage-uri")
+    code, _, err = run_cli(capfd, command)
+    assert code == 2, err
+    assert_one_line_error(
+        err,
+        ["'garbage-uri'", "the environment variable VAE_ANOMALY_TRACKING_URI", "sqlite:///"],
+    )
+    assert "http(s)://" in err and "maintenance" not in err
+
+
+def test_a_garbage_tracking_uri_names_the_file_or_the_option(capfd, tmp_path: Path) -> None:
+    config = tmp_path / "local.yaml"
+    config.write_text("tracking:\n  tracking_uri: not-a-store\n")
+    code, _, err = run_cli(capfd, "score", "--config", config)
+    assert code == 2
+    assert_one_line_error(err, ["'not-a-store'", f"from {config}", "postgresql://"])
+    code, _, err = run_cli(capfd, "score", "--config", config, "--tracking-uri", "also-bad")
+    assert code == 2
+    assert_one_line_error(err, ["'also-bad'", "from the command line"])
+
+
+@pytest.mark.parametrize("command", ["train", "score"])
+def test_flow_commands_refuse_a_missing_config_folder(
+    capfd, monkeypatch, tmp_path: Path, command: str
+) -> None:
+    missing = tmp_path / "no-such-configs"
+    monkeypatch.setenv("VAE_ANOMALY_CONFIG_DIR", str(missing))
+    code, _, err = run_cli(capfd, command)
+    assert code == 2, err
+    assert_one_line_error(err, [f"VAE_ANOMALY_CONFIG_DIR={missing}", "does not exist"])
+
+
+@pytest.mark.parametrize("command", ["train", "score"])
+def test_flow_commands_refuse_a_yaml_bomb_quickly(capfd, tmp_path: Path, command: str) -> None:
+    import time
+
+    config = tmp_path / "laughs.yaml"
+    config.write_text(billion_laughs())
+    started = time.perf_counter()
+    code, _, err = run_cli(capfd, command, "--config", config)
+    assert code == 2, err[:2000]
+    line = assert_one_line_error(err, [str(config), "YAML aliases"])
+    assert len(line) < 300 and time.perf_counter() - started < 10
+
+
+def test_a_long_bad_value_is_quoted_as_a_short_excerpt(capfd, tmp_path: Path) -> None:
+    config = tmp_path / "long.yaml"
+    config.write_text(f"score:\n  batch_size: '{'9x' * 50_000}'\n  nonsense: [{'1, ' * 5000}1]\n")
+    code, _, err = run_cli(capfd, "score", "--config", config)
+    assert code == 2
+    line = assert_one_line_error(err, ["score.batch_size", "score.nonsense", "..."])
+    assert len(line) < 800
+
+
+def test_config_files_over_the_size_limit_are_refused(capfd, tmp_path: Path) -> None:
+    config = tmp_path / "huge.yaml"
+    config.write_text("# padding\n" * 120_000)
+    code, _, err = run_cli(capfd, "train", "--config", config)
+    assert code == 2
+    assert_one_line_error(err, [str(config), "larger than 1 MiB"])
