@@ -67,12 +67,14 @@ class _TopFinder:
         return found.reindex(self.wanted).reset_index(drop=True)
 
 
-def top_values(top: pd.DataFrame, key_columns: tuple[str, ...] | list[str]) -> _TopFinder | None:
+def top_values(
+    top: pd.DataFrame, key_columns: tuple[str, ...] | list[str], columns: list[str]
+) -> _TopFinder | None:
     """A finder of ``top``'s rows by their keys; ``None`` when the rows carry no keys."""
-    keys = [k for k in key_columns]
+    keys = list(key_columns)
     if top is None or top.empty or not keys or not set(keys) <= set(top.columns):
         return None
-    return _TopFinder(top, keys)
+    return _TopFinder(top, keys, columns)
 
 
 def scan_input(
