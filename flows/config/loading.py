@@ -90,7 +90,7 @@ def _read_config_text(path: Path) -> str:
         raise ConfigError(f"config file {path} is a folder; name a YAML file.") from None
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError(
-            f"config file {path} is larger than {MAX_CONFIG_BYTES // 1024} KiB; a config "
+            f"config file {path} is larger than {MAX_CONFIG_BYTES // 2**20} MiB; a config "
             "file holds a few settings, not data."
         )
     try:
@@ -135,7 +135,10 @@ class BoundedLoader(yaml.SafeLoader):
 
     def get_single_node(self) -> Any:
         node = super().get_single_node()
-        if node is not None and _expanded_size(node) > MAX_NODES:
+        size = 0 if node is None else _expanded_size(node)
+        if size < 0:
+            raise _TooLarge("holds a YAML alias inside the value it names (endless); remove it.")
+        if size > MAX_NODES:
             raise _TooLarge(
                 f"expands to more than {MAX_NODES:,} values through its YAML aliases; "
                 "write the values out."
@@ -152,7 +155,7 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
 
 
 def _expanded_size(root: yaml.Node) -> int:
-    """Values in the document with every alias expanded; a cycle counts as too many."""
+    """Values in the document with every alias expanded (capped); -1 for a cycle."""
     sizes: dict[int, int] = {}
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     on_path: set[int] = set()
@@ -166,7 +169,7 @@ def _expanded_size(root: yaml.Node) -> int:
         if key in sizes:
             continue
         if key in on_path:
-            return MAX_NODES + 1  # an alias inside what it names: endless when expanded
+            return -1  # an alias inside what it names: endless when expanded
         on_path.add(key)
         stack.append((node, True))
         stack.extend((child, False) for child in _children(node) if id(child) not in sizes)

@@ -9,9 +9,10 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from flows.config import runs
+from flows.config import input_rules, runs
 from flows.config.base import ConfigError, _Frozen
 from flows.config.thresholds import IQRThreshold, ThresholdSettings, flat_threshold_params
+from flows.config.tracking_uris import TrackingUri
 from vae_core.detector import VAEAnomalyDetector
 from vae_core.sensor import SENSOR_DETECTOR_DEFAULTS
 from vae_core.streaming import Detector
@@ -82,10 +83,12 @@ class DetectorSettings(_Frozen):
 class TrackingSettings(_Frozen):
     """Where MLflow records runs and registers models."""
 
-    tracking_uri: str = Field(
+    tracking_uri: TrackingUri = Field(
         "sqlite:///mlflow.db", description="MLflow tracking URI (a sqlite file or a server)."
     )
-    registry_uri: str | None = Field(None, description="MLflow registry URI; null: tracking_uri.")
+    registry_uri: TrackingUri | None = Field(
+        None, description="MLflow registry URI; null: tracking_uri."
+    )
     experiment: str = Field("vae-anomaly", description="MLflow experiment of the runs.")
     registered_model: str = Field("vae-anomaly", description="Registered model name.")
 
@@ -247,6 +250,7 @@ class ScoreSettings(_Frozen):
     numeric_errors: Literal["quarantine", "fail"] = Field(
         "quarantine", description="A non-number in a numeric column: quarantine the row or fail."
     )
+    type_drift: input_rules.TypeDrift = input_rules.TYPE_DRIFT
     report_title: str = Field("Batch anomaly report", description="Title of the HTML report.")
     concurrency: int = Field(2, ge=1, description="Partitions (files) scored at the same time.")
     partition_rows: int | None = Field(
