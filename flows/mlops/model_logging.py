@@ -7,14 +7,21 @@ The model is logged once per training run as a models-from-code pyfunc:
   no ``vae-anomaly`` package (it is not on any index);
 - artifact ``detector``: the directory written by ``VAEAnomalyDetector.save`` (safetensors
   weights + JSON, sha256-checked, never unpickled);
-- signature: the feature columns from the detector's schema (required), its key columns
-  (optional, any type, passed through to the output) and the score columns;
+- signature: the feature columns from the detector's schema (required; numeric ones typed
+  ``Any``, because MLflow's own check refuses int64 where double was declared and float
+  where long was: the pyfunc coerces them as the flow does), its key and timestamp columns
+  (optional, any type, passed through to the output as in ``scores.parquet``) and the
+  score columns;
 - pip requirements: the running versions of the libraries ``vae_core`` imports (local
-  labels such as ``+cpu`` dropped), so ``mlflow.pyfunc.load_model(...)`` works in any
-  environment that installs them. ``vae-anomaly`` itself is not listed: it is on no
-  package index, and the bundled ``code/vae_core`` makes it unnecessary. (Building an
-  environment with ``mlflow models serve --env-manager virtualenv`` was not tried here:
-  no network.)
+  labels such as ``+cpu`` dropped), after ``--extra-index-url`` of the CPU wheels of
+  torch: ``pip install -r requirements.txt`` then takes ``torch==X`` from there (the CPU
+  build, whose version ``X+cpu`` ranks above the plain ``X`` on PyPI, the CUDA build) on a
+  machine without a GPU. ``vae-anomaly`` itself is not listed: it is on no package index,
+  and the bundled ``code/vae_core`` makes it unnecessary;
+- input example: the first rows, with non-finite values as nulls, so that
+  ``serving_input_example.json`` is strict JSON;
+- version tag ``files_sha256``: the digest of the detector folder's file list
+  (``vae_core.model_files``), checked by ``flows.mlops.registry.load_detector``.
 
 Surprises of MLflow 3.17 handled here: ``Model.log(run_id=...)`` without an active run
 files the LoggedModel under the Default experiment (so it is created explicitly); the
@@ -31,13 +38,15 @@ from pathlib import Path
 
 import mlflow
 import mlflow.artifacts
+import numpy as np
 import pandas as pd
 from mlflow.models import Model, ModelSignature
 from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
 
 import vae_core
-from flows.mlops.registry import DETECTOR_ARTIFACT, set_version_tag
+from flows.mlops.registry import DETECTOR_ARTIFACT, FILES_DIGEST_TAG, set_version_tag
 from flows.mlops.runs import client
+from vae_core.model_files import file_list_digest
 from vae_core.schema import ColumnSpec
 from vae_core.scoring import DEFAULT_TOP_K
 from vae_core.streaming import Detector
@@ -57,6 +66,8 @@ REQUIRED_DISTRIBUTIONS = (
     "pydantic",
     "mlflow",
 )
+#: Where pip finds torch's CPU build: without it, ``torch==X`` from PyPI is the CUDA build.
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
 @dataclass(frozen=True)
@@ -69,13 +80,12 @@ class RegisteredVersion:
 
 
 def _column_type(spec: ColumnSpec) -> DataType | AnyType:
-    """MLflow type of a feature column, chosen so that data typed like the training data
-    passes MLflow's input check unchanged (it refuses int64 -> double, for instance)."""
+    """MLflow type of a feature column, chosen so that MLflow's input check lets through
+    what the flow scores: any numeric dtype in a numeric column, with nulls (it refuses
+    int64 -> double and float -> long), coerced inside ``predict``."""
     dtype = spec.dtype.lower()
     if spec.kind == "numeric":
-        if dtype.startswith(("int", "uint")):
-            return DataType.long
-        return DataType.float if dtype == "float32" else DataType.double
+        return AnyType()
     if dtype in ("bool", "boolean"):
         return DataType.boolean
     if dtype == "category":
@@ -88,28 +98,30 @@ _SCORE_TYPES = {"double": DataType.double, "bool": DataType.boolean}
 
 
 def model_signature(detector: Detector) -> ModelSignature:
-    """Inputs: key columns (optional unless the model needs them), required features;
-    outputs: the carried key columns, then the score columns the detector declares."""
+    """Inputs: key and timestamp columns (optional unless the model needs them), required
+    features; outputs: the carried columns, then the score columns the detector declares."""
     schema = detector.schema_
     required = detector.required_columns()
-    keys = [ColSpec(AnyType(), key, required=False) for key in schema.key_columns]
-    keys = [key for key in keys if key.name not in required]
-    keys += [ColSpec(AnyType(), name) for name in required]
+    carried = list(dict.fromkeys((*schema.key_columns, *schema.ignored_columns)))
+    optional = [ColSpec(AnyType(), c, required=False) for c in carried if c not in required]
+    needed = [ColSpec(AnyType(), name) for name in required]
     features = [ColSpec(_column_type(spec), spec.name) for spec in schema.columns]
     scores = [
         ColSpec(_SCORE_TYPES.get(str(field.type), DataType.string), field.name)
         for field in detector.output_schema(DEFAULT_TOP_K)
     ]
-    return ModelSignature(inputs=Schema([*keys, *features]), outputs=Schema([*keys, *scores]))
+    outputs = [*optional, *needed]
+    return ModelSignature(inputs=Schema([*outputs, *features]), outputs=Schema([*outputs, *scores]))
 
 
 def model_pip_requirements() -> list[str]:
     """``name==version`` of every library the pyfunc needs, as installed here.
 
     Local version labels are dropped (``torch 2.13.0+cpu`` -> ``torch==2.13.0``) so that
-    the requirement can be installed from an index; ``vae_core`` itself ships as model code.
+    the requirement can be installed from an index; the first line adds the index of
+    torch's CPU wheels (see the module docstring); ``vae_core`` itself ships as model code.
     """
-    requirements = []
+    requirements = [f"--extra-index-url {TORCH_CPU_INDEX}"]
     for name in REQUIRED_DISTRIBUTIONS:
         try:
             version = metadata.version(name)
@@ -117,6 +129,19 @@ def model_pip_requirements() -> list[str]:
             continue
         requirements.append(f"{name}=={version.split('+', 1)[0]}")
     return requirements
+
+
+def strict_json_example(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with NaN and +-inf as nulls: MLflow writes the example as JSON, where a bare
+    ``NaN`` is no value a strict parser accepts."""
+    replaced = {}
+    for name in frame.columns:
+        column = frame[name]
+        if pd.api.types.is_float_dtype(column):
+            finite = np.isfinite(column.to_numpy(dtype="float64", na_value=np.nan))
+            if not finite.all():
+                replaced[name] = column.astype(object).where(finite, None)
+    return frame.assign(**replaced) if replaced else frame
 
 
 def log_detector_model(
@@ -143,9 +168,12 @@ def log_detector_model(
         # Only the columns the signature names: anything else would be stored, then
         # dropped with a warning every time the example is validated.
         wanted = model_signature(detector).inputs.input_names()
-        input_example = input_example[[c for c in wanted if c in input_example.columns]]
+        input_example = strict_json_example(
+            input_example[[c for c in wanted if c in input_example.columns]]
+        )
     with tempfile.TemporaryDirectory() as tmp:
         saved = detector.save(Path(tmp) / DETECTOR_ARTIFACT)
+        digest = file_list_digest(saved)
         info = Model.log(
             artifact_path=None,
             name=MODEL_NAME_IN_RUN,
@@ -159,7 +187,7 @@ def log_detector_model(
             signature=model_signature(detector),
             input_example=input_example,
             pip_requirements=model_pip_requirements(),
-            metadata={"vae_core_version": vae_core.__version__},
+            metadata={"vae_core_version": vae_core.__version__, FILES_DIGEST_TAG: digest},
         )
     version = str(info.registered_model_version)
     threshold = detector.threshold_
@@ -169,6 +197,7 @@ def log_detector_model(
         "expected_alert_rate": threshold.expected_alert_rate,
         "n_features": len(detector.schema_.columns),
         "vae_core_version": vae_core.__version__,
+        FILES_DIGEST_TAG: digest,
     }.items():
         set_version_tag(registered_name, version, key, value)
     return RegisteredVersion(

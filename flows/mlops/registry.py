@@ -29,11 +29,14 @@ from mlflow.utils.validation import (
 
 from flows.mlops.runs import client, sqlite_path, truncate
 from vae_core.errors import InputError, ModelFileError, one_line
+from vae_core.model_files import verify_folder
 from vae_core.model_kinds import load_model
 from vae_core.streaming import Detector
 
 CHAMPION = "champion"
 DETECTOR_ARTIFACT = "detector"  # same name as flows.mlops.pyfunc_model.DETECTOR_ARTIFACT
+#: Version tag with the digest of the detector folder's file list (vae_core.model_files).
+FILES_DIGEST_TAG = "files_sha256"
 #: While resolving a model, an unreachable HTTP registry fails after this many seconds.
 RESOLVE_TIMEOUT_S = 10
 
@@ -205,11 +208,15 @@ def load_detector(resolved: ResolvedModel, device: str = "cpu") -> Detector:
     """Download the version's ``detector`` artifact and load it with ``vae_core``.
 
     The scoring flow uses the library directly (batched streaming, device choice); other
-    programs use the pyfunc. Both read the same safetensors + JSON directory.
+    programs use the pyfunc. Both read the same safetensors + JSON directory. The folder's
+    file list must have the digest the version's ``files_sha256`` tag recorded when it was
+    logged (versions logged before the tag existed are checked against their own list).
     """
     with tempfile.TemporaryDirectory() as tmp, _fail_fast_http():
         try:
-            root = client().get_model_version_download_uri(resolved.name, resolved.version)
+            mlflow_client = client()
+            tags = mlflow_client.get_model_version(resolved.name, resolved.version).tags
+            root = mlflow_client.get_model_version_download_uri(resolved.name, resolved.version)
             local = Path(tmp)
             mlmodel = mlflow.artifacts.download_artifacts(
                 artifact_uri=f"{root.rstrip('/')}/MLmodel", dst_path=str(local / "meta")
@@ -232,6 +239,7 @@ def load_detector(resolved: ResolvedModel, device: str = "cpu") -> Detector:
                 f"{one_line(exc)}"
             ) from exc
         try:
+            verify_folder(Path(detector_dir), expected_digest=tags.get(FILES_DIGEST_TAG))
             return load_model(detector_dir, device=device)
         except ModelFileError as exc:
             # The local path is a temporary download: name what the user asked for.

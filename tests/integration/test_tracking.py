@@ -108,7 +108,8 @@ def test_registered_pyfunc_in_a_fresh_process_gives_the_library_scores(
     served = pd.read_parquet(tmp_path / "output.parquet")
     expected = detector.score_frame(frame)
 
-    assert list(served.columns) == ["id", *expected.columns]  # key column first
+    assert list(served.columns) == ["id", "ts", *expected.columns]  # carried columns first
+    pd.testing.assert_series_equal(served["ts"], frame["ts"], check_dtype=False)
     assert served["id"].tolist() == frame["id"].tolist()
     for column in SCORE_COLUMNS:
         np.testing.assert_allclose(served[column], expected[column], rtol=0, atol=1e-12)
@@ -126,6 +127,55 @@ def test_pyfunc_in_process_and_without_key_columns(registered, detector, frame):
     np.testing.assert_array_equal(out["score"], detector.decision_function(frame))
 
 
+def _strict(text: str) -> object:
+    def refuse(constant: str) -> None:
+        raise ValueError(f"bare {constant} in strict JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_pyfunc_takes_any_numeric_dtype_as_the_flow_does(registered, detector, frame):
+    """Through MLflow's own schema enforcement: an int column as float with a null, a float
+    column as int64, nullable and text numbers; scores as the library gives for the same
+    values."""
+    model = mlflow.pyfunc.load_model(registered.model_uri)
+    varied = frame.copy()
+    varied["count"] = varied["count"].astype("float64")
+    varied.loc[3, "count"] = np.nan
+    varied["pressure"] = varied["pressure"].round().astype("int64")
+    varied["temp"] = varied["temp"].astype("Float64")
+    out = model.predict(varied)
+    expected = detector.score_frame(varied.assign(temp=frame["temp"]))
+    np.testing.assert_array_equal(out["score"], expected["score"])
+    assert out["id"].tolist() == frame["id"].tolist()
+
+    as_text = frame.assign(temp=frame["temp"].map(lambda v: None if np.isnan(v) else repr(v)))
+    np.testing.assert_array_equal(
+        model.predict(as_text)["score"], detector.decision_function(frame)
+    )
+    with pytest.raises(VAEAnomalyError, match="column 'temp' must be numeric but row 2"):
+        model.predict(frame.assign(temp=["1.0", "2.0", "inf", *["3.0"] * (len(frame) - 3)]))
+
+
+def test_the_input_example_is_strict_json(mlflow_store, detector, frame, tmp_path):
+    example = frame.head(5).copy()
+    example.loc[0, "temp"] = np.nan
+    example.loc[1, "pressure"] = np.inf
+    tracking.configure_tracking(mlflow_store)
+    run_id = tracking.start_run("tests", "train", {"job": "test"})
+    version = tracking.log_detector_model(run_id, detector, MODEL, example)
+    tracking.end_run(run_id)
+    local = Path(
+        mlflow.artifacts.download_artifacts(version.model_uri, dst_path=str(tmp_path / "m"))
+    )
+    examples = {p.name: _strict(p.read_text()) for p in local.glob("*input_example*.json")}
+    assert set(examples) >= {"input_example.json", "serving_input_example.json"}
+    split = examples["serving_input_example.json"]["dataframe_split"]
+    temp, pressure = split["columns"].index("temp"), split["columns"].index("pressure")
+    assert split["data"][0][temp] is None and split["data"][1][pressure] is None
+    assert split["data"][2][temp] == pytest.approx(frame.loc[2, "temp"])
+
+
 def test_logged_model_signature_requirements_and_layout(registered, detector, tmp_path):
     local = mlflow.artifacts.download_artifacts(
         registered.model_uri, dst_path=str(tmp_path / "download")
@@ -133,26 +183,31 @@ def test_logged_model_signature_requirements_and_layout(registered, detector, tm
     model = Model.load(local)
     inputs = {spec.name: spec for spec in model.signature.inputs.inputs}
     types = {name: repr(spec.type) for name, spec in inputs.items()}
-    assert types["temp"] == repr(mlflow.types.DataType.double)
-    assert types["count"] == repr(mlflow.types.DataType.long)
+    # Numeric columns take any numeric dtype, with nulls: the pyfunc coerces them.
+    assert "Any" in types["temp"] and "Any" in types["count"]
     assert types["site"] == repr(mlflow.types.DataType.string)
     assert types["ok"] == repr(mlflow.types.DataType.boolean)
     assert "Any" in types["grade"]  # MLflow refuses pandas categoricals for string columns
     assert inputs["id"].required is False and inputs["temp"].required is True
-    assert "ts" not in inputs  # datetime columns are carried, not modelled
+    assert inputs["ts"].required is False  # datetime columns are carried, not modelled
     outputs = [spec.name for spec in model.signature.outputs.inputs]
-    assert outputs[:5] == ["id", "recon_error", "kl", "score", "is_anomaly"]
+    assert outputs[:6] == ["id", "ts", "recon_error", "kl", "score", "is_anomaly"]
 
-    requirements = (Path(local) / "requirements.txt").read_text().split()
-    pinned = {r.split("==")[0]: r.split("==")[1] for r in requirements if "==" in r}
+    lines = (Path(local) / "requirements.txt").read_text().splitlines()
+    pinned = {r.split("==")[0]: r.split("==")[1] for r in lines if "==" in r}
     assert {"torch", "numpy", "pandas", "scikit-learn", "safetensors", "mlflow"} <= set(pinned)
     assert pinned["torch"] == torch.__version__.split("+")[0]
-    assert not any(r.startswith("vae-anomaly") for r in requirements)
+    # The CPU build of torch: its index before the pin, as pip reads requirements.txt.
+    index = lines.index("--extra-index-url https://download.pytorch.org/whl/cpu")
+    assert index < next(i for i, r in enumerate(lines) if r.startswith("torch=="))
+    assert not any(r.startswith("vae-anomaly") for r in lines)
     assert (Path(local) / "code" / "vae_core" / "detector.py").is_file()
     assert not list(Path(local).rglob("*.pkl"))  # nothing pickled
 
     version = MlflowClient().get_model_version(MODEL, registered.version)
     assert float(version.tags["threshold"]) == pytest.approx(detector.threshold_.value)
+    listed = json.loads((Path(local) / "artifacts" / "detector" / "files.json").read_text())
+    assert version.tags["files_sha256"] == listed["digest"]
     assert version.run_id == registered.run_id
     # The model belongs to the run's experiment and its files sit beside the database.
     experiment = MlflowClient().get_experiment_by_name("tests")
