@@ -3,12 +3,16 @@
 Generate data and write it as Parquet, run the training flow (MLflow run, registered model,
 champion alias), run the scoring flow against ``models:/<name>@champion`` (scores,
 quarantine, HTML report), then grade the flags against the injected labels that the model
-never saw. Uses a local sqlite MLflow store in the work directory and Prefect's ephemeral
-server: no network, no other service.
+never saw. Uses a local sqlite MLflow store in the work directory and a temporary local
+Prefect server: no network, no other service. It ends with the commands that score again
+and open the MLflow UI on that store, which work as printed.
 """
 
 from __future__ import annotations
 
+import shlex
+import shutil
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -73,7 +77,10 @@ def demo_settings(workdir: Path, train_path: Path, score_path: Path) -> Settings
             "key_columns": list(KEY_COLUMNS),
             "timestamp_column": "created_at",
         },
-        "score": {"input_path": str(score_path), "output_dir": str(workdir / "scores")},
+        "score": {
+            "input_path": str(score_path.absolute()),
+            "output_dir": str((workdir / "scores").absolute()),
+        },
     }
     return load_settings(job="train", overrides=overrides, environ={})
 
@@ -107,5 +114,35 @@ def run(workdir: Path, seed: int = 0) -> int:
     _step(4, "grading against the injected labels (never shown to the model)")
     grade(scored.scores_path, data)
     print(f"\nreport:  {scored.report_path}\nscores:  {scored.scores_path}")
-    print(f"MLflow:  mlflow ui --backend-store-uri {settings.tracking.tracking_uri}")
+    print("\nnext: score the data again with the champion, and browse the runs in MLflow:")
+    for line in next_commands(settings):
+        print(f"  {line}")
     return 0
+
+
+def executable(name: str) -> str:
+    """How to call ``name`` of this environment: bare if the shell finds this one, else
+    its path (relative when below the working directory): after ``make demo`` the
+    environment is not activated, and a bare ``mlflow`` may be another installation's."""
+    here = Path(sys.executable).parent / name
+    if not here.is_file():
+        return name
+    found = shutil.which(name)
+    if found and Path(found).resolve() == here.resolve():
+        return name
+    try:
+        return str(here.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(here.absolute())
+
+
+def next_commands(settings: Settings) -> list[str]:
+    """The commands the demo ends with; each works as printed, from any directory: the
+    store and the paths are named in full, so no config file is needed to find them."""
+    uri = settings.tracking.tracking_uri
+    score = [
+        executable("vae-anomaly"), "score", "--tracking-uri", uri,
+        "--input", settings.score.input_path, "--output-dir", settings.score.output_dir,
+    ]  # fmt: skip
+    ui = [executable("mlflow"), "ui", "--backend-store-uri", uri]
+    return [shlex.join(score), shlex.join(ui)]

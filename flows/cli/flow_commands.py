@@ -88,16 +88,21 @@ def _configure_train(parser: argparse.ArgumentParser) -> None:
 @command("train", "run the training flow: fit, log to MLflow, register, promote", _configure_train)
 def run_train(args: argparse.Namespace) -> int:
     use_local_prefect_defaults()
-    from flows.cli.prefect_logs import console_tracebacks
-    from flows.train_flow import train_flow
+    from flows.cli import preflight
+    from flows.cli.flow_session import flow_session
 
     overrides: dict[str, Any] = {"train": _section({"data_path": args.data})}
     if args.epochs:
         overrides["train"]["detector"] = {"max_epochs": args.epochs}
     if args.model_name:
         overrides["tracking"] = {"registered_model": args.model_name}
-    with console_tracebacks(args.debug):
-        outcome = train_flow(_settings(args, "train", overrides))
+    settings = _settings(args, "train", overrides)
+    preflight.check_train(settings)  # before Prefect and MLflow start
+    with flow_session(args.debug) as session:
+        from flows.train_flow import train_flow
+
+        session.ready()
+        outcome = train_flow(settings)
     print(
         f"registered {outcome.model_name} version {outcome.version} as {outcome.alias}: "
         f"{outcome.reason}"
@@ -157,8 +162,8 @@ def _configure_score(parser: argparse.ArgumentParser) -> None:
 )
 def run_score(args: argparse.Namespace) -> int:
     use_local_prefect_defaults()
-    from flows.cli.prefect_logs import console_tracebacks
-    from flows.score_flow import score_flow
+    from flows.cli import preflight
+    from flows.cli.flow_session import flow_session
 
     overrides = {
         "score": _section(
@@ -174,14 +179,30 @@ def run_score(args: argparse.Namespace) -> int:
             }
         )
     }
-    with console_tracebacks(args.debug):
-        outcome = score_flow(_settings(args, "score", overrides))
-    print(f"scores: {outcome.scores_path}\nreport: {outcome.report_path}")
+    settings = _settings(args, "score", overrides)
+    preflight.check_score(settings)  # before Prefect and MLflow start
+    with flow_session(args.debug) as session:
+        from flows.score_flow import score_flow
+
+        session.ready()
+        outcome = score_flow(settings)
     for note in outcome.notes:
         print(f"warning: {note}", file=sys.stderr)
-    if outcome.quarantine_path:
-        print(f"quarantine: {outcome.quarantine_path}")
+    print(score_summary(outcome))
     return EXIT_OK
+
+
+def score_summary(outcome: Any) -> str:
+    """What an operator needs from a scoring run: the rows, the flags, where to look."""
+    lines = [
+        f"{outcome.rows_in:,} rows in: {outcome.rows_scored:,} scored, "
+        f"{outcome.rows_quarantined:,} quarantined, {outcome.n_flagged:,} flagged",
+        f"report: {outcome.report_path}",
+        f"scores: {outcome.scores_path}",
+    ]
+    if outcome.quarantine_path:
+        lines.append(f"quarantine: {outcome.quarantine_path}")
+    return "\n".join(lines)
 
 
 # -- demo --------------------------------------------------------------------------------
@@ -200,54 +221,93 @@ def _configure_demo(parser: argparse.ArgumentParser) -> None:
 )
 def run_demo(args: argparse.Namespace) -> int:
     use_local_prefect_defaults()
-    from flows import demo
+    from flows.cli.flow_session import flow_session
 
-    if args.threads is None:
-        # The demo's network is small: extra threads only add synchronisation, and on busy
-        # cores they can make training ten times slower.
-        set_torch_threads(1)
-    return demo.run(args.workdir, args.seed)
+    with flow_session(args.debug) as session:
+        from flows import demo
+
+        if args.threads is None:
+            # The demo's network is small: extra threads only add synchronisation, and on
+            # busy cores they can make training ten times slower.
+            set_torch_threads(1)
+        session.ready()
+        return demo.run(args.workdir, args.seed)
 
 
 # -- serve -------------------------------------------------------------------------------
+#: The deployments ``serve`` creates: names of its own, so that a server's other
+#: deployments (``vae-train/retrain``, ``vae-score/score`` of prefect.yaml) are never
+#: touched, and on Ctrl-C only these are paused.
+SERVE_DEPLOYMENTS = {"train": "serve-retrain", "score": "serve-score"}
+
+
 def _configure_serve(parser: argparse.ArgumentParser) -> None:
     _add_config(parser)
-    parser.add_argument(
-        "--retrain-cron",
-        default="0 3 * * 1",
-        help="cron of the retraining flow. Default: %(default)s (weekly).",
-    )
-    parser.add_argument(
-        "--score-cron",
-        default="0 5 * * *",
-        help="cron of the scoring flow. Default: %(default)s (daily).",
-    )
+    for job, flow, cron, every in (
+        ("retrain", "training", "0 3 * * 1", "weekly"),
+        ("score", "scoring", "0 5 * * *", "daily"),
+    ):
+        group = parser.add_mutually_exclusive_group()
+        group.add_argument(
+            f"--{job}-cron",
+            default=cron,
+            help=f"cron (UTC) of the {flow} flow. Default: %(default)s ({every}).",
+        )
+        group.add_argument(
+            f"--{job}-every",
+            type=positive_int,
+            metavar="SECONDS",
+            help=f"run the {flow} flow every SECONDS instead of on the cron.",
+        )
+
+
+def _schedule(cron: str, every: int | None) -> dict[str, Any]:
+    from datetime import timedelta
+
+    return {"interval": timedelta(seconds=every)} if every else {"cron": cron}
 
 
 @command(
-    "serve", "run both flows on their schedules in this process (no work pool)", _configure_serve
+    "serve",
+    "run both flows on their schedules in this process, as its own deployments "
+    "(vae-train/serve-retrain, vae-score/serve-score)",
+    _configure_serve,
 )
 def run_serve(args: argparse.Namespace) -> int:
     use_local_prefect_defaults()
-    from prefect import serve
-
-    from flows.score_flow import score_flow
-    from flows.train_flow import train_flow
+    from flows.cli import preflight
+    from flows.cli.flow_session import flow_session
 
     train_settings = _settings(args, "train", {})
     score_settings = _settings(args, "score", {})
-    serve(
-        train_flow.to_deployment(
-            name="retrain",
-            cron=args.retrain_cron,
-            parameters={"settings": train_settings.model_dump(mode="json")},
-        ),
-        score_flow.to_deployment(
-            name="score",
-            cron=args.score_cron,
-            parameters={"settings": score_settings.model_dump(mode="json")},
-        ),
-    )
+    # The inputs of later runs may not exist yet (tomorrow's folder); the output may.
+    preflight.check_serve(score_settings)
+    with flow_session(args.debug, services=True) as session:
+        from prefect import serve
+
+        from flows.score_flow import score_flow
+        from flows.train_flow import train_flow
+
+        session.ready()
+        if session.server is not None:
+            print(
+                f"serving on a local Prefect server at {session.server.url}, which stops "
+                "with this command (set PREFECT_API_URL to use another)",
+                file=sys.stderr,
+            )
+        serve(
+            train_flow.to_deployment(
+                name=SERVE_DEPLOYMENTS["train"],
+                parameters={"settings": train_settings.model_dump(mode="json")},
+                **_schedule(args.retrain_cron, args.retrain_every),
+            ),
+            score_flow.to_deployment(
+                name=SERVE_DEPLOYMENTS["score"],
+                parameters={"settings": score_settings.model_dump(mode="json")},
+                **_schedule(args.score_cron, args.score_every),
+            ),
+            pause_on_shutdown=True,
+        )
     return EXIT_OK
 
 

@@ -91,6 +91,7 @@ class LocalServer:
 
     def __init__(self, services: bool) -> None:
         self.services = services
+        self.ready = False
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}/api"
         self._log: IO[bytes] = tempfile.TemporaryFile(prefix="prefect-server-")
@@ -116,6 +117,7 @@ class LocalServer:
                     "set PREFECT_API_URL to use a running server"
                 )
             if _healthy(self.url):
+                self.ready = True
                 return
             time.sleep(0.25)
         self.stop()
@@ -166,16 +168,52 @@ def configured_api_url() -> str | None:
 
 
 @contextlib.contextmanager
-def _environment_variable(name: str, value: str) -> Iterator[None]:
-    before = os.environ.get(name)
-    os.environ[name] = value  # for subprocesses: served flow runs, Dask workers
+def _prefect_environment(server: LocalServer) -> Iterator[None]:
+    """``PREFECT_API_URL`` for this process (its threads included) and its subprocesses.
+
+    Prefect reads its settings when it is imported; Prefect's background threads (the log
+    and event workers) read the process-wide settings, not those of a ``with`` block, and
+    without an API URL would start Prefect's own temporary server, the one this replaces.
+    A server without the UI gets no UI URL, so no log line links to a page that is not.
+    """
+    from prefect.context import refresh_global_settings_context
+
+    values = {"PREFECT_API_URL": server.url}
+    if not server.services:
+        values["PREFECT_UI_URL"] = ""
+    before = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    refresh_global_settings_context()
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = before
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        refresh_global_settings_context()
+
+
+def _drain_prefect_workers() -> None:
+    """Send the logs and events still queued while the server is up (as Prefect's test
+    harness does before it stops its server)."""
+    import inspect
+
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def drain() -> None:
+        with contextlib.suppress(RuntimeError):  # never started
+            result = APILogWorker.instance().drain()
+            if inspect.isawaitable(result):
+                await result
+        result = EventsWorker.drain_all()
+        if inspect.isawaitable(result):
+            await result
+
+    run_coro_as_sync(drain())
 
 
 @contextlib.contextmanager
@@ -183,19 +221,18 @@ def owned_server(services: bool) -> Iterator[LocalServer | None]:
     """Start a local server unless an API is configured; the block runs against it.
 
     Enter this before importing the flows: the server starts while they load, and is
-    waited for when the block first needs it (``wait_ready``), or on leaving.
+    waited for when the block first needs it (``wait_ready``).
     """
     if configured_api_url() is not None:
         yield None
         return
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     server = LocalServer(services)
     try:
-        with (
-            _environment_variable("PREFECT_API_URL", server.url),
-            temporary_settings({PREFECT_API_URL: server.url}),
-        ):
-            yield server
+        with _prefect_environment(server):
+            try:
+                yield server
+            finally:
+                if server.ready:
+                    _drain_prefect_workers()
     finally:
         server.stop()

@@ -196,7 +196,8 @@ def test_fit_saves_a_loadable_model_and_prints_a_summary(
         "--contamination", "0.1", *FAST,
     )  # fmt: skip
     assert code == 0, err
-    assert sorted(p.name for p in target.iterdir()) == ["model.json", "weights.safetensors"]
+    # The model format's own files (the library's tests pin the full list).
+    assert {"model.json", "weights.safetensors"} <= {p.name for p in target.iterdir()}
     assert "rows: 400" in out
     assert "carried: payment_id, created_at" in out
     assert "threshold:" in out and "contamination=0.1" in out
