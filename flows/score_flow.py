@@ -38,6 +38,7 @@ from flows.pipeline.summary import SAMPLE_SIZE, PartitionResult, RowAccountingEr
 from flows.publishing import run_set
 from flows.publishing.locations import check_output_outside_input
 from flows.publishing.run_dates import dated_score, new_run_id, run_date
+from flows.publishing.run_index import read_index
 from flows.publishing.run_record import RunIdentity, index_row, manifest_content
 from flows.reporting import report
 from flows.task_runners import (
@@ -263,6 +264,7 @@ def build_report_data(
         rows_scored=summary.rows_scored,
         rows_quarantined=summary.rows_quarantined,
         quarantine_reasons=dict(summary.reasons),
+        quarantine_examples={k: tuple(v) for k, v in summary.reason_examples.items()},
         input_notes=tuple(summary.notes.messages()) if summary.notes else (),
         score_sample=scores,
         n_flagged=summary.n_flagged,
@@ -305,8 +307,11 @@ def publish_report(data: report.ReportData, output_dir: Path, run_id: str) -> Pa
         "expected_alert_rate": data.expected_alert_rate,
         "model_version": float(data.model_version) if data.model_version.isdigit() else 0.0,
         **{f"score_{k}": v for k, v in data.score_quantiles.items()},
+        **report.run_metrics(data),  # drift against training, this run among the last ones
     }
     tracking.log_metrics(run_id, metrics)
+    if data.links is not None:  # the MLflow run points back at the report and the flow run
+        tracking.set_run_tags(run_id, report.mlflow_tags(data.links))
     tracking.log_artifact(run_id, str(path), "report")
     tracking.log_text(
         run_id, json.dumps(data.quarantine_reasons, indent=2), "report/quarantine_reasons.json"
@@ -403,8 +408,36 @@ def _score_into(
     duplicates = summary.notes.duplicate_keys if summary.notes else 0
     tracking.log_metrics(run_id, {"n_duplicate_keys": duplicates})
     data = build_report_data(summary, detector, resolved, cfg, final, run_id)
+    links = _run_links(cfg, final, run_id, resolved, ref.tracking_uri)
+    history = read_index(cfg.output_dir)  # the earlier runs of this output root
+    data = report.complete_report(data, detector, staging, links, history)
     publish_report(data, staging, run_id)
     return summary, data
+
+
+def _run_links(
+    cfg: ScoreSettings,
+    final: Path,
+    run_id: str,
+    resolved: tracking.ResolvedModel,
+    tracking_uri: str,
+) -> report.RunLinks:
+    """Where the report links to: the MLflow run and model version, the Prefect flow run,
+    the run's folder as it will be once published."""
+    return report.RunLinks(
+        run_date=str(cfg.run_date) if cfg.run_date else None,
+        index_run_id=final.name,
+        mlflow_run_id=run_id,
+        tracking_uri=tracking_uri,
+        model_name=resolved.name,
+        model_version=str(resolved.version),
+        model_uri=resolved.uri,
+        prefect_flow_run_id=flow_run.id,
+        prefect_flow_run_url=flow_run.ui_url,
+        input_path=report.absolute_path(cfg.input_path),
+        output_dir=str(final.absolute()),
+        report_path=str((final / REPORT_FILE).absolute()),
+    )
 
 
 def _outcome(

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from flows.reporting.data import ReportData
 from flows.reporting.explain import MAX_EXPLAINED, explain_rows
+from flows.reporting.flagged import write_flagged
 from flows.reporting.formatting import sorted_top
 from flows.reporting.input_scan import scan_input
+from flows.reporting.links import RunLinks
 from flows.reporting.profile_view import profile_dict
 from flows.reporting.reconstruct import reconstruct
 
-__all__ = ["NO_PROFILE", "enrich"]
+__all__ = ["NO_PROFILE", "complete_report", "enrich"]
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +74,32 @@ def enrich(
         history=history,
         report_notes=tuple(notes),
     )
+
+
+def complete_report(
+    data: ReportData,
+    detector: Any,
+    folder: Path,
+    links: RunLinks | None = None,
+    history: pd.DataFrame | None = None,
+    scores_file: str = "scores.parquet",
+    csv: bool = False,
+) -> ReportData:
+    """Everything the report adds to a run before it is written: ``flagged.parquet`` (and
+    ``flagged.csv``) beside the scores in ``folder``, the links, values, drift, history.
+
+    The flagged file is part of the run: when it cannot be written, that error stops the
+    run (nothing is published). The other figures are best effort (``enrich``).
+    """
+    links = links or RunLinks()
+    scores = folder / scores_file
+    if scores.exists():
+        files = write_flagged(scores, folder, csv=csv)
+        links = dataclasses.replace(
+            links,
+            flagged_file=files.parquet.name,
+            flagged_csv=None if files.csv is None else files.csv.name,
+            n_flagged_file_rows=files.rows,
+        )
+    data = dataclasses.replace(data, links=links)
+    return enrich(data, detector, data.input_path, history)

@@ -9,9 +9,10 @@ has a UI address. Otherwise the identifiers are shown as text.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote
 
-__all__ = ["RunLinks", "http_base"]
+__all__ = ["RunLinks", "absolute_path", "http_base", "mlflow_tags"]
 
 
 def http_base(uri: str | None) -> str | None:
@@ -48,13 +49,14 @@ class RunLinks:
 
     @property
     def mlflow_run_url(self) -> str | None:
+        """The run's page; without the experiment id, the UI's address that finds it."""
         base = http_base(self.tracking_uri)
-        if base is None or not self.mlflow_run_id or not self.mlflow_experiment_id:
+        if base is None or not self.mlflow_run_id:
             return None
-        return (
-            f"{base}/#/experiments/{quote(self.mlflow_experiment_id, safe='')}"
-            f"/runs/{quote(self.mlflow_run_id, safe='')}"
-        )
+        run = quote(self.mlflow_run_id, safe="")
+        if not self.mlflow_experiment_id:
+            return f"{base}/#/runs/{run}"
+        return f"{base}/#/experiments/{quote(self.mlflow_experiment_id, safe='')}/runs/{run}"
 
     @property
     def model_version_url(self) -> str | None:
@@ -70,3 +72,23 @@ class RunLinks:
     def prefect_url(self) -> str | None:
         """The flow run's page, when it is an HTTP(S) address."""
         return http_base(self.prefect_flow_run_url)
+
+
+def mlflow_tags(links: RunLinks) -> dict[str, str]:
+    """Tags for the MLflow scoring run that point at the report and the Prefect flow run."""
+    tags = {
+        "report_path": links.report_path,
+        "run_folder": links.output_dir,
+        "run_index_id": links.index_run_id,
+        "prefect_flow_run_id": links.prefect_flow_run_id,
+        "prefect_flow_run_url": links.prefect_url,
+        "flagged_rows_file": links.flagged_file,
+    }
+    return {k: str(v) for k, v in tags.items() if v}
+
+
+def absolute_path(path: str) -> str:
+    """A local path made absolute (globs and hive folders too); URIs (``s3://``) as given."""
+    if "://" in path:
+        return path
+    return str(Path(path).absolute())

@@ -40,10 +40,10 @@ from flows.reporting.charts import (
     training_histogram_png,
 )
 from flows.reporting.data import ALERT_RATE_HIGH, ALERT_RATE_LOW, ReportData
-from flows.reporting.enrich import enrich
+from flows.reporting.enrich import complete_report, enrich
 from flows.reporting.flagged import FLAGGED_CSV, FLAGGED_FILE, FlaggedFiles, write_flagged
 from flows.reporting.formatting import png_data_uri
-from flows.reporting.links import RunLinks
+from flows.reporting.links import RunLinks, absolute_path, mlflow_tags
 from flows.reporting.page import SECTION_IDS, render_html, write_report
 
 __all__ = [
@@ -56,7 +56,10 @@ __all__ = [
     "FlaggedFiles",
     "ReportData",
     "RunLinks",
+    "absolute_path",
+    "complete_report",
     "enrich",
+    "mlflow_tags",
     "png_data_uri",
     "render_html",
     "render_markdown",
