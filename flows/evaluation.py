@@ -1,19 +1,28 @@
 """Figures of a fitted detector that the training run logs and the promotion gate compares.
 
 Label-free figures on the shared holdout, and, with ``train.evaluation`` set, ROC AUC,
-average precision and F1 on a labelled set.
+average precision and F1 on a labelled set. For the promotion gate, ``gate_data`` builds the
+reference both models are judged on (the champion's stored holdout sample with the new
+holdout, and synthetic anomalies injected into those rows) and ``gate_metrics`` scores one
+model on it.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 from flows.config import TrainSettings
-from vae_core.errors import SchemaError
+from flows.config.gates import PromotionGateSettings
+from vae_core.errors import InputError, SchemaError
 from vae_core.io import read_table
+from vae_core.profile import schema_kinds
 from vae_core.streaming import Detector
+from vae_core.synthetic_anomalies import SyntheticAnomalies, inject_anomalies
 
 
 def holdout_metrics(detector: Detector, holdout: pd.DataFrame) -> dict[str, float]:
@@ -59,3 +68,102 @@ def labelled_metrics(detector: Detector, cfg: TrainSettings) -> dict[str, float]
         "eval_average_precision": float(average_precision_score(labels, scores)),
         "eval_f1": float(f1_score(labels, scores > detector.threshold_.value)),
     }
+
+
+@dataclass(frozen=True)
+class GateData:
+    """What the promotion gate scores both models on; the new data cannot change
+    ``reference`` (the champion's stored holdout sample), only add ``holdout`` rows."""
+
+    reference: pd.DataFrame | None
+    holdout: pd.DataFrame
+    clean: pd.DataFrame  # reference and holdout rows together, bounded
+    anomalies: SyntheticAnomalies | None  # None: no detection check (sensor models)
+
+    def describe(self) -> dict[str, int]:
+        return {
+            "gate_reference_rows": 0 if self.reference is None else len(self.reference),
+            "gate_holdout_rows": len(self.holdout),
+            "gate_synthetic_anomalies": 0 if self.anomalies is None else len(self.anomalies.rows),
+        }
+
+
+def reference_sample(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
+    """At most ``max_rows`` rows of ``frame``, a seeded uniform sample in the original order."""
+    if len(frame) <= max_rows:
+        return frame.reset_index(drop=True)
+    rows = np.sort(np.random.default_rng(seed).choice(len(frame), max_rows, replace=False))
+    return frame.iloc[rows].reset_index(drop=True)
+
+
+def gate_data(
+    reference: pd.DataFrame | None,
+    holdout: pd.DataFrame,
+    detectors: list[Detector],
+    settings: PromotionGateSettings,
+) -> GateData:
+    """The reference rows and the synthetic anomalies made from them (same for both models).
+
+    Windowed (sensor) models score series, not rows: copies of single rows mean nothing to
+    them, so they get no detection check.
+    """
+    parts = [p for p in (reference, holdout) if p is not None and len(p)]
+    clean = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+    clean = reference_sample(clean, settings.reference_rows, settings.seed)
+    anomalies = None
+    if not any(d.ordered_stream for d in detectors) and len(clean) >= 2:
+        kinds: dict[str, str] = {}
+        for detector in detectors:
+            kinds.update(schema_kinds(detector.schema_))
+        kinds = {c: k for c, k in kinds.items() if c in clean.columns}
+        anomalies = inject_anomalies(clean, kinds, settings.synthetic_anomalies, settings.seed)
+    return GateData(reference, holdout, clean, anomalies)
+
+
+def gate_metrics(detector: Detector, data: GateData) -> dict[str, Any]:
+    """One model's figures on the gate's data; ``gate_error`` when it cannot score them
+    (a column it needs is not in the champion's reference data, for example)."""
+    try:
+        return _gate_metrics(detector, data)
+    except InputError as exc:
+        return {"gate_error": " ".join(str(exc).split())[:500]}
+
+
+def _gate_metrics(detector: Detector, data: GateData) -> dict[str, Any]:
+    threshold = detector.threshold_
+    clean = detector.decision_function(data.clean)
+    own = data.reference if data.reference is not None else data.holdout
+    own_scores = finite_scores(detector.decision_function(own))
+    metrics: dict[str, Any] = {
+        "expected_alert_rate": threshold.expected_alert_rate,
+        "gate_score_median": _median(finite_scores(clean)),
+        "gate_alert_rate_reference": _rate(own_scores, threshold.value),
+    }
+    if data.anomalies is not None:
+        broken = detector.decision_function(data.anomalies.rows)
+        metrics["gate_synthetic_roc_auc"] = _auc(clean, broken)
+        metrics["gate_synthetic_recall"] = _rate(broken, threshold.value)
+        for kind in sorted(set(data.anomalies.kinds)):
+            metrics[f"gate_synthetic_auc_{kind}"] = _auc(
+                clean, broken[data.anomalies.kinds == kind]
+            )
+    return metrics
+
+
+def _median(scores: np.ndarray) -> float:
+    return float(np.median(scores)) if len(scores) else float("nan")
+
+
+def _rate(scores: np.ndarray, threshold: float) -> float:
+    # A non-finite score (NaN from a model that broke) is no alert.
+    return float(np.mean(scores > threshold)) if len(scores) else float("nan")
+
+
+def _auc(clean: np.ndarray, broken: np.ndarray) -> float:
+    """ROC AUC of anomalies against clean rows; a NaN score counts as the lowest."""
+    scores = np.nan_to_num(np.r_[clean, broken], nan=-np.inf, posinf=np.finfo(float).max)
+    scores = np.where(np.isneginf(scores), np.finfo(float).min, scores)
+    labels = np.r_[np.zeros(len(clean)), np.ones(len(broken))]
+    if len(clean) == 0 or len(broken) == 0:
+        return float("nan")
+    return float(roc_auc_score(labels, scores))

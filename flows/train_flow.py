@@ -1,17 +1,22 @@
-"""The retraining flow: load -> validate -> split -> fit -> evaluate -> log -> register -> promote.
+"""The retraining flow: load -> validate -> data gate -> split -> fit -> evaluate -> log ->
+register -> promote.
 
 Tasks are thin: each calls ``vae_core`` or ``flows.mlops.tracking`` and returns plain values. The
 MLflow run id is passed explicitly from task to task (the active run is thread-local and
 Prefect runs tasks in worker threads). Any failure marks the MLflow run FAILED and leaves
-the registry's aliases untouched: the champion only moves in the last task, after the new
-version has been registered and compared on the same holdout data.
+the registry's aliases untouched. The data gate (``flows.gates.data_gate``) refuses broken
+training data against the champion's training profile before anything is fitted; the
+champion only moves in the last task, after the new version has been registered and judged
+with the champion on data the new data cannot change (the champion's stored holdout sample,
+the new holdout and synthetic anomalies in both; ``flows.mlops.promotion``), and only if
+the champion is still the version it was judged against (``flows.mlops.champion_lock``).
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -22,19 +27,32 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.config import Settings, TrainSettings, load_settings
 from flows.detectors import build_detector
-from flows.evaluation import finite_scores, holdout_metrics, labelled_metrics
-from flows.mlops import promotion, tracking
+from flows.evaluation import (
+    finite_scores,
+    gate_data,
+    gate_metrics,
+    holdout_metrics,
+    labelled_metrics,
+    reference_sample,
+)
+from flows.gates.data_gate import DataGateError, check_training_data, feature_columns
+from flows.mlops import descriptions, promotion, tracking
+from flows.mlops.champion_lock import set_champion_if
+from flows.mlops.runs import load_frame, log_frame
 from flows.reporting import report
 from flows.training_data import (
     data_fingerprint,
     load_training_data,
     quarantine_training_rows,
+    select_training_columns,
     split_holdout,
     validate_training_data,
 )
 from vae_core.streaming import Detector
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+#: The bounded holdout sample each training run stores: later challengers are judged on it.
+REFERENCE_ARTIFACT = "reference/holdout.parquet"
 
 
 @dataclass(frozen=True)
@@ -46,6 +64,51 @@ class TrainOutcome:
     promoted: bool
     reason: str
     metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The version the gates compare with: its detector and its stored reference rows."""
+
+    version: str
+    detector: Detector
+    reference: pd.DataFrame | None  # None: trained before reference samples were stored
+
+
+# -- gates ----------------------------------------------------------------------------------
+@task(cache_policy=NO_CACHE)
+def load_champion(name: str) -> Champion | None:
+    version = tracking.get_alias_version(name, CHAMPION)
+    if version is None:
+        return None
+    resolved = tracking.resolve_model(f"models:/{name}/{version}")
+    detector = tracking.load_detector(resolved)
+    reference = load_frame(resolved.run_id, REFERENCE_ARTIFACT) if resolved.run_id else None
+    return Champion(version, detector, reference)
+
+
+@task(cache_policy=NO_CACHE)
+def check_training_frame(
+    frame: pd.DataFrame, cfg: TrainSettings, champion: Champion | None, run_id: str
+) -> None:
+    """The data gate (``flows.gates.data_gate``): log its report; raise if it refuses."""
+    if not cfg.data_gate.enabled:
+        return
+    profile = getattr(champion.detector, "training_profile_", None) if champion else None
+    label = f"v{champion.version}" if champion else None
+    report = check_training_data(frame, feature_columns(frame, cfg), profile, cfg.data_gate, label)
+    tracking.log_text(
+        run_id, json.dumps(report.to_dict(), indent=2, default=str), "data_gate/report.json"
+    )
+    tracking.log_text(run_id, report.to_markdown(), "data_gate/report.md")
+    tracking.log_metrics(
+        run_id,
+        {"data_gate_passed": float(report.passed), "data_gate_findings": len(report.findings)},
+    )
+    tracking.set_run_tags(run_id, {"data_gate": "passed" if report.passed else "refused"})
+    if not report.passed:
+        raise DataGateError(report.summary_line())
+    get_run_logger().info(report.summary_line())
 
 
 # -- model ----------------------------------------------------------------------------------
@@ -99,6 +162,9 @@ def log_training(
     png = report.score_histogram_png(scores, detector.threshold_.value, "Holdout scores")
     tracking.log_figure_png(run_id, png, "plots/holdout_scores.png")
     tracking.log_text(run_id, training_report(detector, metrics, validation), "training_report.md")
+    gate = settings.train.promotion_gate
+    sample = reference_sample(holdout, gate.reference_rows, gate.seed)
+    log_frame(run_id, sample, REFERENCE_ARTIFACT)
 
 
 def training_report(
@@ -153,41 +219,85 @@ def register(
 def promote(
     run_id: str,
     registered: tracking.RegisteredVersion,
-    candidate_metrics: dict[str, float],
+    detector: Detector,
     holdout: pd.DataFrame,
     cfg: TrainSettings,
+    champion: Champion | None,
 ) -> promotion.PromotionDecision:
-    """Score the same holdout (and labelled set) with the champion, then move the alias."""
-    logger = get_run_logger()
+    """Judge both models on the champion's reference rows and the new holdout (with
+    synthetic anomalies), then move the alias only if the champion is still the one compared."""
     name = registered.name
-    champion_version = tracking.get_alias_version(name, CHAMPION)
+    models = [detector, *([champion.detector] if champion else [])]
+    data = gate_data(champion.reference if champion else None, holdout, models, cfg.promotion_gate)
+    candidate = {**gate_metrics(detector, data), **labelled_metrics(detector, cfg)}
     champion_metrics = None
-    if champion_version is not None:
-        resolved = tracking.resolve_model(f"models:/{name}/{champion_version}")
-        champion = tracking.load_detector(resolved)
-        champion_metrics = {**holdout_metrics(champion, holdout), **labelled_metrics(champion, cfg)}
-    decision = promotion.decide(
-        candidate_metrics,
-        champion_metrics,
-        labelled=cfg.evaluation is not None,
-        tolerance=cfg.promotion_tolerance,
+    if champion is not None:
+        champion_metrics = {
+            **gate_metrics(champion.detector, data),
+            **labelled_metrics(champion.detector, cfg),
+        }
+    limits = promotion.GateLimits(
+        cfg.promotion_tolerance,
+        cfg.promotion_gate.auc_tolerance,
+        cfg.promotion_gate.recall_tolerance,
     )
-    tracking.set_alias(name, decision.alias, registered.version)
-    tracking.set_version_tag(name, registered.version, "promotion", decision.reason[:500])
-    tracking.log_metrics(run_id, {"promoted": float(decision.promote)})
-    tracking.log_text(
-        run_id, json.dumps(asdict(decision), indent=2, default=str), "promotion/decision.json"
+    decision = promotion.decide_on_reference(
+        candidate, champion_metrics, labelled=cfg.evaluation is not None, limits=limits
     )
-    if champion_metrics:
-        tracking.log_metrics(run_id, {f"champion_{k}": v for k, v in champion_metrics.items()})
-    logger.info(
-        "version %s -> %s (previous champion: %s): %s",
+    compared = champion.version if champion else None
+    outcome = set_champion_if(name, registered.version, compared, decision.promote)
+    if outcome.note:
+        reason = f"{decision.reason}; {outcome.note}"
+        decision = replace(decision, promote=outcome.promoted, alias=outcome.alias, reason=reason)
+    _log_decision(run_id, registered, decision, compared, data.describe())
+    get_run_logger().info(
+        "version %s -> %s (compared with champion %s): %s",
         registered.version,
         decision.alias,
-        champion_version,
+        compared,
         decision.reason,
     )
     return decision
+
+
+def _log_decision(
+    run_id: str,
+    registered: tracking.RegisteredVersion,
+    decision: promotion.PromotionDecision,
+    compared: str | None,
+    sizes: dict[str, int],
+) -> None:
+    """Every figure of the decision as metrics, the decision as JSON, and version tags."""
+    name, version = registered.name, registered.version
+    tracking.set_version_tag(name, version, "promotion", decision.reason[:500])
+    tracking.set_version_tag(name, version, "promotion.compared_with", compared or "none")
+    figures = {k: v for k, v in decision.candidate.items() if isinstance(v, int | float)}
+    tracking.log_metrics(run_id, {"promoted": float(decision.promote), **figures, **sizes})
+    if decision.champion:
+        champion = {k: v for k, v in decision.champion.items() if isinstance(v, int | float)}
+        tracking.log_metrics(run_id, {f"champion_{k}": v for k, v in champion.items()})
+    record = {**asdict(decision), "compared_with": compared, "version": version, **sizes}
+    tracking.log_text(run_id, json.dumps(record, indent=2, default=str), "promotion/decision.json")
+
+
+@task(cache_policy=NO_CACHE)
+def describe(
+    registered: tracking.RegisteredVersion,
+    detector: Detector,
+    decision: promotion.PromotionDecision,
+    data: dict[str, Any],
+    compared: str | None,
+) -> None:
+    """Descriptions of the version (always) and of the registered model (when promoted)."""
+    text = descriptions.version_description(
+        detector, data, f"{decision.alias}: {decision.reason}", compared
+    )
+    descriptions.describe_version(registered.name, registered.version, text)
+    if decision.promote:
+        descriptions.describe_model(
+            registered.name,
+            descriptions.model_description(registered.name, detector, registered.version),
+        )
 
 
 def git_commit() -> str | None:
@@ -220,23 +330,34 @@ def train_flow(
         tags["git_commit"] = commit
     with tracking.tracked_run(track.experiment, "train", tags) as run_id:
         frame, sample = load_training_data(cfg)
+        frame = select_training_columns(frame, cfg, run_id)
         frame = quarantine_training_rows(frame, cfg, run_id)
         validation = validate_training_data(frame, cfg)
+        fingerprint = data_fingerprint(frame)
         tracking.set_run_tags(
             run_id,
             {
                 "row_count": str(len(frame)),
-                "data_fingerprint": data_fingerprint(frame),
+                "data_fingerprint": fingerprint,
                 "rows_seen": str(sample.rows_seen),
                 "sampled": str(sample.sampled).lower(),
             },
         )
+        champion = load_champion(track.registered_model)
+        check_training_frame(frame, cfg, champion, run_id)
         train, holdout = split_holdout(frame, cfg)
         detector = fit_detector(train, cfg, run_id)
         metrics = evaluate(detector, holdout, cfg)
         log_training(run_id, settings, detector, holdout, metrics, validation)
         registered = register(run_id, detector, holdout, track.registered_model)
-        decision = promote(run_id, registered, metrics, holdout, cfg)
+        decision = promote(run_id, registered, detector, holdout, cfg, champion)
+        describe(
+            registered,
+            detector,
+            decision,
+            {"fingerprint": fingerprint, "rows": len(frame)},
+            champion.version if champion else None,
+        )
     create_markdown_artifact(
         key="training-summary",
         markdown=f"# Model {registered.name} v{registered.version}: {decision.alias}\n\n"

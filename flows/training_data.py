@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -162,6 +163,57 @@ def quarantine_training_rows(frame: pd.DataFrame, cfg: TrainSettings, run_id: st
     if len(quarantined):
         tracking.log_text(run_id, quarantined.to_csv(index=False), "quarantine/train_rows.csv")
     return kept
+
+
+#: Column names that usually hold the answer, not a feature (compared in lower case).
+LABEL_NAMES = frozenset(
+    "label labels is_anomaly anomaly is_anomalous anomalous is_outlier outlier target y "
+    "class is_fraud fraud ground_truth truth".split()
+)
+#: Parts of a name that make a two-valued column look like a label (``fraud_flag``).
+LABEL_WORDS = frozenset({"label", "anomaly", "anomalous", "outlier", "fraud", "target", "class"})
+
+
+def likely_label_columns(frame: pd.DataFrame, carried: tuple[str, ...] = ()) -> list[str]:
+    """Columns that look like a label: named like one, or two-valued and named with a
+    label word (``is_fraud_case``, ``outlier_flag``). Carried (key) columns are not."""
+    found = []
+    for name in frame.columns:
+        if name in carried:
+            continue
+        text = str(name).strip().lower()
+        words = set(re.split(r"[^a-z0-9]+", text))
+        if text in LABEL_NAMES or (words & LABEL_WORDS and _two_valued(frame[name])):
+            found.append(str(name))
+    return found
+
+
+def _two_valued(series: pd.Series) -> bool:
+    return int(series.dropna().nunique()) <= 2
+
+
+@task(cache_policy=NO_CACHE)
+def select_training_columns(frame: pd.DataFrame, cfg: TrainSettings, run_id: str) -> pd.DataFrame:
+    """Drop ``train.exclude_columns``; warn (log and run tag) about a likely label column."""
+    logger = get_run_logger()
+    dropped = [c for c in cfg.exclude_columns if c in frame.columns]
+    absent = [c for c in cfg.exclude_columns if c not in frame.columns]
+    if absent:
+        logger.warning("train.exclude_columns names columns the data does not have: %s", absent)
+    if dropped:
+        frame = frame.drop(columns=dropped)
+        tracking.set_run_tags(run_id, {"excluded_columns": ",".join(dropped)})
+    carried = (*cfg.key_columns, *([cfg.timestamp_column] if cfg.timestamp_column else []))
+    labels = likely_label_columns(frame, carried)
+    if labels:
+        logger.warning(
+            "column(s) %s look like a label (the answer, not a feature) and will be trained "
+            "on as features; if they are labels, drop them with train.exclude_columns: %s",
+            labels,
+            json.dumps(labels),
+        )
+        tracking.set_run_tags(run_id, {"label_column_warning": ",".join(labels)})
+    return frame
 
 
 @task(cache_policy=NO_CACHE)

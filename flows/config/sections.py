@@ -11,6 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from flows.config import input_rules, runs
 from flows.config.base import ConfigError, _Frozen
+from flows.config.gates import DataGate, ExcludeColumns, PromotionGate
 from flows.config.thresholds import IQRThreshold, ThresholdSettings, flat_threshold_params
 from flows.config.tracking_uris import TrackingUri
 from vae_core.detector import VAEAnomalyDetector
@@ -202,6 +203,9 @@ class TrainSettings(_Frozen):
     promotion_tolerance: float = Field(
         0.05, ge=0, description="Label-free gate: relative slack on the holdout median score."
     )
+    exclude_columns: ExcludeColumns
+    data_gate: DataGate
+    promotion_gate: PromotionGate
     sensor: SensorSettings | None = Field(
         None, description="Sensor series: a windowed model; null: independent rows."
     )

@@ -32,6 +32,24 @@ Rules, in order:
 
 Any metric that is missing raises ``ValueError``; a non-finite candidate figure fails the
 gate (never promotes), a non-finite champion figure lets a finite candidate win.
+
+``decide_on_reference`` is the gate the training flow applies: the rules above, but on
+figures the new data cannot fool (``flows.evaluation.gate_metrics``: both models scored on
+the champion's stored holdout sample together with the new holdout), plus three checks,
+all of which must pass:
+
+- *Detection*: synthetic anomalies injected into those rows (``vae_core.synthetic_anomalies``)
+  must be separated from the clean rows at least as well as the champion does:
+  ``gate_synthetic_roc_auc >= champion's - auc_tolerance``;
+- *Detection at the threshold*: the share of synthetic anomalies above the candidate's own
+  threshold, ``gate_synthetic_recall >= champion's - recall_tolerance`` (a model whose
+  threshold rose out of reach ranks well and flags nothing);
+- *Alert rate on the champion's reference*: ``gate_alert_rate_reference`` within
+  ``alert_rate_band`` of the candidate's ``expected_alert_rate``.
+
+The fit check compares ``gate_score_median`` (not the new holdout's median), and with
+labels the labelled rule decides the fit instead. A candidate that cannot score the
+reference at all (``gate_error``) is not promoted.
 """
 
 from __future__ import annotations
@@ -58,6 +76,8 @@ class PromotionDecision:
     candidate: dict[str, Any]
     champion: dict[str, Any] | None
     criterion: Literal["no_champion", "labelled", "label_free"] = "label_free"
+    #: Every check of ``decide_on_reference``: name, passed, candidate, champion, limit.
+    checks: tuple[dict[str, Any], ...] = ()
 
 
 def decide(
@@ -147,3 +167,137 @@ def _label_free(candidate: dict, champion: dict, tolerance: float) -> PromotionD
     if median > median0 + tolerance * abs(median0):
         return decided(False, "worse fit of the holdout")
     return decided(True, "fit within tolerance and alert rate stable")
+
+
+@dataclass(frozen=True)
+class GateLimits:
+    """The tolerances of ``decide_on_reference`` (``train.promotion_gate`` and
+    ``train.promotion_tolerance``)."""
+
+    tolerance: float = DEFAULT_TOLERANCE
+    auc_tolerance: float = 0.02
+    recall_tolerance: float = 0.1
+
+
+def decide_on_reference(
+    candidate_metrics: dict[str, Any],
+    champion_metrics: dict[str, Any] | None,
+    labelled: bool,
+    limits: GateLimits | None = None,
+) -> PromotionDecision:
+    """The training flow's gate on the reference figures; see the module docstring."""
+    limits = limits or GateLimits()
+    candidate = dict(candidate_metrics)
+    champion = None if champion_metrics is None else dict(champion_metrics)
+    if champion is None:
+        return _decision(True, "no champion exists yet", candidate, None, "no_champion")
+    criterion = "labelled" if labelled else "label_free"
+    if "gate_error" in candidate:
+        why = f"the candidate cannot score the reference data: {candidate['gate_error']}"
+        return _decision(False, why, candidate, champion, criterion)
+    # A champion that cannot score the data is judged as having no figures: the candidate
+    # must still pass its own checks (alert rate, finite figures).
+    judged = _NO_FIGURES if "gate_error" in champion else champion
+    fit = _fit_check(candidate, judged, labelled, limits.tolerance)
+    checks = [fit, _alert_check(candidate), *_detection_checks(candidate, judged, limits)]
+    failed = [c for c in checks if not c["passed"]]
+    if failed:
+        reason = "failed " + "; ".join(f"{c['name']}: {c['why']}" for c in failed)
+    else:
+        reason = "passed " + "; ".join(f"{c['name']}: {c['why']}" for c in checks)
+    alias = CHAMPION if not failed else CHALLENGER
+    return PromotionDecision(
+        not failed, alias, reason, candidate, champion, criterion, tuple(checks)
+    )
+
+
+_NO_FIGURES = {
+    key: float("nan")
+    for key in (
+        "gate_score_median",
+        "gate_synthetic_roc_auc",
+        "gate_synthetic_recall",
+        "eval_average_precision",
+        "eval_roc_auc",
+    )
+}
+
+
+def _check(name: str, passed: bool, why: str, candidate: Any, champion: Any, limit: Any) -> dict:
+    return {
+        "name": name,
+        "passed": bool(passed),
+        "why": why,
+        "candidate": candidate,
+        "champion": champion,
+        "limit": limit,
+    }
+
+
+def _fit_check(candidate: dict, champion: dict, labelled: bool, tolerance: float) -> dict:
+    """The labelled rule, or the median rule on the reference scores."""
+    if labelled:
+        decision = _labelled(candidate, champion)
+        ap = candidate.get("eval_average_precision")
+        return _check(
+            "fit",
+            decision.promote,
+            decision.reason,
+            ap,
+            champion.get("eval_average_precision"),
+            "higher AP, or equal AP and ROC AUC",
+        )
+    median = _require(candidate, ("gate_score_median",), "candidate")["gate_score_median"]
+    median0 = _require(champion, ("gate_score_median",), "champion")["gate_score_median"]
+    limit = median0 + tolerance * abs(median0)
+    why = (
+        f"median score {median:.6g} on the reference data vs champion {median0:.6g} "
+        f"(tolerance {tolerance:.1%})"
+    )
+    if not math.isfinite(median):
+        passed = False
+    else:
+        passed = not math.isfinite(median0) or median <= limit
+    return _check("fit", passed, why, median, median0, limit)
+
+
+def _alert_check(candidate: dict) -> dict:
+    figures = _require(candidate, ("gate_alert_rate_reference", "expected_alert_rate"), "candidate")
+    rate, expected = figures["gate_alert_rate_reference"], figures["expected_alert_rate"]
+    band = alert_rate_band(expected) if math.isfinite(expected) else float("nan")
+    passed = math.isfinite(rate) and math.isfinite(expected) and abs(rate - expected) <= band
+    return _check(
+        "alert_rate",
+        passed,
+        f"alert rate {rate:.2%} on the champion's reference data vs expected {expected:.2%} "
+        f"(band ±{band:.2%})",
+        rate,
+        None,
+        [expected - band, expected + band],
+    )
+
+
+def _detection_checks(candidate: dict, champion: dict, limits: GateLimits) -> list[dict]:
+    checks = []
+    for key, name, tolerance in (
+        ("gate_synthetic_roc_auc", "detection", limits.auc_tolerance),
+        ("gate_synthetic_recall", "detection_at_threshold", limits.recall_tolerance),
+    ):
+        if key not in candidate and key not in champion:
+            continue  # a model that scores series gets no synthetic rows
+        value = float(candidate.get(key, float("nan")))
+        value0 = float(champion.get(key, float("nan")))
+        floor = value0 - tolerance
+        if not math.isfinite(value):
+            passed, why = False, f"{key} {_fmt(value)} is not finite"
+        elif not math.isfinite(value0):
+            passed, why = True, f"{key} {value:.4f}; the champion's is not finite"
+        else:
+            passed = value >= floor
+            why = f"{key} {value:.4f} vs champion {value0:.4f} (tolerance {tolerance:g})"
+        checks.append(_check(name, passed, why, value, value0, floor))
+    return checks
+
+
+def _fmt(value: Any) -> str:
+    return "missing" if value is None else f"{float(value):.6g}"

@@ -17,6 +17,7 @@ from typing import Any
 
 import mlflow
 import mlflow.artifacts
+import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -227,3 +228,25 @@ def epoch_logger(run_id: str, n_models: int = 1) -> Callable[[EpochRecord], None
 def get_run_metrics(run_id: str) -> dict[str, float]:
     """The latest value of every metric of the run."""
     return dict(client().get_run(run_id).data.metrics)
+
+
+def log_frame(run_id: str, frame: pd.DataFrame, artifact_file: str) -> None:
+    """Store ``frame`` as a Parquet file ``artifact_file`` of the run."""
+    directory, _, filename = artifact_file.rpartition("/")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / filename
+        frame.to_parquet(path, index=False)
+        client().log_artifact(run_id, str(path), directory or None)
+
+
+def load_frame(run_id: str, artifact_file: str) -> pd.DataFrame | None:
+    """The Parquet artifact ``artifact_file`` of the run, or None when the run has none."""
+    directory = artifact_file.rpartition("/")[0]
+    listed = {item.path for item in client().list_artifacts(run_id, directory or None)}
+    if artifact_file not in listed:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=artifact_file, dst_path=tmp
+        )
+        return pd.read_parquet(local)
