@@ -516,3 +516,27 @@ def test_config_files_over_the_size_limit_are_refused(capfd, tmp_path: Path) -> 
     code, _, err = run_cli(capfd, "train", "--config", config)
     assert code == 2
     assert_one_line_error(err, [str(config), "larger than 1 MiB"])
+
+
+def test_score_command_names_the_full_reason_when_the_champions_files_are_gone(
+    capfd, tmp_path: Path, champion: Champion
+) -> None:
+    import shutil
+    from urllib.parse import unquote, urlparse
+
+    from flows.train_flow import train_flow
+
+    settings = flow_settings(
+        champion.store, champion.train, champion.score, tmp_path / "out", name="rel-gone"
+    )
+    assert train_flow(settings).alias == "champion"
+    client = MlflowClient(champion.store, champion.store)
+    files = Path(unquote(urlparse(client.get_model_version_download_uri("rel-gone", "1")).path))
+    assert files.is_dir()
+    shutil.rmtree(files)
+    config = write_config(tmp_path / "gone.yaml", settings)  # scores models:/rel-gone@champion
+    code, _, err = run_cli(capfd, "score", "--config", config)
+    assert code == 2, err
+    line = assert_one_line_error(err, ["models:/rel-gone", "cannot download the model files"])
+    reason = line.split("artifacts:", 1)[-1] if "artifacts:" in line else line
+    assert len(reason.strip()) > 10, line  # the reason itself, not a line cut after the colon

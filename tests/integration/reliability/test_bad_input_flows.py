@@ -8,18 +8,25 @@ quarantined with a reason, and show up in the report and the run's figures.
 from __future__ import annotations
 
 import html
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 from bad_inputs import (
+    DRIFT_CASES,
     DUPLICATE_ROWS,
     EXTRA_COLUMN,
     EXTREME_VALUES,
     FILE_CASES,
+    GARBAGE_ROWS,
     KEY,
     MISSING_FEATURE,
+    N_EXTRA_COLUMNS,
+    NESTED_KEYS,
+    NULL_KEY_ROWS,
     TEXT_ROW,
+    TEXT_SPELLINGS,
     TEXT_VALUE,
     UNSEEN_LEVEL,
     UNSEEN_ROW,
@@ -29,8 +36,14 @@ from bad_inputs import (
     with_duplicate_keys,
     with_extra_column,
     with_extreme_values,
+    with_garbage_timestamps,
+    with_many_extra_columns,
+    with_null_keys,
     with_text_in_numbers,
+    with_text_spellings,
+    with_type_drift,
     with_unseen_category,
+    write_nested_key,
 )
 from mlflow import MlflowClient
 from reliability_helpers import Champion, flow_settings, temporary_files
@@ -285,3 +298,99 @@ def test_bad_rows_are_quarantined_with_their_reason(scored_cases, entry, reason)
 def test_an_all_null_column_is_scored_as_missing(scored_cases) -> None:
     _, outcome, scores, quarantine = scored_cases["all_null_column"]
     assert quarantine is None and len(scores) == outcome.rows_in
+
+
+# -- second round: inputs the first catalogue did not list -----------------------------------
+SECOND_ROUND = {
+    **{entry: partial(with_type_drift, entry=entry) for entry in DRIFT_CASES},
+    "text_spellings": with_text_spellings,
+    "garbage_timestamps": with_garbage_timestamps,
+    "null_keys": with_null_keys,
+    "many_extra_columns": with_many_extra_columns,
+}
+
+
+@pytest.fixture(scope="module")
+def second_round(tmp_path_factory: pytest.TempPathFactory, frames, champion: Champion):
+    """Each entry scored once by the scoring flow: (frame, outcome, quarantine or None)."""
+    results = {}
+    for entry, make in SECOND_ROUND.items():
+        root = tmp_path_factory.mktemp(entry)
+        frame = make(frames[1])
+        data = write_parquet_atomic(frame, root / "input.parquet")
+        outcome = score_flow(flow_settings(champion.store, champion.train, data, root / "out"))
+        quarantine = read_table(outcome.quarantine_path) if outcome.quarantine_path else None
+        results[entry] = (frame, outcome, quarantine)
+    return results
+
+
+def _note(outcome, fragment: str) -> str:
+    (note,) = [note for note in outcome.notes if fragment in note]
+    # Escaped in the page (a quote may be spelled &#39; or &#x27;): compare the text.
+    assert note in html.unescape(outcome.report_path.read_text())
+    return note
+
+
+@pytest.mark.parametrize("entry", list(DRIFT_CASES))
+def test_type_drift_is_a_note_in_the_report(second_round, entry: str) -> None:
+    frame, outcome, quarantine = second_round[entry]
+    column, before, now = DRIFT_CASES[entry]
+    note = _note(outcome, f"column '{column}'")
+    assert f"holds {now}" in note and f"held {before}" in note
+    assert quarantine is None and outcome.rows_scored == len(frame)
+
+
+def test_text_spellings_of_non_finite_numbers_are_quarantined(second_round) -> None:
+    _, outcome, quarantine = second_round["text_spellings"]
+    reasons = dict(zip(quarantine["amount"].fillna(""), quarantine["reason"], strict=True))
+    assert set(reasons) == set(TEXT_SPELLINGS)
+    for spelling in ("nan", "NaN", ""):
+        assert reasons[spelling] == f"column 'amount' value {spelling!r} is not a number"
+    for spelling in ("inf", "-inf", "Infinity"):
+        assert reasons[spelling] == f"column 'amount' value {spelling!r} is not a finite number"
+    assert outcome.rows_quarantined == len(TEXT_SPELLINGS)
+
+
+def test_unparseable_timestamps_are_counted_in_a_note(second_round) -> None:
+    frame, outcome, quarantine = second_round["garbage_timestamps"]
+    note = _note(outcome, "created_at")
+    assert f"{len(GARBAGE_ROWS)} value(s) that are not timestamps" in note
+    assert quarantine is None and outcome.rows_scored == len(frame)
+
+
+def test_null_keys_are_quarantined_not_reported_as_repeats(second_round) -> None:
+    _, outcome, quarantine = second_round["null_keys"]
+    assert quarantine["reason"].tolist() == [f"key column '{KEY}' is null"] * len(NULL_KEY_ROWS)
+    assert not any("repeat the key value" in note for note in outcome.notes), outcome.notes
+
+
+def test_thousands_of_extra_columns_are_one_short_note(second_round) -> None:
+    _, outcome, _ = second_round["many_extra_columns"]
+    note = _note(outcome, "not used by the model")
+    assert f"{N_EXTRA_COLUMNS:,} columns" in note and len(note) < 600
+
+
+@pytest.mark.parametrize("kind", list(NESTED_KEYS))
+def test_score_flow_refuses_a_nested_key_column(
+    tmp_path: Path, frames, champion: Champion, kind: str
+) -> None:
+    data = write_nested_key(frames[1], kind, tmp_path / "nested.parquet")
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=f"key column '{KEY}' holds {NESTED_KEYS[kind][1]}"):
+        score_flow(flow_settings(champion.store, champion.train, data, out))
+    assert last_run_status(champion.store) == "FAILED"
+    assert not list(out.rglob("scores.parquet")) and temporary_files(tmp_path) == []
+
+
+def test_train_flow_refuses_a_nested_key_column(tmp_path: Path, frames, champion) -> None:
+    data = write_nested_key(frames[0], "list", tmp_path / "nested.parquet")
+    settings = flow_settings(champion.store, data, champion.score, tmp_path, name="rel-flow")
+    with pytest.raises(InputError, match=rf"{data}: key column '{KEY}' holds list or map"):
+        train_flow(settings)
+    client = MlflowClient(champion.store, champion.store)
+    assert client.search_model_versions("name='rel-flow'") == []
+
+
+def test_a_garbage_tracking_uri_is_refused_before_any_run(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"'garbage-uri', from the command line .*sqlite:///"):
+        score_flow(overrides={"tracking": {"tracking_uri": "garbage-uri"}})
