@@ -322,6 +322,8 @@ def _check_files(root: Path, entries: dict[str, Any], where: Path) -> None:
         actual = sha256_of(path)
         if actual == entry["sha256"] and path.stat().st_size == entry["size"]:
             continue
+        if entry.get("fields") is not None and _json_fields(path) is None:
+            read_json(path)  # no longer a JSON object: say what it is instead
         changed = _changed_fields(path, entry.get("fields"))
         if changed:
             raise ModelFileError(
