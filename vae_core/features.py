@@ -258,14 +258,15 @@ class Preprocessor:
         """Encode a frame that passed ``FeatureSchema.validate``; vectorised per column."""
         n_rows = len(frame)
         numeric, numeric_mask = self._encode_numeric(frame)
-        codes = np.full((n_rows, len(self.state["categorical"])), -1, dtype=np.int64)
-        one_hot_blocks = []
-        for j, col in enumerate(self.state["categorical"]):
-            codes[:, j] = self._encode_levels(frame[col["name"]], j)
-            block = np.zeros((n_rows, len(col["levels"])), dtype=np.float32)
-            present = codes[:, j] >= 0
-            block[np.flatnonzero(present), codes[present, j]] = 1.0
-            one_hot_blocks.append(block)
+        codes = self._encode_categories(frame)
+        # One one-hot block for every categorical column, set by flat index: a block per
+        # column was 1,500 allocations per batch on a wide set of flags.
+        cardinalities = self.layout.cardinalities
+        one_hot = np.zeros((n_rows, sum(cardinalities)), dtype=np.float32)
+        if cardinalities:
+            offsets = np.cumsum([0, *cardinalities[:-1]], dtype=np.int64)
+            rows, columns = np.nonzero(codes >= 0)
+            one_hot[rows, offsets[columns] + codes[rows, columns]] = 1.0
         missing = (
             np.stack(
                 [frame[name].isna().to_numpy() for name in self.state["missing_indicators"]],
@@ -274,7 +275,7 @@ class Preprocessor:
             if self.state["missing_indicators"]
             else np.zeros((n_rows, 0), dtype=np.float32)
         )
-        inputs = np.concatenate([numeric, *one_hot_blocks, missing], axis=1)
+        inputs = np.concatenate([numeric, one_hot, missing], axis=1)
         return EncodedData(inputs, numeric, numeric_mask, codes, missing)
 
     def _encode_numeric(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -324,17 +325,41 @@ class Preprocessor:
             observed = np.ones(missing.shape, dtype=np.float32)
         return z.astype(np.float32, order="C"), observed
 
+    def _encode_categories(self, frame: pd.DataFrame) -> np.ndarray:
+        """Level codes of every categorical column, -1 where missing.
+
+        Two-valued numeric columns (flags) are coded as one block: on a wide set of flags a
+        call per column cost more than the comparisons.
+        """
+        categorical = self.state["categorical"]
+        codes = np.full((len(frame), len(categorical)), -1, dtype=np.int64)
+        flags = [j for j, col in enumerate(categorical) if col.get("numeric_values") is not None]
+        if flags:
+            codes[:, flags] = self._encode_flags(frame, flags)
+        for j in sorted(set(range(len(categorical))) - set(flags)):
+            codes[:, j] = self._encode_levels(frame[categorical[j]["name"]], j)
+        return codes
+
+    def _encode_flags(self, frame: pd.DataFrame, flags: list[int]) -> np.ndarray:
+        """Codes 0 / 1 of the two values seen in training, the unseen code for any other
+        value, -1 where missing; compared as numbers, so 1, 1.0 and True all match 1.0."""
+        columns = [self.state["categorical"][j] for j in flags]
+        names = [col["name"] for col in columns]
+        dtypes = frame.dtypes
+        if all(is_numeric_dtype(dtypes[name]) for name in names):
+            values = frame[names].to_numpy(np.float64, na_value=np.nan)
+        else:
+            values = np.column_stack(
+                [pd.to_numeric(frame[name], errors="coerce").to_numpy(np.float64) for name in names]
+            )
+        first, second = np.array([col["numeric_values"] for col in columns], dtype=np.float64).T
+        unseen = np.array([len(col["levels"]) - 1 for col in columns], dtype=np.int64)
+        codes = np.where(values == first, 0, np.where(values == second, 1, unseen))
+        codes[np.isnan(values)] = -1
+        return codes
+
     def _encode_levels(self, series: pd.Series, j: int) -> np.ndarray:
         levels = self.state["categorical"][j]["levels"]
-        numeric_values = self.state["categorical"][j].get("numeric_values")
-        if numeric_values is not None:
-            # Compared as numbers, so 1, 1.0 and True all match the level seen as 1.0.
-            values = pd.to_numeric(series, errors="coerce").to_numpy(np.float64)
-            codes = np.full(len(values), len(levels) - 1, dtype=np.int64)
-            for code, value in enumerate(numeric_values):
-                codes[values == value] = code
-            codes[np.isnan(values)] = -1
-            return codes
         index = self._level_index[j]
         unseen = len(levels) - 1
         rare_code = index.get(RARE_LEVEL, unseen)

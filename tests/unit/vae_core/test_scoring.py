@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from vae_core.features import Preprocessor
+from vae_core.features import EncodedData, FeatureLayout, Preprocessor
 from vae_core.losses import Batch, kl_to_standard_normal, reconstruction_terms
 from vae_core.model import TabularVAE, VAEArchitecture
 from vae_core.schema import infer_schema
-from vae_core.score_terms import student_t_terms
+from vae_core.score_terms import level_rarity_terms, student_t_terms
 from vae_core.scoring import (
     CPU_CHUNK_CELLS,
     DEVICE_CHUNK_ROWS,
@@ -268,3 +268,20 @@ def test_an_unseen_category_costs_at_least_a_laplace_floor(encoded_setup):
     unseen_rarity = layout.category_rarity[0][-1]
     assert unseen_rarity > 0
     np.testing.assert_allclose(nll_unseen, np.log(66) + unseen_rarity, rtol=1e-5)
+
+
+def test_level_rarity_terms_look_up_each_columns_own_rarities():
+    """One flat lookup for every column: each code finds its own column's rarity, and a
+    missing level (code -1) costs nothing."""
+    layout = FeatureLayout(
+        numeric_columns=(),
+        categorical_columns=("a", "b", "c"),
+        cardinalities=(3, 2, 4),
+        missing_columns=(),
+        category_rarity=((0.0, 1.5, 4.0), (0.0, 0.0), (0.0, 0.5, 2.0, 7.0)),
+    )
+    codes = np.array([[0, 1, 3], [2, -1, 1], [-1, 0, 2], [1, 1, -1]], dtype=np.int64)
+    empty = np.zeros((4, 0), dtype=np.float32)
+    data = EncodedData(empty, empty, empty, codes, empty)
+    expected = [[0.0, 0.0, 7.0], [4.0, 0.0, 0.5], [0.0, 0.0, 2.0], [1.5, 0.0, 0.0]]
+    np.testing.assert_array_equal(level_rarity_terms(data, layout), expected)
