@@ -13,7 +13,7 @@ from vae_core.features import EncodedData, FeatureLayout, Preprocessor
 from vae_core.losses import Batch, kl_to_standard_normal, reconstruction_terms
 from vae_core.model import TabularVAE, VAEArchitecture
 from vae_core.schema import infer_schema
-from vae_core.score_terms import level_rarity_terms, student_t_terms
+from vae_core.score_terms import student_t_terms
 from vae_core.scoring import (
     CPU_CHUNK_CELLS,
     DEVICE_CHUNK_ROWS,
