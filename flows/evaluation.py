@@ -72,18 +72,25 @@ def labelled_metrics(detector: Detector, cfg: TrainSettings) -> dict[str, float]
 
 @dataclass(frozen=True)
 class GateData:
-    """What the promotion gate scores both models on; the new data cannot change
-    ``reference`` (the champion's stored holdout sample), only add ``holdout`` rows."""
+    """What the promotion gate scores both models on.
+
+    ``reference`` is the champion's stored holdout sample, which the new data cannot
+    change: the checks that decide are computed on it (``clean``, with the synthetic
+    ``anomalies`` made from its rows). The new ``holdout`` is scored too, for the record:
+    a model fitted on broken data looks good on the same broken data, so it decides only
+    when the champion has no stored sample (one trained before samples were stored).
+    """
 
     reference: pd.DataFrame | None
     holdout: pd.DataFrame
-    clean: pd.DataFrame  # reference and holdout rows together, bounded
+    clean: pd.DataFrame  # the rows the checks are computed on, bounded
     anomalies: SyntheticAnomalies | None  # None: no detection check (sensor models)
 
     def describe(self) -> dict[str, int]:
         return {
             "gate_reference_rows": 0 if self.reference is None else len(self.reference),
             "gate_holdout_rows": len(self.holdout),
+            "gate_clean_rows": len(self.clean),
             "gate_synthetic_anomalies": 0 if self.anomalies is None else len(self.anomalies.rows),
         }
 
@@ -102,14 +109,13 @@ def gate_data(
     detectors: list[Detector],
     settings: PromotionGateSettings,
 ) -> GateData:
-    """The reference rows and the synthetic anomalies made from them (same for both models).
+    """The rows the gate's checks use and the synthetic anomalies made from them.
 
     Windowed (sensor) models score series, not rows: copies of single rows mean nothing to
     them, so they get no detection check.
     """
-    parts = [p for p in (reference, holdout) if p is not None and len(p)]
-    clean = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-    clean = reference_sample(clean, settings.reference_rows, settings.seed)
+    base = reference if reference is not None and len(reference) else holdout
+    clean = reference_sample(base, settings.reference_rows, settings.seed)
     anomalies = None
     if not any(d.ordered_stream for d in detectors) and len(clean) >= 2:
         kinds: dict[str, str] = {}
@@ -132,12 +138,13 @@ def gate_metrics(detector: Detector, data: GateData) -> dict[str, Any]:
 def _gate_metrics(detector: Detector, data: GateData) -> dict[str, Any]:
     threshold = detector.threshold_
     clean = detector.decision_function(data.clean)
-    own = data.reference if data.reference is not None else data.holdout
-    own_scores = finite_scores(detector.decision_function(own))
+    new = finite_scores(detector.decision_function(data.holdout))
     metrics: dict[str, Any] = {
         "expected_alert_rate": threshold.expected_alert_rate,
         "gate_score_median": _median(finite_scores(clean)),
-        "gate_alert_rate_reference": _rate(own_scores, threshold.value),
+        "gate_alert_rate_reference": _rate(finite_scores(clean), threshold.value),
+        "gate_new_score_median": _median(new),
+        "gate_new_alert_rate": _rate(new, threshold.value),
     }
     if data.anomalies is not None:
         broken = detector.decision_function(data.anomalies.rows)
@@ -147,7 +154,24 @@ def _gate_metrics(detector: Detector, data: GateData) -> dict[str, Any]:
             metrics[f"gate_synthetic_auc_{kind}"] = _auc(
                 clean, broken[data.anomalies.kinds == kind]
             )
+        metrics["gate_column_auc"] = _column_aucs(clean, broken, data.anomalies)
     return metrics
+
+
+#: The kinds that change one column to a value it never takes: a model that still models
+#: the column notices every one of them, whatever the other columns hold.
+_OUT_OF_RANGE = ("far_out", "rare_category")
+
+
+def _column_aucs(clean: np.ndarray, broken: np.ndarray, made: SyntheticAnomalies) -> dict:
+    """ROC AUC of the out-of-range anomalies of each column against the clean rows: how well
+    the model still watches that column (about 0.5 for one it stopped modelling)."""
+    out_of_range = np.isin(made.kinds, _OUT_OF_RANGE)
+    aucs = {}
+    for column in sorted({str(c) for c in made.columns[out_of_range]}):
+        selected = out_of_range & (made.columns == column)
+        aucs[column] = _auc(clean, broken[selected])
+    return aucs
 
 
 def _median(scores: np.ndarray) -> float:

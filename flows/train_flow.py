@@ -15,6 +15,7 @@ the champion is still the version it was judged against (``flows.mlops.champion_
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -236,10 +237,12 @@ def promote(
             **gate_metrics(champion.detector, data),
             **labelled_metrics(champion.detector, cfg),
         }
+    gate = cfg.promotion_gate
     limits = promotion.GateLimits(
         cfg.promotion_tolerance,
-        cfg.promotion_gate.auc_tolerance,
-        cfg.promotion_gate.recall_tolerance,
+        gate.auc_tolerance,
+        gate.recall_tolerance,
+        gate.column_auc_tolerance,
     )
     decision = promotion.decide_on_reference(
         candidate, champion_metrics, labelled=cfg.evaluation is not None, limits=limits
@@ -271,13 +274,21 @@ def _log_decision(
     name, version = registered.name, registered.version
     tracking.set_version_tag(name, version, "promotion", decision.reason[:500])
     tracking.set_version_tag(name, version, "promotion.compared_with", compared or "none")
-    figures = {k: v for k, v in decision.candidate.items() if isinstance(v, int | float)}
+    figures = _numbers(decision.candidate)
     tracking.log_metrics(run_id, {"promoted": float(decision.promote), **figures, **sizes})
     if decision.champion:
-        champion = {k: v for k, v in decision.champion.items() if isinstance(v, int | float)}
+        champion = _numbers(decision.champion)
         tracking.log_metrics(run_id, {f"champion_{k}": v for k, v in champion.items()})
     record = {**asdict(decision), "compared_with": compared, "version": version, **sizes}
     tracking.log_text(run_id, json.dumps(record, indent=2, default=str), "promotion/decision.json")
+
+
+def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
+    """The numeric figures, per-column ones as ``gate_column_auc.<column>``."""
+    out = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+    for column, value in (metrics.get("gate_column_auc") or {}).items():
+        out[f"gate_column_auc.{re.sub(r'[^A-Za-z0-9_./ -]', '_', column)}"] = float(value)
+    return out
 
 
 @task(cache_policy=NO_CACHE)

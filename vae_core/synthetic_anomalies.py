@@ -43,12 +43,14 @@ RARE_SHARE = 0.05
 
 @dataclass(frozen=True)
 class SyntheticAnomalies:
-    """Broken copies of clean rows: ``rows`` (same columns), ``kinds`` and ``sources``
-    (the position of the clean row each copy was made from)."""
+    """Broken copies of clean rows: ``rows`` (same columns), ``kinds``, ``sources`` (the
+    position of the clean row each copy was made from) and ``columns`` (the one column
+    changed; empty for ``swapped_columns``, which changes several)."""
 
     rows: pd.DataFrame
     kinds: np.ndarray
     sources: np.ndarray
+    columns: np.ndarray
 
 
 def inject_anomalies(
@@ -83,11 +85,12 @@ def inject_anomalies(
         if isinstance(out[column].dtype, pd.CategoricalDtype):
             out[column] = out[column].astype(object)
     made = np.array([usable[i % len(usable)] for i in range(n_anomalies)], dtype=object)
+    changed = np.full(n_anomalies, "", dtype=object)
     for kind in usable:
         rows = np.flatnonzero(made == kind)
         if len(rows):
-            _MAKERS[kind](out, clean, rows, rng, numeric, categorical, features)
-    return SyntheticAnomalies(out, made, sources)
+            changed[rows] = _MAKERS[kind](out, clean, rows, rng, numeric, categorical, features)
+    return SyntheticAnomalies(out, made, sources, changed)
 
 
 def _possible(kind: str, numeric: list[str], categorical: list[str], features: list[str]) -> bool:
@@ -109,27 +112,31 @@ def _floats(series: pd.Series) -> np.ndarray:
     return pd.Series(numbers).astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _far_out(out, clean, rows, rng, numeric, categorical, features) -> None:
-    for row, column in zip(rows, rng.choice(numeric, size=len(rows)), strict=True):
+def _far_out(out, clean, rows, rng, numeric, categorical, features) -> np.ndarray:
+    chosen = rng.choice(numeric, size=len(rows))
+    for row, column in zip(rows, chosen, strict=True):
         values = _floats(clean[column])
         low, high = np.nanquantile(values[np.isfinite(values)], [0.01, 0.99])
         span = max(high - low, abs(high), 1e-6)
         above = rng.uniform() < 0.5 or low - FAR_OUT_SPANS * span < 0 <= low
         value = high + FAR_OUT_SPANS * span if above else low - FAR_OUT_SPANS * span
         out.loc[row, column] = _as_column_value(out[column], value)
+    return chosen
 
 
-def _swapped_columns(out, clean, rows, rng, numeric, categorical, features) -> None:
+def _swapped_columns(out, clean, rows, rng, numeric, categorical, features) -> np.ndarray:
     half = max(1, len(features) // 2)
     for row in rows:
         donor = int(rng.integers(0, len(clean)))
         taken = list(rng.choice(features, size=half, replace=False))
         for column in taken:
             out.loc[row, column] = clean[column].iloc[donor]
+    return np.full(len(rows), "", dtype=object)
 
 
-def _broken_correlation(out, clean, rows, rng, numeric, categorical, features) -> None:
-    for row, column in zip(rows, rng.choice(numeric, size=len(rows)), strict=True):
+def _broken_correlation(out, clean, rows, rng, numeric, categorical, features) -> np.ndarray:
+    chosen = rng.choice(numeric, size=len(rows))
+    for row, column in zip(rows, chosen, strict=True):
         values = _floats(clean[column])
         present = np.sort(values[np.isfinite(values)])
         current = _floats(out[column].iloc[[row]])[0]
@@ -138,11 +145,14 @@ def _broken_correlation(out, clean, rows, rng, numeric, categorical, features) -
         if mirrored == current:  # the median row: take the farther end instead
             mirrored = present[0] if current - present[0] > present[-1] - current else present[-1]
         out.loc[row, column] = _as_column_value(out[column], mirrored)
+    return chosen
 
 
-def _rare_category(out, clean, rows, rng, numeric, categorical, features) -> None:
-    for row, column in zip(rows, rng.choice(categorical, size=len(rows)), strict=True):
+def _rare_category(out, clean, rows, rng, numeric, categorical, features) -> np.ndarray:
+    chosen = rng.choice(categorical, size=len(rows))
+    for row, column in zip(rows, chosen, strict=True):
         out.loc[row, column] = _rare_level(clean[column], out[column].iloc[row])
+    return chosen
 
 
 def _rare_level(series: pd.Series, current: object) -> object:

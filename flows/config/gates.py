@@ -90,6 +90,13 @@ class PromotionGateSettings(_Frozen):
         description="The challenger's share of synthetic anomalies above its threshold may "
         "be this much below the champion's.",
     )
+    column_auc_tolerance: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Per column, the challenger's ROC AUC on values pushed out of range "
+        "(far out, rare levels) may be this much below the champion's.",
+    )
     seed: int = Field(0, description="Seed of the reference sample and the synthetic anomalies.")
 
 

@@ -22,7 +22,8 @@ MAX_FEATURES_LISTED = 40
 def _features(detector: Detector) -> str:
     names = list(detector.schema_.feature_names)
     shown = ", ".join(f"`{n}`" for n in names[:MAX_FEATURES_LISTED])
-    more = f" and {len(names) - MAX_FEATURES_LISTED} more" if len(names) > MAX_FEATURES_LISTED else ""
+    hidden = len(names) - MAX_FEATURES_LISTED
+    more = f" and {hidden} more" if hidden > 0 else ""
     return f"{len(names)} features: {shown}{more}"
 
 

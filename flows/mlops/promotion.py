@@ -35,8 +35,8 @@ gate (never promotes), a non-finite champion figure lets a finite candidate win.
 
 ``decide_on_reference`` is the gate the training flow applies: the rules above, but on
 figures the new data cannot fool (``flows.evaluation.gate_metrics``: both models scored on
-the champion's stored holdout sample together with the new holdout), plus three checks,
-all of which must pass:
+the champion's stored holdout sample; the new holdout only when there is none), plus four
+checks, all of which must pass:
 
 - *Detection*: synthetic anomalies injected into those rows (``vae_core.synthetic_anomalies``)
   must be separated from the clean rows at least as well as the champion does:
@@ -44,6 +44,10 @@ all of which must pass:
 - *Detection at the threshold*: the share of synthetic anomalies above the candidate's own
   threshold, ``gate_synthetic_recall >= champion's - recall_tolerance`` (a model whose
   threshold rose out of reach ranks well and flags nothing);
+- *Every column watched*: per column, the ROC AUC of the anomalies that push that column
+  out of range (far-out values, rare levels), ``gate_column_auc``, must not fall more than
+  ``column_tolerance`` below the champion's (a model fitted on data where a column was
+  missing or scaled absurdly stops watching it: about 0.5 where the champion has 1.0);
 - *Alert rate on the champion's reference*: ``gate_alert_rate_reference`` within
   ``alert_rate_band`` of the candidate's ``expected_alert_rate``.
 
@@ -177,6 +181,7 @@ class GateLimits:
     tolerance: float = DEFAULT_TOLERANCE
     auc_tolerance: float = 0.02
     recall_tolerance: float = 0.1
+    column_tolerance: float = 0.1
 
 
 def decide_on_reference(
@@ -199,7 +204,12 @@ def decide_on_reference(
     # must still pass its own checks (alert rate, finite figures).
     judged = _NO_FIGURES if "gate_error" in champion else champion
     fit = _fit_check(candidate, judged, labelled, limits.tolerance)
-    checks = [fit, _alert_check(candidate), *_detection_checks(candidate, judged, limits)]
+    checks = [
+        fit,
+        _alert_check(candidate),
+        *_detection_checks(candidate, judged, limits),
+        *_column_check(candidate, judged, limits.column_tolerance),
+    ]
     failed = [c for c in checks if not c["passed"]]
     if failed:
         reason = "failed " + "; ".join(f"{c['name']}: {c['why']}" for c in failed)
@@ -297,6 +307,26 @@ def _detection_checks(candidate: dict, champion: dict, limits: GateLimits) -> li
             why = f"{key} {value:.4f} vs champion {value0:.4f} (tolerance {tolerance:g})"
         checks.append(_check(name, passed, why, value, value0, floor))
     return checks
+
+
+def _column_check(candidate: dict, champion: dict, tolerance: float) -> list[dict]:
+    """The column whose out-of-range anomalies the candidate lost most sight of."""
+    mine, theirs = candidate.get("gate_column_auc") or {}, champion.get("gate_column_auc") or {}
+    drops = {
+        column: float(theirs[column]) - float(mine.get(column, float("nan")))
+        for column in theirs
+        if math.isfinite(float(theirs[column]))
+    }
+    if not drops:
+        return []
+    column = max(drops, key=lambda c: drops[c] if math.isfinite(drops[c]) else math.inf)
+    drop, value = drops[column], float(mine.get(column, float("nan")))
+    passed = math.isfinite(drop) and drop <= tolerance
+    why = (
+        f"worst column '{column}': ROC AUC {value:.4f} on its out-of-range values vs "
+        f"champion {float(theirs[column]):.4f} (tolerance {tolerance:g})"
+    )
+    return [_check("columns", passed, why, value, float(theirs[column]), -tolerance)]
 
 
 def _fmt(value: Any) -> str:
