@@ -258,3 +258,21 @@ def billion_laughs(levels: int = 9) -> str:
         name, previous = chr(ord("a") + level), chr(ord("a") + level - 1)
         lines.append(f"  {name}: &{name} [" + ", ".join([f"*{previous}"] * 9) + "]")
     return "score:\n  laughs:\n" + "\n".join("  " + line for line in lines) + "\n"
+
+
+# -- sensor series ---------------------------------------------------------------------------
+SENSOR_TIME = "ts"
+SENSOR_WINDOW = 5
+
+
+def sensor_series(n_rows: int, start: str = "2024-01-01") -> pd.DataFrame:
+    """One series of two channels, one row a second."""
+    rng = np.random.default_rng(0)
+    steps = np.arange(n_rows)
+    return pd.DataFrame(
+        {
+            SENSOR_TIME: pd.date_range(start, periods=n_rows, freq="s"),
+            "pressure": np.sin(steps / 5) + 0.05 * rng.normal(size=n_rows),
+            "flow": np.cos(steps / 5) + 0.05 * rng.normal(size=n_rows),
+        }
+    )

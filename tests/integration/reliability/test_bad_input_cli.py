@@ -25,6 +25,8 @@ from bad_inputs import (
     N_EXTRA_COLUMNS,
     NESTED_KEYS,
     NULL_KEY_ROWS,
+    SENSOR_TIME,
+    SENSOR_WINDOW,
     TEXT_ROW,
     TEXT_SPELLINGS,
     TEXT_VALUE,
@@ -32,6 +34,7 @@ from bad_inputs import (
     assert_finite_scores,
     billion_laughs,
     expected_fragments,
+    sensor_series,
     with_all_null_column,
     with_duplicate_keys,
     with_extra_column,
@@ -47,6 +50,7 @@ from bad_inputs import (
 from mlflow import MlflowClient
 from reliability_helpers import (
     MODEL_NAME,
+    TINY_DETECTOR,
     Champion,
     assert_one_line_error,
     flow_settings,
@@ -540,3 +544,24 @@ def test_score_command_names_the_full_reason_when_the_champions_files_are_gone(
     line = assert_one_line_error(err, ["models:/rel-gone", "cannot download the model files"])
     reason = line.split("artifacts:", 1)[-1] if "artifacts:" in line else line
     assert len(reason.strip()) > 10, line  # the reason itself, not a line cut after the colon
+
+
+def test_score_file_stops_at_an_unreadable_sensor_timestamp(capfd, tmp_path: Path) -> None:
+    from vae_core import SensorVAEDetector
+
+    series = sensor_series(200)
+    detector = SensorVAEDetector(
+        timestamp_column=SENSOR_TIME,
+        window_length=SENSOR_WINDOW,
+        detector_params={**TINY_DETECTOR, "hidden_sizes": (16, 8)},
+    ).fit(series.iloc[:150])
+    model = detector.save(tmp_path / "sensor-model")
+    later = with_garbage_timestamps(series.iloc[150:].reset_index(drop=True), SENSOR_TIME)
+    data = write_parquet_atomic(later, tmp_path / "later.parquet")
+    output = tmp_path / "scores.parquet"
+    code, _, err = run_cli(capfd, "score-file", data, "--model-dir", model, "--output", output)
+    assert code == 2, err
+    assert_one_line_error(
+        err, [str(data), f"timestamp column '{SENSOR_TIME}'", repr(GARBAGE_TIME), "not a timestamp"]
+    )
+    assert not output.exists()

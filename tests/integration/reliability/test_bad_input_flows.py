@@ -20,11 +20,14 @@ from bad_inputs import (
     EXTREME_VALUES,
     FILE_CASES,
     GARBAGE_ROWS,
+    GARBAGE_TIME,
     KEY,
     MISSING_FEATURE,
     N_EXTRA_COLUMNS,
     NESTED_KEYS,
     NULL_KEY_ROWS,
+    SENSOR_TIME,
+    SENSOR_WINDOW,
     TEXT_ROW,
     TEXT_SPELLINGS,
     TEXT_VALUE,
@@ -32,6 +35,7 @@ from bad_inputs import (
     UNSEEN_ROW,
     assert_finite_scores,
     expected_fragments,
+    sensor_series,
     with_all_null_column,
     with_duplicate_keys,
     with_extra_column,
@@ -394,3 +398,30 @@ def test_train_flow_refuses_a_nested_key_column(tmp_path: Path, frames, champion
 def test_a_garbage_tracking_uri_is_refused_before_any_run(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"'garbage-uri', from the command line .*sqlite:///"):
         score_flow(overrides={"tracking": {"tracking_uri": "garbage-uri"}})
+
+
+def test_sensor_rows_with_unreadable_timestamps_are_quarantined(
+    tmp_path: Path, champion: Champion
+) -> None:
+    """A sensor series is ordered by its timestamps: a row without one has no place in it."""
+    series = sensor_series(260)
+    train = write_parquet_atomic(series.iloc[:200], tmp_path / "train.parquet")
+    later = with_garbage_timestamps(series.iloc[200:].reset_index(drop=True), SENSOR_TIME)
+    data = write_parquet_atomic(later, tmp_path / "later.parquet")
+    sensor = {"timestamp_column": SENSOR_TIME, "window_length": SENSOR_WINDOW}
+    settings = flow_settings(
+        champion.store,
+        train,
+        data,
+        tmp_path / "out",
+        name="rel-sensor",
+        train={"key_columns": [], "timestamp_column": SENSOR_TIME, "sensor": sensor},
+    )
+    assert train_flow(settings).alias == "champion"
+    outcome = score_flow(settings)
+    quarantine = read_table(outcome.quarantine_path)
+    assert quarantine["reason"].tolist() == [
+        f"timestamp column '{SENSOR_TIME}' value {GARBAGE_TIME!r} is not a timestamp (ISO 8601) "
+        "or a number"
+    ] * len(GARBAGE_ROWS)
+    assert outcome.rows_scored == len(later) - len(GARBAGE_ROWS)
