@@ -18,6 +18,7 @@ import nothing beyond the standard library, so a failing one costs no time.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 
@@ -74,8 +75,21 @@ def require_at_deploy(names: Sequence[str], deployment: str) -> dict[str, str]:
 
 
 def require_at_run(names: Sequence[str], deployment: str) -> dict[str, str]:
-    """A pull step: fail the flow run at its start if a value is unset."""
+    """A pull step: fail the flow run at its start if a value is unset, saying why in the
+    run's logs (the exception itself reaches only the worker's terminal)."""
     message = _missing_message(names, deployment, "this flow run")
     if message:
+        _log_to_flow_run(message)
         raise DeploymentSetupError(message)
     return {}
+
+
+def _log_to_flow_run(message: str) -> None:
+    """One error record in the logs of the run this process prepares (its UI page).
+
+    Prefect's flow run logger sends records that name their flow run to the API; the
+    worker names the run in ``PREFECT__FLOW_RUN_ID`` of the process it starts.
+    """
+    run_id = os.environ.get("PREFECT__FLOW_RUN_ID")
+    if run_id:
+        logging.getLogger("prefect.flow_runs").error(message, extra={"flow_run_id": run_id})
