@@ -565,3 +565,15 @@ def test_score_file_stops_at_an_unreadable_sensor_timestamp(capfd, tmp_path: Pat
         err, [str(data), f"timestamp column '{SENSOR_TIME}'", repr(GARBAGE_TIME), "not a timestamp"]
     )
     assert not output.exists()
+
+
+def test_score_command_refuses_an_output_folder_that_is_a_file(
+    capfd, tmp_path: Path, champion: Champion, cli_config
+) -> None:
+    config = cli_config(champion.train, champion.score)
+    blocker = tmp_path / "out"  # the config's score.output_dir
+    blocker.write_text("a file where the output folder should be")
+    code, _, err = run_cli(capfd, "score", "--config", config)
+    assert code == 2, err
+    assert_one_line_error(err, [f"{blocker} is a file", "the scoring output is a folder"])
+    assert blocker.read_text() == "a file where the output folder should be"
