@@ -31,7 +31,7 @@ from vae_core.scoring import (
 )
 from vae_core.sizing import Sizes
 from vae_core.streaming import TabularScorer
-from vae_core.threshold import THRESHOLD_METHODS, Threshold, fit_threshold
+from vae_core.threshold import THRESHOLD_METHODS, Threshold, threshold_rule
 from vae_core.training import EpochCallback, TrainingConfig, TrainingResult, resolve_device
 
 #: Fewest rows ``fit`` accepts: below this neither a model nor a validation split is sane.
@@ -75,9 +75,9 @@ class VAEAnomalyDetector(BaseEstimator):
     numeric_dof : float or None
         Degrees of freedom of the Student-t likelihood that numeric columns are scored with
         (training fits a Gaussian); None scores with the Gaussian. See ``vae_core.scoring``.
-    threshold_method : {"iqr", "contamination", "fpr", "pot"}
+    threshold_method : {"iqr", "contamination", "fpr", "pot", "conformal"}
         How the label-free decision threshold is fitted, see ``vae_core.threshold``.
-    contamination, target_fpr, pot_risk, pot_initial_quantile, iqr_factor : float
+    contamination, target_fpr, pot_risk, pot_initial_quantile, iqr_factor, fdr : float
         Parameters of the threshold methods.
     key_columns : sequence of str
         Columns carried through but never modelled (ids, timestamps, entities).
@@ -132,6 +132,7 @@ class VAEAnomalyDetector(BaseEstimator):
         pot_risk: float = 0.01,
         pot_initial_quantile: float = 0.9,
         iqr_factor: float = 3.0,
+        fdr: float = 0.1,
         key_columns: Sequence[str] = (),
         device: str = "auto",
         random_state: int | None = None,
@@ -156,6 +157,7 @@ class VAEAnomalyDetector(BaseEstimator):
         self.pot_risk = pot_risk
         self.pot_initial_quantile = pot_initial_quantile
         self.iqr_factor = iqr_factor
+        self.fdr = fdr
         self.key_columns = key_columns
         self.device = device
         self.random_state = random_state
@@ -260,15 +262,8 @@ class VAEAnomalyDetector(BaseEstimator):
             else encoded
         )
         reference_scores = self._score_arrays(reference).score
-        self.threshold_: Threshold = fit_threshold(
-            reference_scores,
-            self.threshold_method,
-            self.contamination,
-            self.target_fpr,
-            self.pot_risk,
-            self.pot_initial_quantile,
-            self.iqr_factor,
-        )
+        rule = threshold_rule(self.threshold_method, **self.get_params())
+        self.threshold_: Threshold = rule.fit(reference_scores)
         # PyOD's training-row outputs. When the reference is every row, its scores are
         # exactly decision_function(X). A held-out reference covers only the validation
         # rows, so all rows are scored once more: one forward pass over X in eval mode (a
@@ -318,7 +313,7 @@ class VAEAnomalyDetector(BaseEstimator):
         ``source`` names the data in error messages (a file path, for example).
         """
         encoded, index = self._encode(X, source)
-        return to_frame(self._score_arrays(encoded), self.threshold_.value, index, top_k)
+        return to_frame(self._score_arrays(encoded), self.threshold_, index, top_k)
 
     def encode(self, X: pd.DataFrame | np.ndarray, source: str = "input") -> EncodedData:
         """Check ``X`` against the training schema and preprocess it for ``score_arrays``.
@@ -373,7 +368,8 @@ class VAEAnomalyDetector(BaseEstimator):
     def output_schema(self, top_k: int = DEFAULT_TOP_K) -> pa.Schema:
         """Types of the score columns, in output order."""
         self._check_fitted()
-        return score_schema(len(self.schema_.columns), top_k)
+        p_value = bool(self.threshold_.calibration)
+        return score_schema(len(self.schema_.columns), top_k, p_value)
 
     # -- persistence -------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str], overwrite: bool = False) -> Path:

@@ -25,6 +25,7 @@ import torch
 from vae_core.features import EncodedData, FeatureLayout
 from vae_core.model import TabularVAE
 from vae_core.score_terms import ColumnTerms, level_rarity_terms
+from vae_core.threshold import Threshold
 
 SCORE_COLUMNS = ("recon_error", "kl", "score", "is_anomaly")
 #: Degrees of freedom of the Student-t likelihood numeric columns are scored with. Of 5, 10,
@@ -230,16 +231,21 @@ def _cells(values: np.ndarray, columns: np.ndarray) -> np.ndarray:
 
 
 def score_columns(
-    scores: ScoreArrays, threshold: float, top_k: int = DEFAULT_TOP_K
+    scores: ScoreArrays, threshold: float | Threshold, top_k: int = DEFAULT_TOP_K
 ) -> dict[str, np.ndarray | pa.Array]:
-    """The output columns in order: scores, flag, and the ``top_k`` columns with the largest
-    share of ``recon_error`` (names as Arrow text, taken from the names by index)."""
+    """The output columns in order: scores, flag, the conformal ``p_value`` (a ``Threshold``
+    with calibration scores only), and the ``top_k`` columns with the largest share of
+    ``recon_error`` (names as Arrow text, taken from the names by index)."""
+    value = threshold.value if isinstance(threshold, Threshold) else threshold
     columns: dict[str, np.ndarray | pa.Array] = {
         "recon_error": scores.recon_error,
         "kl": scores.kl,
         "score": scores.score,
-        "is_anomaly": scores.score > threshold,
+        "is_anomaly": scores.score > value,
     }
+    p_values = threshold.p_values(scores.score) if isinstance(threshold, Threshold) else None
+    if p_values is not None:
+        columns["p_value"] = p_values
     k = min(top_k, scores.contributions.shape[1])
     if k:
         order = top_k_columns(scores.contributions, k)
@@ -250,14 +256,17 @@ def score_columns(
     return columns
 
 
-def score_schema(n_features: int, top_k: int = DEFAULT_TOP_K) -> pa.Schema:
-    """Arrow types of ``score_columns``' output for a model of ``n_features`` columns."""
+def score_schema(n_features: int, top_k: int = DEFAULT_TOP_K, p_value: bool = False) -> pa.Schema:
+    """Arrow types of ``score_columns``' output for a model of ``n_features`` columns;
+    ``p_value``: with the conformal p-value column."""
     fields = [
         pa.field("recon_error", pa.float64()),
         pa.field("kl", pa.float64()),
         pa.field("score", pa.float64()),
         pa.field("is_anomaly", pa.bool_()),
     ]
+    if p_value:
+        fields.append(pa.field("p_value", pa.float64()))
     for rank in range(1, min(top_k, n_features) + 1):
         fields.append(pa.field(f"top_feature_{rank}", pa.large_string()))
         fields.append(pa.field(f"top_feature_{rank}_share", pa.float64()))
@@ -265,7 +274,7 @@ def score_schema(n_features: int, top_k: int = DEFAULT_TOP_K) -> pa.Schema:
 
 
 def to_frame(
-    scores: ScoreArrays, threshold: float, index: pd.Index, top_k: int = DEFAULT_TOP_K
+    scores: ScoreArrays, threshold: float | Threshold, index: pd.Index, top_k: int = DEFAULT_TOP_K
 ) -> pd.DataFrame:
     """``score_columns`` as a DataFrame on ``index``; names in pandas' default text dtype."""
     columns = score_columns(scores, threshold, top_k)

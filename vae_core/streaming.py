@@ -128,7 +128,10 @@ class Detector(Protocol):
 
 # -- the tabular kind -------------------------------------------------------------------
 def scored_frame(
-    carried: pd.DataFrame, arrays: ScoreArrays, threshold: float, top_k: int = DEFAULT_TOP_K
+    carried: pd.DataFrame,
+    arrays: ScoreArrays,
+    threshold: float | Threshold,
+    top_k: int = DEFAULT_TOP_K,
 ) -> pd.DataFrame:
     """Output rows: the carried columns, then the score columns and the top features."""
     scores = to_frame(arrays, threshold, pd.RangeIndex(len(arrays)), top_k)
@@ -136,7 +139,10 @@ def scored_frame(
 
 
 def scored_table(
-    carried: pd.DataFrame, arrays: ScoreArrays, threshold: float, top_k: int = DEFAULT_TOP_K
+    carried: pd.DataFrame,
+    arrays: ScoreArrays,
+    threshold: float | Threshold,
+    top_k: int = DEFAULT_TOP_K,
 ) -> pa.Table:
     """``scored_frame`` built in Arrow, as it is written: no pandas frame of the scores."""
     table = frame_to_table(carried)
@@ -152,7 +158,7 @@ class TabularScores:
         self,
         carried: pd.DataFrame,
         arrays: ScoreArrays,
-        threshold: float,
+        threshold: float | Threshold,
         time_columns: tuple[str, ...],
         index: pd.Index,
         top_k: int = DEFAULT_TOP_K,
@@ -173,7 +179,9 @@ class TabularScores:
 
     @cached_property
     def is_anomaly(self) -> np.ndarray:
-        return self.arrays.score > self.threshold
+        threshold = self.threshold
+        value = threshold.value if isinstance(threshold, Threshold) else threshold
+        return self.arrays.score > value
 
     scored = None
     status = None
@@ -223,7 +231,8 @@ class TabularScorer:
     def score_prepared(self, prepared: tuple[pd.DataFrame, EncodedData, pd.Index]) -> TabularScores:
         carried, encoded, index = prepared
         arrays = self.detector.score_arrays(encoded)
-        threshold = self.detector.threshold_.value
+        # The whole record: a conformal threshold adds each row's p-value to the output.
+        threshold = self.detector.threshold_
         return TabularScores(carried, arrays, threshold, self._time_columns, index, self.top_k)
 
     def score(self, batch: pd.DataFrame, source: str = "input") -> TabularScores:

@@ -1,6 +1,6 @@
 """Turning scores into flags without labels.
 
-Four methods, all fitted on reference scores the model did not train on:
+Five methods, all fitted on reference scores the model did not train on:
 
 - ``iqr`` (default): Tukey's far-out fence, Q3 + k * (Q3 - Q1) with k = 3. It needs no
   guess of the anomaly rate and is not moved by the anomalies themselves (quartiles are
@@ -13,18 +13,20 @@ Four methods, all fitted on reference scores the model did not train on:
   a high initial quantile and extrapolate to the score that normal data exceeds with
   probability ``pot_risk`` (Siffer et al., KDD 2017). Adapts to how heavy the tail is
   instead of assuming a fixed fraction of anomalies.
+- ``conformal``: conformal p-values of each row's score against calibration scores, flags
+  by Benjamini-Hochberg at a target false-discovery rate ``fdr`` (``ConformalFDR``).
 
 Each method is a small frozen rule (``IQRFence``, ``ContaminationRate``,
-``FalsePositiveRate``, ``PeaksOverThreshold``) that checks its own bounds and whose
-``fit(scores)`` returns the ``Threshold``; ``threshold_rule`` builds one from the detector's
-flat parameters, and ``fit_threshold`` is that plus ``fit``.
+``FalsePositiveRate``, ``PeaksOverThreshold``, ``ConformalFDR``) that checks its own bounds
+and whose ``fit(scores)`` returns the ``Threshold``; ``threshold_rule`` builds one from the
+detector's flat parameters, and ``fit_threshold`` is that plus ``fit``.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -46,13 +48,29 @@ class Threshold:
     reference_quantiles: dict[str, float] = field(default_factory=dict)
     n_reference: int = 0
     note: str = ""
+    #: Sorted calibration scores of a ``conformal`` threshold, which each row's p-value is
+    #: computed against (``conformal_p_values``); empty for the other methods.
+    calibration: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.calibration:  # the other methods' records stay as they were
+            del data["calibration"]
+        else:
+            data["calibration"] = list(self.calibration)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Threshold:
+        data = dict(data)
+        data["calibration"] = tuple(float(v) for v in data.get("calibration", ()))
         return cls(**data)
+
+    def p_values(self, scores: np.ndarray) -> np.ndarray | None:
+        """Conformal p-value of each score; None unless the threshold has calibration."""
+        if not self.calibration:
+            return None
+        return conformal_p_values(scores, np.asarray(self.calibration, dtype=np.float64))
 
 
 def _quantile_threshold(scores: np.ndarray, alert_rate: float) -> float:
@@ -82,6 +100,52 @@ def pot_threshold(
     if not math.isfinite(value) or value < initial:
         return _quantile_threshold(scores, risk), params, "GPD fit unusable: used a quantile"
     return float(value), params, ""
+
+
+# -- conformal p-values and Benjamini-Hochberg -------------------------------------------
+#: Most calibration scores a conformal threshold keeps (evenly spaced order statistics
+#: beyond it): the smallest p-value is 1 / (n + 1), so 10,000 resolve 1e-4, and the model
+#: file stays small.
+MAX_CALIBRATION = 10_000
+
+
+def conformal_p_values(scores: np.ndarray, calibration: np.ndarray) -> np.ndarray:
+    """``(1 + #{calibration >= s}) / (n + 1)`` for each score ``s``; ``calibration`` sorted.
+
+    For a row exchangeable with the calibration rows, P(p <= a) <= a: the p-value is valid
+    whatever the score's distribution. NaN scores get p-value 1 (never flagged).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    n = calibration.size
+    at_or_above = n - np.searchsorted(calibration, scores, side="left")
+    p = (1.0 + at_or_above) / (n + 1.0)
+    p[np.isnan(scores)] = 1.0
+    return p
+
+
+def benjamini_hochberg(p_values: np.ndarray, fdr: float) -> np.ndarray:
+    """Flags (bool) of the Benjamini-Hochberg procedure at false-discovery rate ``fdr``.
+
+    Rejects the k smallest p-values, k the largest rank with ``p_(k) <= fdr * k / m``.
+    With conformal p-values against inlier calibration scores, the expected share of
+    inliers among the flags is at most ``fdr`` (Bates et al., Ann. Statist. 2023).
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    m = p.size
+    if m == 0:
+        return np.zeros(0, dtype=bool)
+    ordered = np.sort(p)
+    passing = np.flatnonzero(ordered <= fdr * np.arange(1, m + 1) / m)
+    if passing.size == 0:
+        return np.zeros(m, dtype=bool)
+    return p <= ordered[passing[-1]]
+
+
+def _thin(sorted_scores: np.ndarray, limit: int) -> np.ndarray:
+    """At most ``limit`` evenly spaced order statistics of sorted scores (ends kept)."""
+    if sorted_scores.size <= limit:
+        return sorted_scores
+    return sorted_scores[np.linspace(0, sorted_scores.size - 1, limit).round().astype(np.int64)]
 
 
 # -- the rules ---------------------------------------------------------------------------
@@ -210,13 +274,66 @@ class PeaksOverThreshold(_Rule):
         return value, {**own, **fitted}, note
 
 
-ThresholdRule = IQRFence | ContaminationRate | FalsePositiveRate | PeaksOverThreshold
+@dataclass(frozen=True)
+class ConformalFDR(_Rule):
+    """Benjamini-Hochberg at false-discovery rate ``fdr`` on conformal p-values.
+
+    Calibration: the reference scores up to Tukey's far-out fence (Q3 + 3 IQR). The
+    reference is held-out training data, contaminated like the training data; anomalies in
+    the calibration make every p-value larger, and with as many anomalies in calibration
+    as in the data scored, an anomaly is no rarer than the calibration's own: BH then
+    finds (almost) nothing. Leaving out the rows beyond the fence removes the anomalies it
+    is sure of; the guarantee then holds for inliers whose scores stay below the fence,
+    which for inliers beyond it is lost.
+
+    The flags are a fixed score threshold, not BH over each scored batch: scoring streams
+    batches of arbitrary size and partitions in parallel, and a flag must not depend on
+    which rows came in the same batch. The threshold is BH's on the reference itself, its
+    scores' p-values against the calibration: it is the score above which a batch like
+    the reference would have at most ``fdr`` false discoveries; when BH rejects none of
+    the reference, the reference's highest score. Each row's ``p_value`` is output, so BH
+    (``benjamini_hochberg``) can be run over any set of rows chosen after scoring, with
+    the guarantee over that set.
+    """
+
+    fdr: float = 0.1
+    method: ClassVar[str] = "conformal"
+    bounds: ClassVar[dict[str, Bounds]] = {"fdr": (0.0, 1.0)}
+    estimator_names: ClassVar[dict[str, str]] = {"fdr": "fdr"}
+
+    def fit(self, reference_scores: np.ndarray) -> Threshold:
+        scores = _finite(reference_scores)
+        calibration = self.calibration(scores)
+        value, params, note = self._value(scores)
+        record = _record(self.method, scores, value, params, note)
+        return replace(record, calibration=tuple(float(v) for v in calibration))
+
+    @staticmethod
+    def calibration(scores: np.ndarray) -> np.ndarray:
+        """The sorted reference scores up to the far-out fence, thinned to a bound."""
+        q1, q3 = np.quantile(scores, [0.25, 0.75])
+        kept = np.sort(scores[scores <= q3 + 3.0 * (q3 - q1)])
+        return _thin(kept, MAX_CALIBRATION)
+
+    def _value(self, scores: np.ndarray) -> tuple[float, dict[str, float], str]:
+        calibration = self.calibration(scores)
+        flags = benjamini_hochberg(conformal_p_values(scores, calibration), self.fdr)
+        params = {"fdr": self.fdr, "n_calibration": float(calibration.size)}
+        if not flags.any():
+            return float(scores.max()), params, "no reference row passed BH: its highest score"
+        if flags.all():
+            return float(scores.min()), params, ""
+        return float(scores[~flags].max()), params, ""
+
+
+ThresholdRule = IQRFence | ContaminationRate | FalsePositiveRate | PeaksOverThreshold | ConformalFDR
 #: Every rule, the default (``iqr``) first; the one declaration of the method names.
 THRESHOLD_RULES: tuple[type[ThresholdRule], ...] = (
     IQRFence,
     ContaminationRate,
     FalsePositiveRate,
     PeaksOverThreshold,
+    ConformalFDR,
 )
 THRESHOLD_METHODS: tuple[str, ...] = tuple(rule.method for rule in THRESHOLD_RULES)
 
@@ -245,6 +362,7 @@ def fit_threshold(
     pot_risk: float,
     pot_initial_quantile: float,
     iqr_factor: float = 3.0,
+    fdr: float = 0.1,
 ) -> Threshold:
     """Fit the threshold of ``method`` on scores of rows the model did not train on."""
     rule = threshold_rule(
@@ -254,5 +372,6 @@ def fit_threshold(
         pot_risk=pot_risk,
         pot_initial_quantile=pot_initial_quantile,
         iqr_factor=iqr_factor,
+        fdr=fdr,
     )
     return rule.fit(reference_scores)

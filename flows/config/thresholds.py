@@ -11,6 +11,7 @@ from flows.config.base import ConfigError, _Frozen
 from vae_core.sensor import SENSOR_DETECTOR_DEFAULTS
 from vae_core.threshold import (
     THRESHOLD_RULES,
+    ConformalFDR,
     ContaminationRate,
     FalsePositiveRate,
     IQRFence,
@@ -72,14 +73,35 @@ class POTThreshold(ThresholdRuleSettings):
     )
 
 
+class ConformalThreshold(ThresholdRuleSettings):
+    """Benjamini-Hochberg on conformal p-values: flags with a target false-discovery rate,
+    and a ``p_value`` column in the scores."""
+
+    _rule = ConformalFDR
+    method: Literal["conformal"] = Field(
+        "conformal", description="Threshold rule: conformal p-values, Benjamini-Hochberg."
+    )
+    fdr: float = _rule_field(
+        ConformalFDR,
+        "fdr",
+        "Target false-discovery rate: expected share of normal rows among the flags.",
+    )
+
+
 ThresholdSettings = Annotated[
-    IQRThreshold | ContaminationThreshold | FPRThreshold | POTThreshold,
+    IQRThreshold | ContaminationThreshold | FPRThreshold | POTThreshold | ConformalThreshold,
     Field(discriminator="method"),
 ]
 #: The settings model of each rule, by method name.
 THRESHOLD_SETTINGS: dict[str, type[ThresholdRuleSettings]] = {
     model._rule.method: model
-    for model in (IQRThreshold, ContaminationThreshold, FPRThreshold, POTThreshold)
+    for model in (
+        IQRThreshold,
+        ContaminationThreshold,
+        FPRThreshold,
+        POTThreshold,
+        ConformalThreshold,
+    )
 }
 #: The flat detector parameters that ``threshold`` replaced (an error if used).
 OLD_THRESHOLD_KEYS: tuple[str, ...] = (

@@ -170,3 +170,28 @@ def test_an_unknown_kind_or_no_manifest_is_a_model_file_error(tmp_path: Path, ta
         load_model(path)
     with pytest.raises(ModelFileError, match="is not a saved model: model.json is missing"):
         load_model(tmp_path / "empty")
+
+
+def test_a_conformal_threshold_adds_each_rows_p_value(tmp_path: Path) -> None:
+    """The p_value column follows is_anomaly in every output path, is the conformal
+    p-value of the row's score, and flags stay ``score > threshold``."""
+    frame = tabular_frame()
+    detector = VAEAnomalyDetector(**TABULAR_PARAMS, threshold_method="conformal", fdr=0.2)
+    detector.fit(frame)
+    threshold = detector.threshold_
+    assert threshold.method == "conformal" and threshold.calibration
+    table = detector.stream().score(frame).to_table()
+    assert table.schema.names[table.schema.names.index("is_anomaly") + 1] == "p_value"
+    assert list(detector.output_schema()) == list(table.schema)[-len(detector.output_schema()) :]
+    scores = table.column("score").to_numpy()
+    np.testing.assert_array_equal(table.column("p_value").to_numpy(), threshold.p_values(scores))
+    np.testing.assert_array_equal(table.column("is_anomaly").to_numpy(), scores > threshold.value)
+    in_pandas = detector.score_frame(frame)
+    np.testing.assert_array_equal(in_pandas["p_value"].to_numpy(), threshold.p_values(scores))
+    assert ((in_pandas["p_value"] > 0) & (in_pandas["p_value"] <= 1)).all()
+
+
+def test_other_thresholds_output_no_p_value(tabular) -> None:
+    detector, frame = tabular
+    assert "p_value" not in detector.stream().score(frame).to_table().schema.names
+    assert "p_value" not in detector.output_schema().names
