@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+from mlflow.exceptions import MlflowException
 
 from flows.mlops.registry import get_alias_version, set_alias
 from flows.mlops.runs import client, sqlite_path
@@ -161,7 +162,10 @@ def _try_lease(name: str, owner: str, ttl_s: float) -> bool:
     if lease is not None and lease.get("owner") != owner and lease.get("expires", 0) > time.time():
         return False
     value = json.dumps({"owner": owner, "expires": time.time() + ttl_s})
-    client().set_registered_model_tag(name, LEASE_TAG, value)
+    try:
+        client().set_registered_model_tag(name, LEASE_TAG, value)
+    except MlflowException:
+        return False  # another promotion wrote the tag at the same moment (sqlite says so)
     time.sleep(LEASE_SETTLE_S)  # let a concurrent writer's tag land, then see who won
     lease = _lease(name)
     return lease is not None and lease.get("owner") == owner
