@@ -69,6 +69,26 @@ def _section(values: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in values.items() if value is not None}
 
 
+def _run_date(text: str) -> str:
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, not {text!r}") from None
+
+
+def _add_date(parser: argparse.ArgumentParser, job: str) -> None:
+    parser.add_argument(
+        "--date",
+        type=_run_date,
+        metavar="YYYY-MM-DD",
+        help=f"the run date, for {{date}} in paths{' and the lookback' if job == 'train' else ''} "
+        f"(overrides {job}.run_date; default the scheduled time of the flow run, else today, "
+        "UTC).",
+    )
+
+
 # -- train -------------------------------------------------------------------------------
 def _configure_train(parser: argparse.ArgumentParser) -> None:
     _add_config(parser)
@@ -83,6 +103,7 @@ def _configure_train(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         help="upper bound on epochs (overrides train.detector.max_epochs).",
     )
+    _add_date(parser, "train")
 
 
 @command("train", "run the training flow: fit, log to MLflow, register, promote", _configure_train)
@@ -91,7 +112,7 @@ def run_train(args: argparse.Namespace) -> int:
     from flows.cli import preflight
     from flows.cli.flow_session import flow_session
 
-    overrides: dict[str, Any] = {"train": _section({"data_path": args.data})}
+    overrides: dict[str, Any] = {"train": _section({"data_path": args.data, "run_date": args.date})}
     if args.epochs:
         overrides["train"]["detector"] = {"max_epochs": args.epochs}
     if args.model_name:
@@ -155,6 +176,7 @@ def _configure_score(parser: argparse.ArgumentParser) -> None:
         help="score on this existing Dask cluster (implies --task-runner "
         "dask; overrides score.dask_address).",
     )
+    _add_date(parser, "score")
 
 
 @command(
@@ -176,6 +198,7 @@ def run_score(args: argparse.Namespace) -> int:
                 "partition_rows": args.partition_rows,
                 "task_runner": "dask" if args.dask_address else args.task_runner,
                 "dask_address": args.dask_address,
+                "run_date": args.date,
             }
         )
     }
@@ -260,6 +283,13 @@ def _configure_serve(parser: argparse.ArgumentParser) -> None:
             help=f"run the {flow} flow every SECONDS instead of on the cron.",
         )
 
+    parser.add_argument(
+        "--limit",
+        type=positive_int,
+        help="flow runs this process runs at the same time (default: no limit); a run due "
+        "while the limit is reached waits.",
+    )
+
 
 def _schedule(cron: str, every: int | None) -> dict[str, Any]:
     from datetime import timedelta
@@ -306,7 +336,8 @@ def run_serve(args: argparse.Namespace) -> int:
                 parameters={"settings": score_settings.model_dump(mode="json")},
                 **_schedule(args.score_cron, args.score_every),
             ),
-            pause_on_shutdown=True,
+            pause_on_shutdown=True,  # only these two: the others are not this process's
+            limit=args.limit,
         )
     return EXIT_OK
 
