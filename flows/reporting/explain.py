@@ -26,6 +26,7 @@ from flows.reporting.formatting import (
     contributions,
     feature_ranks,
     is_finite,
+    json_value,
 )
 from flows.reporting.profile_view import column_profile, quantile, training_n_rows
 
@@ -158,7 +159,10 @@ def _column_part(
 ) -> Part:
     value = values.get(name) if values is not None and name in values.index else None
     column = column_profile(profile, name)
-    part = {"value": DASH if values is None else cell_text(value)}
+    # A boolean as its level is named in training and in the reconstruction: True/False.
+    plain = json_value(value)
+    shown = str(plain) if isinstance(plain, bool) else cell_text(value)
+    part = {"value": DASH if values is None else shown}
     if column is not None and column.get("kind") == "numeric":
         median, low, high = (quantile(column, q) for q in ("0.5", "0.05", "0.95"))
         part["value"] = DASH if values is None else _number(value)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -31,8 +32,10 @@ from flows.train_flow import train_flow
 pytestmark = [pytest.mark.usefixtures("prefect_server"), pytest.mark.slow]
 
 MODEL = "report-browser"
-#: Set to a path to keep the screenshot of the report (the docs' image is made this way).
-SCREENSHOT_VARIABLE = "VAE_ANOMALY_REPORT_SCREENSHOT"
+#: Set to a folder to write the docs' screenshots of the report there.
+SCREENSHOT_VARIABLE = "VAE_ANOMALY_REPORT_SCREENSHOTS"
+#: Sections of the docs' second screenshot: what the report says about the anomalies.
+_FIRST_PART = ("summary", "accounting", "alerts", "threshold", "distribution", "top-anomalies")
 CHROMIUM_TIMEOUT_S = 90
 
 
@@ -69,10 +72,10 @@ def open_page(binary: str, page: Path, tmp_path: Path, fragment: str = "") -> tu
     return result.stdout, "\n".join(console)
 
 
-def screenshot(binary: str, page: Path, target: Path, tmp_path: Path) -> Path:
+def screenshot(binary: str, page: Path, target: Path, tmp_path: Path, height: int = 2600) -> Path:
     subprocess.run(
         [binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-         f"--user-data-dir={tmp_path / 'chromium-shot'}", "--window-size=1200,2600",
+         f"--user-data-dir={tmp_path / 'chromium-shot'}", f"--window-size=1200,{height}",
          f"--screenshot={target}", page.resolve().as_uri()],
         capture_output=True, timeout=CHROMIUM_TIMEOUT_S, check=True,
     )  # fmt: skip
@@ -215,7 +218,26 @@ def test_the_report_loads_in_chromium_without_console_errors(chromium, normal_ru
     shot = screenshot(chromium, page, tmp_path / "report.png", tmp_path)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     if os.environ.get(SCREENSHOT_VARIABLE):
-        shutil.copyfile(shot, os.environ[SCREENSHOT_VARIABLE])
+        docs_screenshots(
+            chromium, html, normal_run, Path(os.environ[SCREENSHOT_VARIABLE]), tmp_path
+        )
+
+
+def docs_screenshots(binary: str, html: str, run_dir: Path, folder: Path, tmp_path: Path) -> None:
+    """The page's top (``report.png``) and its explanations, drift and history
+    (``report-explained.png``), with the test's folders shown as a server's would be."""
+    neutral = html.replace(str(run_dir.parents[3]), "/srv/payments")
+    top = tmp_path / "docs-top.html"
+    top.write_text(neutral, encoding="utf-8")
+    screenshot(binary, top, folder / "report.png", tmp_path, 2300)
+    first = "|".join(_FIRST_PART)
+    rest = re.sub(rf'<section id="({first})">.*?</section>', "", neutral, flags=re.S)
+    articles = re.findall(r'<article class="explain">.*?</article>', rest, flags=re.S)
+    for article in articles[2:]:  # two explanations are enough to show what they hold
+        rest = rest.replace(article, "")
+    second = tmp_path / "docs-explained.html"
+    second.write_text(rest, encoding="utf-8")
+    screenshot(binary, second, folder / "report-explained.png", tmp_path, 2950)
 
 
 @pytest.mark.parametrize(("fragment", "key", "ascending"), [
