@@ -135,7 +135,7 @@ def check_manifest(manifest: dict[str, Any], path: Path) -> None:
         f.fail("kind", f"is {kind!r}; a model.json describes a 'tabular' model")
     random_state = f.get(manifest, "random_state_", "random_state_")
     if random_state is not None:
-        f.integer_value(random_state, "random_state_", 0, 2**32 - 1)
+        f.integer_value(random_state, "random_state_", -(2**63), 2**64)
     _check_params(f, f.section(manifest, "params"))
     schema = _check_schema(f, f.section(manifest, "schema"))
     layout = _check_preprocessing(f, f.section(manifest, "preprocessing"), schema)

@@ -24,6 +24,7 @@ import hashlib
 import hmac
 import json
 import os
+import stat
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -158,6 +159,12 @@ def _folder_files(root: Path) -> list[str]:
                     + _REMEDY
                 )
         for name in files:
+            if not stat.S_ISREG((here / name).lstat().st_mode):
+                # A pipe or a device would block or never end when it is hashed.
+                raise ModelFileError(
+                    f"{here / name} is not a regular file; a model's files must be plain "
+                    f"files. {_REMEDY}"
+                )
             relative = (here / name).relative_to(root).as_posix()
             if relative != FILES_NAME:
                 found.append(relative)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from vae_core import VAEAnomalyDetector
+from vae_core import SensorVAEDetector, VAEAnomalyDetector
 from vae_core.detector_files import detector_manifest
 from vae_core.errors import ModelFileError
 from vae_core.model_files import KEY_VARIABLE, file_list_digest, verify_folder, write_file_list
+from vae_core.model_kinds import load_model as load_model_of_any_kind
 from vae_core.persistence import (
     FILES_NAME,
     FORMAT_VERSION,
@@ -398,3 +401,33 @@ def test_a_weights_file_behind_a_link_is_refused(saved, tmp_path):
     (saved / FILES_NAME).unlink()  # no file list: the manifest's own path check refuses it
     with pytest.raises(ModelFileError, match="link"):
         load_model(saved)
+
+
+def test_a_pipe_in_the_folder_is_refused_without_blocking(saved):
+    os.mkfifo(saved / "pipe")
+    with pytest.raises(ModelFileError, match=r"pipe is not a regular file"):
+        load_model(saved)
+
+
+def test_a_sensor_model_lists_its_inner_model_and_refuses_edits_there(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "ts": pd.date_range("2024-01-01", periods=120, freq="s"),
+            "a": np.sin(np.arange(120) / 5),
+            "b": np.cos(np.arange(120) / 5),
+        }
+    )
+    detector = SensorVAEDetector(
+        timestamp_column="ts",
+        window_length=4,
+        detector_params={"max_epochs": 2, "hidden_sizes": (8,), "latent_dim": 2},
+    ).fit(frame)
+    path = detector.save(tmp_path / "sensor")
+    listed = json.loads((path / FILES_NAME).read_text())["files"]
+    assert {"sensor.json", "vae/model.json", "vae/weights.safetensors", "vae/files.json"} <= set(
+        listed
+    )
+    load_model_of_any_kind(path)
+    _edit(path / "vae", lambda m: m["threshold"].update(value=1e9))
+    with pytest.raises(ModelFileError, match=r"vae/model\.json: field\(s\) 'threshold\.value'"):
+        load_model_of_any_kind(path)
