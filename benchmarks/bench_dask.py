@@ -114,9 +114,9 @@ def measure(args: argparse.Namespace) -> dict:
         train_flow(settings("unused"))
         rows = []
         started = time.perf_counter()
-        score_flow(settings("local", concurrency=1))
+        local = score_flow(settings("local", concurrency=1))
         local_s = time.perf_counter() - started
-        expected = pd.read_parquet(root / "local" / "scores.parquet")
+        expected = pd.read_parquet(local.scores_path)
         rows.append(
             {
                 "runner": "in-process",
@@ -135,11 +135,11 @@ def measure(args: argparse.Namespace) -> dict:
                 for run in ("cold", "warm"):
                     out = f"dask-{n_workers}-{run}"
                     started = time.perf_counter()
-                    score_flow(
+                    outcome = score_flow(
                         settings(out, task_runner="dask", dask_address=cluster.scheduler_address)
                     )
                     times.append(time.perf_counter() - started)
-                    got = pd.read_parquet(root / out / "scores.parquet")
+                    got = pd.read_parquet(outcome.scores_path)
                     pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-4)
             rows.append(
                 {

@@ -19,12 +19,14 @@ import numpy as np
 import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 
 from flows.config import TrainSettings
 from flows.mlops import tracking
 from flows.pipeline.input_checks import training_notes
 from flows.pipeline.row_validation import split_training_rows
 from flows.pipeline.sampling import PartitionSample, SampleInfo, merge_samples, sample_partition
+from flows.publishing.run_dates import dated_train, run_date
 from flows.task_runners import make_task_runner
 from vae_core.errors import EmptyInputError, SchemaError, TooFewRowsError
 from vae_core.io import read_table
@@ -79,8 +81,30 @@ def sample_training_rows(cfg: TrainSettings) -> tuple[pd.DataFrame, SampleInfo]:
     return frame, SampleInfo(rows_seen=seen, rows_sampled=len(frame), seed=seed)
 
 
+def dated_training_settings(cfg: TrainSettings) -> TrainSettings:
+    """``cfg`` for this run: path placeholders filled in and ``lookback`` turned into the
+    absolute window ending at the run date (``train.run_date``, else the flow run's
+    scheduled time, else today, UTC). Apply it once: the result has no placeholders left."""
+    day = run_date(cfg.run_date, flow_run.scheduled_start_time)
+    dated = dated_train(cfg, day)
+    if cfg.lookback:
+        get_run_logger().info(
+            "run date %s, lookback %s: rows from %s to before %s",
+            day,
+            cfg.lookback,
+            dated.time_window_start,
+            dated.time_window_end,
+        )
+    return dated
+
+
 def load_training_data(cfg: TrainSettings) -> tuple[pd.DataFrame, SampleInfo]:
-    """The training rows inside the time window; a uniform sample if ``max_train_rows``."""
+    """The training rows inside the time window; a uniform sample if ``max_train_rows``.
+
+    Paths with placeholders and ``lookback`` are resolved for the run's date first
+    (``dated_training_settings``).
+    """
+    cfg = dated_training_settings(cfg)
     columns = _needed_columns(cfg)
     in_window = _window_filter(cfg)
     if cfg.max_train_rows is not None:
@@ -91,9 +115,10 @@ def load_training_data(cfg: TrainSettings) -> tuple[pd.DataFrame, SampleInfo]:
             frame = frame.loc[in_window(frame)].reset_index(drop=True)
         info = SampleInfo(rows_seen=len(frame), rows_sampled=len(frame), seed=0)
     if frame.empty and in_window is not None:
+        rolling = f" (train.lookback={cfg.lookback} before {cfg.run_date})" if cfg.lookback else ""
         raise EmptyInputError(
             f"{cfg.data_path}: no rows between time_window_start={cfg.time_window_start} "
-            f"and time_window_end={cfg.time_window_end}; widen the window."
+            f"and time_window_end={cfg.time_window_end}{rolling}; widen the window."
         )
     if frame.empty:
         raise EmptyInputError(f"{cfg.data_path}: the data has 0 rows.")
