@@ -23,11 +23,17 @@ from flows.reporting.input_scan import scan_input
 from flows.reporting.links import RunLinks
 from flows.reporting.profile_view import profile_dict
 from flows.reporting.reconstruct import reconstruct
+from vae_core.errors import one_line
 
 __all__ = ["NO_PROFILE", "complete_report", "enrich"]
 
 log = logging.getLogger(__name__)
 
+WINDOWED = (
+    "the top rows' values (a windowed model scores a window of rows, not one row; the "
+    "parts of each score are shown)"
+)
+NO_KEYS = "the top rows' values (the model has no key columns to find them by)"
 NO_PROFILE = (
     "drift against training and the training medians and ranges (the model was saved "
     "without a training profile)"
@@ -55,12 +61,17 @@ def enrich(
     schema = detector.schema_
     features = list(schema.feature_names)
     # A windowed model's keys name a series, not a row: its rows are found by no key.
-    keys = () if getattr(detector, "ordered_stream", False) else tuple(schema.key_columns)
+    windowed = bool(getattr(detector, "ordered_stream", False))
+    keys = () if windowed else tuple(schema.key_columns)
+    if windowed and len(top):
+        notes.append(WINDOWED)
+    elif not keys and len(top):
+        notes.append(NO_KEYS)
     try:
         scan = scan_input(input_path, features, keys, top.head(MAX_EXPLAINED), profile)
     except Exception as exc:  # noqa: BLE001 - the report goes out without these figures
         log.warning("the input could not be scanned for the report", exc_info=True)
-        notes.append(f"values and drift ({type(exc).__name__}: {exc})")
+        notes.append(f"the top rows' values and drift ({type(exc).__name__}: {one_line(exc)})")
         return dataclasses.replace(data, report_notes=tuple(notes), history=history)
     notes += scan.problems
     expected = reconstruct(detector, scan.values) if scan.values is not None else None

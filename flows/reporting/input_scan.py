@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from flows.reporting.drift import ColumnDrift, DriftCounter
+from vae_core.errors import first_line
 from vae_core.io import iter_batches
 
 __all__ = ["InputScan", "scan_input", "top_values"]
@@ -90,8 +91,6 @@ def scan_input(
     counter = DriftCounter(profile, feature_columns) if profile is not None else None
     if finder is None and counter is None:
         return scan
-    if finder is None and len(top):
-        scan.problems.append("the model has no key columns, so the top rows' values are unknown")
     columns = list(dict.fromkeys([*key_columns, *feature_columns]))
     try:
         for batch in iter_batches(input_path, SCAN_BATCH_ROWS, columns):
@@ -100,7 +99,10 @@ def scan_input(
             if counter is not None:
                 counter.add(batch)
     except Exception as exc:  # noqa: BLE001 - the scores are written; the report says why
-        scan.problems.append(f"the input could not be read again: {type(exc).__name__}: {exc}")
+        scan.problems.append(
+            "the top rows' values and drift (the input could not be read again: "
+            f"{type(exc).__name__}: {first_line(exc)})"
+        )
         return scan
     if finder is not None:
         scan.values = finder.values()

@@ -110,7 +110,7 @@ class _TopRow:
 
 @dataclass(frozen=True)
 class _TopTable:
-    carried: list[str]
+    carried: list[tuple[str, bool]]  # (column, sorted as a number)
     has_score: bool
     has_flag: bool
     extra: list[str]
@@ -168,6 +168,10 @@ def _features(row: pd.Series, ranks: list[int]) -> list[_Contribution]:
     return found
 
 
+def _is_number_column(values: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+
+
 def _sort_value(value: object) -> str:
     """A cell's ``data-sort``: the number itself, so that sorting is numeric."""
     plain = json_value(value)
@@ -203,7 +207,7 @@ def _top_table(data: ReportData) -> _TopTable | None:
         )
     n_flagged = int(top["is_anomaly"].fillna(False).astype(bool).sum()) if has_flag else None
     return _TopTable(
-        carried=[str(c) for c in carried],
+        carried=[(str(c), _is_number_column(top[c])) for c in carried],
         has_score=has_score,
         has_flag=has_flag,
         extra=extra,

@@ -17,7 +17,7 @@ from flows.pipeline.summary import (
     reason_group,
 )
 from flows.reporting import report
-from flows.reporting.enrich import NO_PROFILE
+from flows.reporting.enrich import NO_KEYS, NO_PROFILE
 from flows.reporting.reconstruct import reconstruct, unscale
 from vae_core import VAEAnomalyDetector
 
@@ -153,3 +153,20 @@ def test_quarantine_reasons_are_grouped_and_bounded() -> None:
     merged.merge(result, top_n=5)
     assert merged.reasons == {"column 'fee': value is not a number": 800_000}
     assert merged.reason_examples == result.reason_examples
+
+
+def test_a_model_without_keys_says_why_values_are_missing(tmp_path: Path) -> None:
+    frame = payments(300, 4).drop(columns="payment_id")
+    keyless = VAEAnomalyDetector(random_state=0, max_epochs=3).fit(frame)
+    frame.to_parquet(tmp_path / "in.parquet")
+    top = keyless.score_frame(frame).nlargest(3, "score")
+    data = report.ReportData(
+        title="t", model_name="m", model_version="1", threshold=1.0, threshold_method="iqr",
+        expected_alert_rate=0.01, rows_in=300, rows_scored=300, rows_quarantined=0,
+        quarantine_reasons={}, score_sample=np.ones(300), n_flagged=1, score_quantiles={},
+        top_anomalies=top, input_path="in", output_path="o", generated_at="2024-03-05",
+    )  # fmt: skip
+    rich = report.enrich(data, keyless, str(tmp_path / "in.parquet"))
+    assert rich.report_notes == (NO_KEYS,)
+    assert rich.drift is not None and len(rich.explanations) == 3
+    assert rich.explanations[0].parts[0].value == "\u2014"

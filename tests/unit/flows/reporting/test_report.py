@@ -386,3 +386,12 @@ def test_report_shows_window_statuses_and_shaded_spans() -> None:
     assert "3 flagged spans (1 drawn)" in page
     png = charts.score_over_time_png(series, 12.0, "machine", spans=spans)
     assert png.startswith(b"\x89PNG")
+
+
+def test_the_top_table_sorts_numbers_as_numbers_and_shows_the_kl_part() -> None:
+    page = report.render_html(make_data())
+    assert '<th data-key="id" data-type="num">id</th>' in page
+    assert '<th data-key="ts">ts</th>' in page  # times sort as ISO text
+    assert 'data-sort="100.0"' in page
+    # recon 29 of score 30: 1/30 of the score is KL, the columns' shares are scaled by 29/30
+    assert "<code>KL</code> 3.3%" in page and "<code>sensor_2</code> 24.2%" in page
