@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from vae_core.errors import InputError, SchemaError
 from vae_core.parquet_files import (
     ARROW_ERRORS,
+    DataFileError,
     DataPathError,
     PathLike,
     file_error,
@@ -58,10 +59,16 @@ def list_partitions(path: PathLike, max_rows: int | None = None) -> list[Partiti
     """
     if max_rows is not None and max_rows < 1:
         raise InputError(f"max_rows={max_rows!r} must be at least 1.")
-    check_hive_folders(path)
-    dataset = open_dataset(path)
+    try:
+        dataset = open_dataset(path)
+    except DataFileError:
+        check_hive_folders(path)  # a folder whose value clashes with a file's own column
+        raise
+    folder = os.fspath(path) if os.path.isdir(path) else None
     partitions: list[Partition] = []
     for fragment in sorted_fragments(dataset):
+        if folder is not None:
+            check_fragment_folders(fragment, folder)
         try:
             sizes = [group.num_rows for group in fragment.row_groups]
         except ARROW_ERRORS as exc:
@@ -124,6 +131,10 @@ def check_hive_folders(path: PathLike) -> None:
     types differ, fail with a schema clash that names neither). Only the files under
     ``name=value`` folders are looked at, and of those only the ones that have such a column
     are read, that column alone. Nulls in the file do not contradict the folder.
+
+    This reads the footer of every file under a hive folder; ``list_partitions`` calls it
+    only when the data cannot be opened, and checks each file it lists with
+    ``check_fragment_folders`` instead, whose footer it reads anyway.
     """
     root = os.fspath(path)
     if not os.path.isdir(root):
@@ -132,9 +143,30 @@ def check_hive_folders(path: PathLike) -> None:
         relative = file.relative_to(root).parts
         if not file.is_file() or any(part.startswith((".", "_")) for part in relative):
             continue  # not read as data
-        folders = dict(_hive_part(part) for part in relative[:-1] if "=" in part)
+        folders = _folders(relative)
         if folders:
-            _check_file_against(file, folders)
+            try:
+                own = pq.read_schema(file).names
+            except ARROW_ERRORS as exc:
+                raise file_error(str(file), exc) from exc
+            _check_file_against(file, folders, own)
+
+
+def check_fragment_folders(fragment: ds.Fragment, root: PathLike) -> None:
+    """``check_hive_folders`` for one file of the dataset opened at the directory ``root``."""
+    folders = _folders(Path(os.path.relpath(fragment.path, root)).parts)
+    if not folders:
+        return
+    try:
+        own = fragment.physical_schema.names
+    except ARROW_ERRORS as exc:
+        raise file_error(fragment.path, exc) from exc
+    _check_file_against(Path(fragment.path), folders, own)
+
+
+def _folders(relative: Sequence[str]) -> dict[str, str]:
+    """``{name: value}`` of the hive folders among the folders of a relative file path."""
+    return dict(_hive_part(part) for part in relative[:-1] if "=" in part)
 
 
 def _hive_part(part: str) -> tuple[str, str]:
@@ -142,11 +174,7 @@ def _hive_part(part: str) -> tuple[str, str]:
     return unquote(name), unquote(value)
 
 
-def _check_file_against(file: Path, folders: dict[str, str]) -> None:
-    try:
-        own = set(pq.read_schema(file).names)
-    except ARROW_ERRORS as exc:
-        raise file_error(str(file), exc) from exc
+def _check_file_against(file: Path, folders: dict[str, str], own: Sequence[str]) -> None:
     for name, value in folders.items():
         if name not in own or value == _HIVE_NULL:
             continue
