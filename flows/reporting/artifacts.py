@@ -172,6 +172,8 @@ def render_markdown(data: ReportData, top_rows: int = MARKDOWN_TOP_ROWS) -> str:
     """A compact summary: accounting, alert rate vs expected, threshold, top anomalies."""
     lines = [*_heading_lines(data), *_accounting_lines(data), *_alert_lines(data)]
     lines += _drift_lines(data)
+    if data.history is not None and (warning := history_view(data.history, data).warning):
+        lines += ["", f"**History:** {_md(warning)}"]
     top = sorted_top(data.top_anomalies).head(top_rows)
     lines += ["", f"### Top {len(top)} anomalies" if len(top) else "### Top anomalies", ""]
     if top.empty:

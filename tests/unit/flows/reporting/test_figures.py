@@ -193,6 +193,8 @@ def test_history_adds_the_current_run_and_warns_outside_the_band() -> None:
     assert "6.00%" in view.warning and "1 of the 4 earlier runs" in view.warning
     calm = history_view(index, report_data(n_flagged=20))
     assert calm.warning is None
+    assert "**History:**" in render_markdown(report_data(n_flagged=60, history=index))
+    assert "History" not in render_markdown(report_data(n_flagged=20, history=index))
 
 
 def test_history_marks_the_current_run_when_the_index_has_it() -> None:
