@@ -97,11 +97,17 @@ def _drift_row(d: Any) -> _DriftRow:
     )
 
 
+#: Columns listed in the drift table (most drifted first): a wide model's page stays small.
+MAX_DRIFT_ROWS = 50
+
+
 def drift_section(data: ReportData) -> dict[str, Any] | None:
     if data.drift is None:
         return None
+    shown = data.drift[:MAX_DRIFT_ROWS]
     return {
-        "rows": [_drift_row(d) for d in data.drift],
+        "rows": [_drift_row(d) for d in shown],
+        "n_more": len(data.drift) - len(shown),
         "note": drift_note(data.drift),
         "chart": draw(drift_png, data.drift) if data.drift else None,
     }

@@ -239,3 +239,29 @@ def test_links_only_where_they_can_be_followed() -> None:
     assert local.mlflow_run_url is None and local.model_version_url is None
     markdown = render_markdown(report_data(links=served))
     assert "[abc](http://mlflow:5000/#/experiments/4/runs/abc)" in markdown
+
+
+def test_new_sections_escape_text_from_data_and_stay_small() -> None:
+    from flows.reporting.explain import explain_rows
+    from flows.reporting.page import render_html
+    from flows.reporting.sections import MAX_DRIFT_ROWS
+
+    evil = "<script>alert(1)</script>"
+    rng = np.random.default_rng(3)
+    names = [f"{evil}{i}" for i in range(MAX_DRIFT_ROWS + 7)]
+    train = pd.DataFrame({n: rng.normal(0, 1, 500) for n in names})
+    counter = profile_and_counter(train)
+    counter.add(pd.DataFrame({n: rng.normal(0.5, 1, 500) for n in names}))
+    top = pd.DataFrame([top_row(id=evil, top_feature_1=names[0])])
+    values = pd.DataFrame({names[0]: [evil], "kind": [evil]})
+    data = report_data(
+        top_anomalies=top,
+        drift=counter.result(),
+        explanations=explain_rows(top, values, None, None, QUANTILES),
+        history=run_index([0.02]),
+        links=RunLinks(mlflow_run_id=evil, tracking_uri="javascript:alert(1)", run_date=evil),
+    )
+    page = render_html(data)
+    assert page.lower().count("<script") == 1 and "javascript:" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "7 more columns drifted less" in page
