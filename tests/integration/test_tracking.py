@@ -22,6 +22,7 @@ from mlflow.tracking import MlflowClient
 from flows.mlops import tracking
 from flows.mlops.tracking import ModelResolutionError
 from vae_core import VAEAnomalyDetector, VAEAnomalyError
+from vae_core.errors import ModelFileError
 from vae_core.training import EpochRecord
 
 torch.set_num_threads(1)  # tiny models: threads only add contention on small machines
@@ -170,6 +171,16 @@ def test_the_input_example_is_strict_json(mlflow_store, detector, frame, tmp_pat
     )
     examples = {p.name: _strict(p.read_text()) for p in local.glob("*input_example*.json")}
     assert set(examples) >= {"input_example.json", "serving_input_example.json"}
+    # As a server would take it: the JSON payload parsed and scored by MLflow.
+    mlflow.models.predict(
+        version.model_uri,
+        input_path=str(local / "serving_input_example.json"),
+        content_type="json",
+        output_path=str(tmp_path / "served.json"),
+        env_manager="local",
+    )
+    served = _strict((tmp_path / "served.json").read_text())["predictions"]
+    assert len(served) == len(example) and all(row["score"] > 0 for row in served)
     split = examples["serving_input_example.json"]["dataframe_split"]
     temp, pressure = split["columns"].index("temp"), split["columns"].index("pressure")
     assert split["data"][0][temp] is None and split["data"][1][pressure] is None
@@ -237,6 +248,24 @@ def test_load_detector_restores_the_registered_model(registered, detector, frame
         loaded.decision_function(frame), detector.decision_function(frame)
     )
     assert loaded.threshold_ == detector.threshold_
+
+
+def test_load_detector_checks_the_versions_file_list_digest(registered, detector, frame):
+    client = MlflowClient()
+    resolved = tracking.resolve_model(MODEL)
+    digest = client.get_model_version(MODEL, registered.version).tags["files_sha256"]
+    client.set_model_version_tag(MODEL, registered.version, "files_sha256", "0" * 64)
+    with pytest.raises(ModelFileError) as caught:
+        tracking.load_detector(resolved)
+    message = str(caught.value)
+    assert f"{registered.model_uri}" in message and "detector/files.json" in message
+    assert digest in message and "registry recorded" in message
+    # A version logged before the tag existed is checked against its own file list.
+    client.delete_model_version_tag(MODEL, registered.version, "files_sha256")
+    loaded = tracking.load_detector(resolved)
+    np.testing.assert_array_equal(
+        loaded.decision_function(frame), detector.decision_function(frame)
+    )
 
 
 def test_missing_alias_names_the_uri_the_model_and_the_alias(registered, mlflow_store):
