@@ -54,6 +54,8 @@ def check_output_outside_input(input_path: str, output_dir: str | os.PathLike[st
 
     A single input file has no folder: anything beside it is fine.
     """
+    if "://" in input_path or "://" in os.fspath(output_dir):
+        return  # object stores: no folders to compare here
     output = Path(output_dir).resolve()
     if _is_glob(input_path):
         base = _glob_base(input_path).resolve()

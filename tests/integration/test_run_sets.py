@@ -178,6 +178,34 @@ def test_two_runs_into_one_root_at_once_both_complete(setup, tmp_path) -> None:
     assert sorted(index["run_id"]) == [folder.name for folder in folders]
 
 
+def test_a_run_whose_report_fails_publishes_nothing(setup, tmp_path, monkeypatch) -> None:
+    """Scores are never published under a report that failed: the run fails, the previous
+    set stays latest, the staging folder is gone."""
+    from flows.reporting import report
+
+    store, root, _ = setup
+    out = tmp_path / "out"
+    settings = settings_for(store, "unused", root / "daily" / "{date}.parquet", out)
+    previous = score_flow(with_score(settings, run_date=date(2026, 3, 1)))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the report template broke")
+
+    monkeypatch.setattr(report, "write_report", broken)
+    with pytest.raises(RuntimeError, match="the report template broke"):
+        score_flow(with_score(settings, run_date=date(2026, 3, 2)))
+    assert sorted(p.name for p in (out / "runs").iterdir()) == [previous.run_dir.name]
+    assert read_latest(out).run_id == previous.run_dir.name
+    assert run_index.read_index(out)["run_id"].tolist() == [previous.run_dir.name]
+    client = MlflowClient(store, store)
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name(MODEL).experiment_id],
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    assert run.info.status == "FAILED"
+
+
 def test_placeholders_and_lookback_in_real_flow_runs(setup, tmp_path) -> None:
     store, root, train = setup
     settings = settings_for(

@@ -50,6 +50,7 @@ def test_an_output_inside_the_input_is_refused(
         ("in/*.parquet", "in/out"),  # the glob reads only the top folder
         ("in/day=1/x.parquet", "in/day=1/out"),  # one file: no input folder
         ("in/*/*/*/*/*.parquet", "in/out"),
+        ("s3://bucket/in/", "s3://bucket/in/out"),  # object stores are not checked here
     ],
 )
 def test_outputs_beside_the_input_are_fine(
