@@ -359,6 +359,6 @@ def _changed_fields(path: Path, saved: dict[str, str] | None, limit: int = 5) ->
                 names = {n for n in names if n.split(".", 1)[0] != section} | {section}
     if not names:
         return None
-    names = sorted(names)
-    shown = ", ".join(f"'{n}'" for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+    ordered = sorted(names)
+    shown = ", ".join(f"'{n}'" for n in ordered[:limit])
+    return shown + (f" and {len(ordered) - limit} more" if len(ordered) > limit else "")

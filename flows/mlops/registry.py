@@ -243,7 +243,8 @@ def load_detector(resolved: ResolvedModel, device: str = "cpu") -> Detector:
             return load_model(detector_dir, device=device)
         except ModelFileError as exc:
             # The local path is a temporary download: name what the user asked for.
-            local = str(Path(detector_dir))
+            download = str(Path(detector_dir))
             raise ModelFileError(
-                f"model {resolved.uri} in {_where()}: " + str(exc).replace(local, DETECTOR_ARTIFACT)
+                f"model {resolved.uri} in {_where()}: "
+                + str(exc).replace(download, DETECTOR_ARTIFACT)
             ) from exc
