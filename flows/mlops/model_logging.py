@@ -132,15 +132,17 @@ def model_pip_requirements() -> list[str]:
 
 
 def strict_json_example(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with NaN and +-inf as nulls: MLflow writes the example as JSON, where a bare
-    ``NaN`` is no value a strict parser accepts."""
+    """``frame`` with every missing or non-finite value as a null: MLflow writes the example
+    as JSON, where it spelt them ``NaN`` (no value a strict parser accepts) or, for a
+    missing timestamp, ``"NaT"`` (text, not a missing value)."""
     replaced = {}
     for name in frame.columns:
         column = frame[name]
+        absent = column.isna().to_numpy(copy=True)
         if pd.api.types.is_float_dtype(column):
-            finite = np.isfinite(column.to_numpy(dtype="float64", na_value=np.nan))
-            if not finite.all():
-                replaced[name] = column.astype(object).where(finite, None)
+            absent |= ~np.isfinite(column.to_numpy(dtype="float64", na_value=np.nan))
+        if absent.any():
+            replaced[name] = column.astype(object).where(~absent, None)
     return frame.assign(**replaced) if replaced else frame
 
 
