@@ -1,23 +1,24 @@
 """The data gate: is this training data fit to train a model that may replace the champion?
 
 Run before fitting, on the rows the model would be trained on. Every feature column gets
-the **sanity checks**; when a champion exists and has a training profile
-(``vae_core.profile``), the column is also **compared with the champion's training data**.
-Any finding refuses the run: a model fitted on broken data would be judged by the
-promotion gate, but it should not be trained, registered and logged as if it were fine.
+the **sanity checks**, which need nothing to compare with; when a champion exists and has
+a training profile (``vae_core.profile``), the column is also **compared with the
+champion's training data**. Any finding refuses the run: a model fitted on broken data
+would be judged by the promotion gate, but it should not be trained, registered and logged
+as if it were fine.
 
 Sanity checks (limits in ``train.data_gate``, ``flows.config.gates``):
 
-- ``missing``: more than ``max_missing_share`` of the rows are null (an export that
-  dropped a column), unless the champion's column was as empty;
-- ``constant``: one value in every row that has one (``refuse_constant``), unless the
-  champion's column was constant too;
 - ``non_finite``: more than ``max_non_finite_share`` of the rows hold +-inf;
 - ``absurd_magnitude``: more than ``max_absurd_share`` of the rows hold a number larger in
   magnitude than ``max_abs_value`` (1e300 is a unit bug, not a payment).
 
 Against the champion's profile:
 
+- ``missing``: the column went empty, more than ``max_missing_share`` of the rows null (an
+  export that dropped it), where the champion's was not;
+- ``constant``: the column went constant, one value in every row that has one
+  (``refuse_constant``), where the champion's was not;
 - ``absent``: a column the champion was trained on is not in the data;
 - ``kind_changed``: numeric, categorical or boolean, but not what it was;
 - ``missing_increase``: the missing share rose by more than ``max_missing_increase``;
@@ -25,6 +26,10 @@ Against the champion's profile:
   quantile range widened by ``median_range_factor`` times its width on each side;
 - ``psi``: the population stability index against the champion's bins (numeric) or levels
   (categorical, boolean) exceeds ``max_psi``.
+
+An empty or constant column with nothing to compare with (the first model of a name, or a
+column new to this model) is a note in the report, not a refusal: the detector leaves it
+out of the model and warns, as it always has.
 
 Pure: the training flow logs the report (``to_dict``, ``to_markdown``) and raises
 ``DataGateError`` (an ``InputError``: exit code 2) with ``summary_line``.
@@ -179,6 +184,7 @@ def check_training_data(
         figures, found = _check_column(name, values, profile.columns[name], old, limits)
         columns[name] = figures
         findings += found
+        notes += _emptiness_notes(name, profile.columns[name], old, limits)
     if champion is not None:
         for name in champion.columns:
             if name not in frame.columns:
@@ -211,18 +217,16 @@ def _check_column(
     def breach(check: str, figure: Any, limit: Any, text: str) -> None:
         found.append(Finding(name, check, figure, limit, f"column '{name}': {text}"))
 
-    was = old is not None
-    if new.missing_share > limits.max_missing_share and not (
-        was and old.missing_share > limits.max_missing_share
-    ):
+    if old is not None and _went_empty(new, old, limits):
         breach(
             "missing",
             new.missing_share,
             limits.max_missing_share,
-            f"{new.missing_share:.1%} of rows missing (limit {limits.max_missing_share:.0%})",
+            f"{new.missing_share:.1%} of rows missing (limit {limits.max_missing_share:.0%}; "
+            f"champion's {old.missing_share:.1%})",
         )
-    if limits.refuse_constant and new.n_distinct == 1 and not (was and old.n_distinct <= 1):
-        breach("constant", 1, 2, "one value in every row (constant)")
+    if old is not None and _went_constant(new, old, limits):
+        breach("constant", 1, 2, "one value in every row (constant; the champion's was not)")
     if new.kind == "numeric":
         figures.update(_numeric_sanity(values, new, limits, breach))
     if old is None:
@@ -242,6 +246,33 @@ def _check_column(
         )
     figures.update(_drift(values, new, old, limits, breach))
     return figures, found
+
+
+def _went_empty(new: ColumnProfile, old: ColumnProfile | None, limits: DataGateSettings) -> bool:
+    limit = limits.max_missing_share
+    return new.missing_share > limit and not (old is not None and old.missing_share > limit)
+
+
+def _went_constant(new: ColumnProfile, old: ColumnProfile | None, limits: DataGateSettings) -> bool:
+    return (
+        limits.refuse_constant
+        and new.n_distinct == 1
+        and not (old is not None and old.n_distinct <= 1)
+    )
+
+
+def _emptiness_notes(
+    name: str, new: ColumnProfile, old: ColumnProfile | None, limits: DataGateSettings
+) -> list[str]:
+    """A column with nothing to learn and nothing to compare with (the first model of a
+    name, or a column the champion did not have): the detector leaves it out and warns."""
+    if old is not None:
+        return []
+    if _went_empty(new, None, limits):
+        return [f"column '{name}': {new.missing_share:.1%} of rows missing; not modelled"]
+    if _went_constant(new, None, limits):
+        return [f"column '{name}': one value in every row; not modelled"]
+    return []
 
 
 def _numeric_sanity(values: pd.Series, new: ColumnProfile, limits, breach) -> dict[str, Any]:

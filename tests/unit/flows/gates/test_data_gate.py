@@ -70,9 +70,20 @@ def test_a_feature_entirely_missing_is_refused(frames, features, champion) -> No
     report = check_training_data(broken, features, champion, LIMITS, "v1")
     assert ("fee", "missing") in checks(report)
     assert ("fee", "missing_increase") in checks(report)
-    # The first model of a name gets the sanity checks alone, and they refuse it too.
+    # The first model of a name gets the sanity checks alone: an empty column is left out
+    # of the model (the detector warns), and the report notes it.
     first = check_training_data(broken, features, None, LIMITS)
-    assert checks(first) == {("fee", "missing")} and first.compared_with is None
+    assert first.passed and first.compared_with is None
+    assert any("'fee'" in note and "not modelled" in note for note in first.notes)
+
+
+def test_the_first_model_is_refused_for_infinite_or_absurd_values(frames, features) -> None:
+    broken = frames[1].copy()
+    broken.loc[:100, "amount"] = np.inf
+    broken.loc[200:300, "fee"] = 1e300
+    report = check_training_data(broken, features, None, LIMITS)
+    assert checks(report) == {("amount", "non_finite"), ("fee", "absurd_magnitude")}
+    assert "with the sanity checks (no champion profile" in report.summary_line()
 
 
 def test_a_column_times_1e300_is_refused(frames, features, champion) -> None:
