@@ -111,9 +111,10 @@ class LocalServer:
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                last = self._last_line()
                 self.stop()
                 raise ServerStartError(
-                    f"the local Prefect server exited while starting ({self._last_line()}); "
+                    f"the local Prefect server exited while starting ({last}); "
                     "set PREFECT_API_URL to use a running server"
                 )
             if _healthy(self.url):
@@ -134,6 +135,7 @@ class LocalServer:
         return lines[-1] if lines else f"exit code {self.process.returncode}"
 
     def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL); calling it again does nothing."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -141,7 +143,8 @@ class LocalServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self._log.close()
+        if not self._log.closed:
+            self._log.close()
 
 
 def startup_timeout() -> float:
@@ -152,9 +155,13 @@ def startup_timeout() -> float:
         return DEFAULT_STARTUP_TIMEOUT_S
 
 
+#: Straight to 127.0.0.1: an HTTP proxy from the environment would not reach it.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def _healthy(api_url: str) -> bool:
     try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+        with _DIRECT.open(f"{api_url}/health", timeout=2) as response:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False

@@ -51,8 +51,9 @@ def base_env(home: Path, **values: str) -> dict[str, str]:
 
 
 def healthy(api_url: str) -> bool:
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+        with direct.open(f"{api_url}/health", timeout=2) as response:
             return bool(response.status == 200)
     except OSError:
         return False
