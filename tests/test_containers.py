@@ -521,6 +521,9 @@ def test_each_deployment_requires_what_it_copies_into_its_runs():
     }
     assert needs["retrain"] >= {"VAE_ANOMALY_TRAIN_DATA"}
     assert needs["score"] >= {"VAE_ANOMALY_SCORE_INPUT", "VAE_ANOMALY_OUTPUT_DIR"}
+    # The kubernetes job variables (a Job inherits no worker environment) carry them too.
+    kubernetes = prefect_yaml()["definitions"]["kubernetes_gpu_job_variables"]
+    assert set(kubernetes["env"]) >= needs["retrain"]
 
 
 def test_gpu_worker_reserves_nvidia_gpus_behind_a_profile(stack: dict[str, Any], tmp_path: Path):

@@ -103,8 +103,8 @@ def test_importing_the_cli_changes_no_environment_variable() -> None:
 def test_flow_commands_set_the_local_prefect_defaults_before_prefect_loads(
     tmp_path: Path,
 ) -> None:
-    # 'train' with a config file that does not exist fails after loading the flow (and so
-    # Prefect), when the settings are read; Prefect's settings must show the defaults.
+    # 'train' with a config file that does not exist fails when the settings are read,
+    # before Prefect loads; Prefect, loaded afterwards, must show the defaults.
     script = (
         "import sys; from flows.cli import main; code = main(sys.argv[1:]); "
         "from prefect.settings import get_current_settings as s; server = s().server; "
