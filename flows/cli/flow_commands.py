@@ -320,9 +320,10 @@ def run_serve(args: argparse.Namespace) -> int:
 
         session.ready()
         if session.server is not None:
+            url = session.server.url
             print(
-                f"serving on a local Prefect server at {session.server.url}, which stops "
-                "with this command (set PREFECT_API_URL to use another)",
+                f"serving on a local Prefect server at {url} (UI {url.removesuffix('/api')}), "
+                "which stops with this command (set PREFECT_API_URL to use another)",
                 file=sys.stderr,
             )
         serve(
