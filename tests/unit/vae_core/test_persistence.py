@@ -409,7 +409,8 @@ def test_a_pipe_in_the_folder_is_refused_without_blocking(saved):
         load_model(saved)
 
 
-def test_a_sensor_model_lists_its_inner_model_and_refuses_edits_there(tmp_path):
+@pytest.fixture(scope="module")
+def sensor_detector() -> SensorVAEDetector:
     frame = pd.DataFrame(
         {
             "ts": pd.date_range("2024-01-01", periods=120, freq="s"),
@@ -417,12 +418,15 @@ def test_a_sensor_model_lists_its_inner_model_and_refuses_edits_there(tmp_path):
             "b": np.cos(np.arange(120) / 5),
         }
     )
-    detector = SensorVAEDetector(
+    return SensorVAEDetector(
         timestamp_column="ts",
         window_length=4,
         detector_params={"max_epochs": 2, "hidden_sizes": (8,), "latent_dim": 2},
     ).fit(frame)
-    path = detector.save(tmp_path / "sensor")
+
+
+def test_a_sensor_model_lists_its_inner_model_and_refuses_edits_there(sensor_detector, tmp_path):
+    path = sensor_detector.save(tmp_path / "sensor")
     listed = json.loads((path / FILES_NAME).read_text())["files"]
     assert {"sensor.json", "vae/model.json", "vae/weights.safetensors", "vae/files.json"} <= set(
         listed
@@ -431,3 +435,29 @@ def test_a_sensor_model_lists_its_inner_model_and_refuses_edits_there(tmp_path):
     _edit(path / "vae", lambda m: m["threshold"].update(value=1e9))
     with pytest.raises(ModelFileError, match=r"vae/model\.json: field\(s\) 'threshold\.value'"):
         load_model_of_any_kind(path)
+
+
+SENSOR_EDITS = {
+    "length_text": (lambda m: m["spec"].update(length="4"), "'spec.length'"),
+    "length_huge": (lambda m: m["spec"].update(length=10**12), "'spec.length'"),
+    "no_spec": (lambda m: m.pop("spec"), "'spec' is missing"),
+    "spec_list": (lambda m: m.update(spec=[]), "'spec' must be an object"),
+    "unknown_param": (lambda m: m["params"].update(evil=1), "'params' is not accepted"),
+    "kind": (lambda m: m.update(kind="tabular"), "'kind'"),
+    "windows": (lambda m: m.update(n_windows=-1), "'n_windows'"),
+}
+
+
+@pytest.mark.parametrize("edit", list(SENSOR_EDITS))
+def test_each_sensor_manifest_edit_is_refused_naming_the_field(sensor_detector, tmp_path, edit):
+    change, field = SENSOR_EDITS[edit]
+    path = sensor_detector.save(tmp_path / "sensor")
+    manifest = json.loads((path / "sensor.json").read_text())
+    change(manifest)
+    (path / "sensor.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFileError, match=r"sensor\.json: field\(s\)"):
+        SensorVAEDetector.load(path)  # the file list tells first
+    write_file_list(path)
+    with pytest.raises(ModelFileError) as info:
+        SensorVAEDetector.load(path)
+    assert str(path / "sensor.json") in str(info.value) and field in str(info.value)
