@@ -7,10 +7,13 @@ scores its threshold is fitted on are kept at fit, so every rule is applied to t
 scores:
 
 - ``fence``: the default, Tukey's far-out fence (``predict``);
-- ``conformal@q``: ``ConformalFDR(q)``, a fixed threshold from the reference;
+- ``conformal@q``: ``ConformalFDR(q)``'s fixed threshold, every reference score as
+  calibration (BH finds nothing in the reference: its highest score, whatever ``q``);
+- ``conformal_trim@q``: ``ConformalFDR(q, trim=True)``'s fixed threshold, calibrated on
+  the reference scores up to the far-out fence;
 - ``bh_batch@q``: Benjamini-Hochberg over the whole test part at once, on the conformal
-  p-values against the same calibration (the guarantee over that batch);
-- ``bh_strict@q``: the same with every reference score as calibration (no fence trim).
+  p-values against every reference score (the guarantee over that batch);
+- ``bh_batch_trim@q``: the same against the trimmed calibration.
 
     python benchmarks/bench_thresholds.py ../shared/datasets/adbench OUT.jsonl
     python benchmarks/bench_thresholds.py ../shared/datasets/nslkdd OUT.jsonl --mixed
@@ -79,12 +82,11 @@ def rule_flags(reference: np.ndarray, test_scores: np.ndarray) -> dict[str, np.n
     finite = reference[np.isfinite(reference)]
     flags = {}
     for fdr in FDRS:
-        fitted = ConformalFDR(fdr).fit(finite)
-        flags[f"conformal@{fdr:g}"] = test_scores > fitted.value
-        p_trimmed = conformal_p_values(test_scores, ConformalFDR.calibration(finite))
-        flags[f"bh_batch@{fdr:g}"] = benjamini_hochberg(p_trimmed, fdr)
-        p_strict = conformal_p_values(test_scores, np.sort(finite))
-        flags[f"bh_strict@{fdr:g}"] = benjamini_hochberg(p_strict, fdr)
+        for trim, suffix in ((False, ""), (True, "_trim")):
+            rule = ConformalFDR(fdr, trim)
+            flags[f"conformal{suffix}@{fdr:g}"] = test_scores > rule.fit(finite).value
+            p_values = conformal_p_values(test_scores, rule.calibration(finite))
+            flags[f"bh_batch{suffix}@{fdr:g}"] = benjamini_hochberg(p_values, fdr)
     return flags
 
 

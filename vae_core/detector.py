@@ -79,6 +79,8 @@ class VAEAnomalyDetector(BaseEstimator):
         How the label-free decision threshold is fitted, see ``vae_core.threshold``.
     contamination, target_fpr, pot_risk, pot_initial_quantile, iqr_factor, fdr : float
         Parameters of the threshold methods.
+    conformal_trim : bool
+        ``conformal``: calibrate on the reference scores up to the far-out fence only.
     key_columns : sequence of str
         Columns carried through but never modelled (ids, timestamps, entities).
     device : str
@@ -133,6 +135,7 @@ class VAEAnomalyDetector(BaseEstimator):
         pot_initial_quantile: float = 0.9,
         iqr_factor: float = 3.0,
         fdr: float = 0.1,
+        conformal_trim: bool = False,
         key_columns: Sequence[str] = (),
         device: str = "auto",
         random_state: int | None = None,
@@ -158,6 +161,7 @@ class VAEAnomalyDetector(BaseEstimator):
         self.pot_initial_quantile = pot_initial_quantile
         self.iqr_factor = iqr_factor
         self.fdr = fdr
+        self.conformal_trim = conformal_trim
         self.key_columns = key_columns
         self.device = device
         self.random_state = random_state

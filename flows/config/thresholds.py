@@ -86,6 +86,11 @@ class ConformalThreshold(ThresholdRuleSettings):
         "fdr",
         "Target false-discovery rate: expected share of normal rows among the flags.",
     )
+    trim: bool = Field(
+        ConformalFDR.trim,
+        description="Calibrate on the reference scores up to the far-out fence only: more "
+        "flags on contaminated data, no guarantee for normal rows beyond the fence.",
+    )
 
 
 ThresholdSettings = Annotated[

@@ -161,7 +161,8 @@ RULES = [
     (ContaminationRate(0.1), "contamination", {"contamination": 0.1}),
     (FalsePositiveRate(0.02), "fpr", {"target_fpr": 0.02}),
     (PeaksOverThreshold(0.02, 0.8), "pot", {"pot_risk": 0.02, "pot_initial_quantile": 0.8}),
-    (ConformalFDR(0.05), "conformal", {"fdr": 0.05}),
+    (ConformalFDR(0.05), "conformal", {"fdr": 0.05, "conformal_trim": False}),
+    (ConformalFDR(0.2, True), "conformal", {"fdr": 0.2, "conformal_trim": True}),
 ]
 
 
@@ -268,10 +269,20 @@ def test_bh_on_conformal_p_values_keeps_the_false_discovery_rate():
     assert np.mean(recalls) > 0.5
 
 
-def test_conformal_rule_calibrates_below_the_fence_and_keeps_the_scores():
+def test_conformal_rule_calibrates_on_every_reference_score_by_default():
+    """Without trimming BH finds nothing in the reference itself (its p-values are its
+    ranks): the fixed threshold is the highest reference score."""
     rng = np.random.default_rng(2)
     reference = np.concatenate([rng.normal(size=1900), rng.normal(12.0, 1.0, size=100)])
     fitted = ConformalFDR(0.1).fit(reference)
+    np.testing.assert_array_equal(fitted.calibration, np.sort(reference))
+    assert fitted.value == reference.max() and fitted.params["conformal_trim"] == 0.0
+
+
+def test_trimmed_conformal_rule_calibrates_below_the_fence_and_keeps_the_scores():
+    rng = np.random.default_rng(2)
+    reference = np.concatenate([rng.normal(size=1900), rng.normal(12.0, 1.0, size=100)])
+    fitted = ConformalFDR(0.1, trim=True).fit(reference)
     q1, q3 = np.quantile(reference, [0.25, 0.75])
     calibration = np.asarray(fitted.calibration)
     assert calibration.max() <= q3 + 3 * (q3 - q1) < 12.0 - 3  # the far-out rows left out
@@ -287,7 +298,7 @@ def test_conformal_rule_calibrates_below_the_fence_and_keeps_the_scores():
 
 def test_conformal_rule_without_discoveries_keeps_the_highest_reference_score():
     reference = np.random.default_rng(3).normal(size=300)
-    fitted = ConformalFDR(0.1).fit(reference)
+    fitted = ConformalFDR(0.1, trim=True).fit(reference)
     assert fitted.value == reference.max() and fitted.expected_alert_rate == 0.0
     assert "no reference row" in fitted.note
 
