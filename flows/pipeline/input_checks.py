@@ -25,7 +25,14 @@ import numpy as np
 import pandas as pd
 
 from flows.config.input_rules import TypeDrift
-from flows.pipeline.column_types import drift_of, dtype_family, excerpt, unparseable_timestamps
+from flows.pipeline.column_types import (
+    describe,
+    drift_of,
+    dtype_family,
+    excerpt,
+    nested_kind,
+    unparseable_timestamps,
+)
 from vae_core.errors import ColumnTypeError
 from vae_core.schema import ColumnSpec, FeatureSchema
 
@@ -64,6 +71,8 @@ class InputNotes:
     drifted: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: column -> [values that are no timestamp, the first of them].
     bad_timestamps: dict[str, list[Any]] = field(default_factory=dict)
+    #: Carried timestamp column -> the type it holds instead (numbers, booleans).
+    carried_drift: dict[str, str] = field(default_factory=dict)
     _extra_seen: set[str] = field(default_factory=set, repr=False)
 
     @classmethod
@@ -116,11 +125,20 @@ class InputNotes:
             if drift is not None:
                 self._drift(spec.name, drift)
         for name in self.timestamp_columns:
-            if name in batch.columns and dtype_family(dtypes[name]) == "text":
-                count, first = unparseable_timestamps(batch[name])
-                if count:
-                    seen = self.bad_timestamps.setdefault(name, [0, first])
-                    seen[0] += count
+            if name in batch.columns:
+                self._observe_timestamps(name, batch[name])
+
+    def _observe_timestamps(self, name: str, values: pd.Series) -> None:
+        """A carried timestamp column: text is parsed and counted, numbers or booleans noted
+        (carried through as they are: the scores do not read the column)."""
+        family = dtype_family(values.dtype)
+        if family == "text" and not nested_kind(values):
+            count, first = unparseable_timestamps(values)
+            if count:
+                self.bad_timestamps.setdefault(name, [0, first])[0] += count
+        elif family in ("number", "boolean") and name not in self.carried_drift:
+            if values.notna().any():
+                self.carried_drift[name] = describe(family, values.dtype)
 
     @staticmethod
     def _may_drift(spec: ColumnSpec, dtypes: pd.Series) -> bool:
@@ -158,6 +176,8 @@ class InputNotes:
             self.drifted.setdefault(name, drift)
         for name, (count, first) in other.bad_timestamps.items():
             self.bad_timestamps.setdefault(name, [0, first])[0] += count
+        for name, now in other.carried_drift.items():
+            self.carried_drift.setdefault(name, now)
 
     @property
     def duplicate_keys(self) -> int:
@@ -221,6 +241,11 @@ class InputNotes:
             lines.append(
                 f"{self.source}: timestamp column '{name}' holds {count} value(s) that are "
                 f"not timestamps (first: {excerpt(first)}); they were carried through as text."
+            )
+        for name, now in self.carried_drift.items():
+            lines.append(
+                f"{self.source}: timestamp column '{name}' holds {now} but held timestamps in "
+                "training; it was carried through as it is (the scores do not read it)."
             )
         return lines
 

@@ -577,3 +577,14 @@ def test_score_command_refuses_an_output_folder_that_is_a_file(
     assert code == 2, err
     assert_one_line_error(err, [f"{blocker} is a file", "the scoring output is a folder"])
     assert blocker.read_text() == "a file where the output folder should be"
+
+
+def test_score_file_notes_numbers_in_the_carried_timestamp_column(
+    capfd, tmp_path: Path, frames, model_dir
+) -> None:
+    frame = frames[1].assign(created_at=np.arange(len(frames[1])))
+    code, err, _, output = score_file(capfd, tmp_path, frame, model_dir)
+    assert code == 0, err
+    (line,) = [line for line in _warnings(err) if "created_at" in line]
+    assert "holds numbers (int64) but held timestamps in training" in line
+    assert read_table(output)["created_at"].tolist() == list(range(len(frame)))

@@ -115,3 +115,13 @@ def test_training_notes_count_null_keys_apart_from_repeats() -> None:
     lines = input_checks.training_notes(frame, frame.head(0), ["id"], "t.parquet")
     assert "1 row(s) repeat the key value" in lines[0]
     assert "2 row(s) have a null key" in lines[1]
+
+
+def test_numbers_in_a_carried_timestamp_column_are_noted() -> None:
+    seen = typed_notes()
+    seen.observe(pd.DataFrame({"id": [1, 2], "x": 0.0, "flag": True, "ts": [1_700_000_000, 2]}))
+    (line,) = seen.messages()
+    assert "timestamp column 'ts' holds numbers (int64) but held timestamps" in line
+    fine = typed_notes()
+    fine.observe(pd.DataFrame({"id": [1], "x": 0.0, "flag": True, "ts": pd.to_datetime([0])}))
+    assert fine.messages() == []
