@@ -353,6 +353,7 @@ def score_flow(
     day = run_date(settings.score.run_date, flow_run.scheduled_start_time)
     cfg, track = dated_score(settings.score, day, output_run_id), settings.tracking
     check_output_outside_input(cfg.input_path, cfg.output_dir)
+    run_set.check_output_root(cfg.output_dir)  # before MLflow: a file or a device is refused
     tracking.configure_tracking(track.tracking_uri, track.registry_uri)
     resolved, detector = resolve_champion(cfg.model_uri)
     check_applies(cfg, detector)  # e.g. score.concurrency set for a sensor model

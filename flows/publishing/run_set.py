@@ -34,7 +34,8 @@ from typing import Any
 
 from flows.pipeline.writers import write_bytes_atomic, writer_tag
 from flows.publishing import retention, run_index
-from vae_core.output_targets import fsync_directory
+from vae_core.errors import OutputPathError
+from vae_core.output_targets import check_directory_target, fsync_directory, writing_to
 
 RUNS_DIR, LATEST_FILE, LOCK_FILE = "runs", "latest.json", ".run-set.lock"
 MANIFEST_FILE = "manifest.json"
@@ -98,13 +99,30 @@ def root_lock(root: Path | str, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[N
         handle.close()  # closing the file releases the lock
 
 
+def check_output_root(root: Path | str) -> Path:
+    """Refuse an output root that is a file or a device (or lies below a file): an
+    ``OutputPathError`` naming it (exit code 2). Cheap: call it before a run starts."""
+    root = check_directory_target(root)
+    if root.is_file():
+        raise OutputPathError(
+            f"{root} is a file; the scoring output is a folder. Choose another output path."
+        )
+    return root
+
+
 def begin_run(root: Path | str, run_id: str) -> Path:
-    """Create this run's hidden staging folder; remove those of runs that died."""
+    """Create this run's hidden staging folder; remove those of runs that died.
+
+    An output root that ``check_output_root`` refuses, or where this user cannot write, is
+    an ``OutputPathError`` naming the root (exit code 2), not a raw ``OSError``.
+    """
+    root = check_output_root(root)
     runs = runs_dir(root)
-    runs.mkdir(parents=True, exist_ok=True)
-    retention.remove_abandoned(runs)
     staging = runs / f"{retention.STAGING_PREFIX}{writer_tag()}.{run_id}"
-    staging.mkdir()
+    with writing_to(root):
+        runs.mkdir(parents=True, exist_ok=True)
+        retention.remove_abandoned(runs)
+        staging.mkdir()
     return staging
 
 

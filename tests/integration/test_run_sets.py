@@ -10,6 +10,7 @@ with exit code 2.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
@@ -30,6 +31,7 @@ from flows.publishing import run_index
 from flows.publishing.run_set import latest_run_dir, read_latest, verify_run
 from flows.score_flow import score_flow
 from flows.train_flow import train_flow
+from vae_core.errors import InputError, OutputPathError
 from vae_core.io import read_table
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -204,6 +206,26 @@ def test_a_run_whose_report_fails_publishes_nothing(setup, tmp_path, monkeypatch
         max_results=1,
     )
     assert run.info.status == "FAILED"
+
+
+@pytest.mark.parametrize("case", ["root is a file", "root inside the input"])
+def test_the_flow_refuses_a_bad_output_root_before_mlflow_starts(setup, tmp_path, case) -> None:
+    store, root, _ = setup
+    if case == "root is a file":
+        source, out = root / "daily" / "2026-03-01.parquet", tmp_path / "out"
+        out.write_text("not a folder")
+        error, message = OutputPathError, f"{out} is a file; the scoring output is a folder"
+    else:
+        source, out = root / "daily", root / "daily" / "{date}"
+        error, message = InputError, f"the output folder {out}".replace("{date}", "2026-03-01")
+    client = MlflowClient(store, store)
+    experiment = client.get_experiment_by_name(MODEL)
+    before = len(client.search_runs([experiment.experiment_id]))
+    settings = settings_for(store, "unused", source, out, score={"run_date": "2026-03-01"})
+    with pytest.raises(error, match=re.escape(message)):
+        score_flow(settings)
+    assert len(client.search_runs([experiment.experiment_id])) == before
+    assert not (root / "daily" / "2026-03-01").exists()
 
 
 def test_placeholders_and_lookback_in_real_flow_runs(setup, tmp_path) -> None:

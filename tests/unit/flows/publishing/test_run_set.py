@@ -27,6 +27,7 @@ from flows.publishing.run_set import (
     verify_run,
     write_manifest,
 )
+from vae_core.errors import OutputPathError
 
 
 def row(run_id: str, day: date, **values) -> dict:
@@ -156,6 +157,28 @@ def test_verify_names_what_differs(tmp_path: Path, damage, message: str) -> None
     damage(run_dir)
     with pytest.raises(RunSetError, match=message):
         verify_run(run_dir)
+
+
+def test_an_output_root_that_is_not_a_folder_is_refused_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputPathError, match=f"{tmp_path / 'file'} is a file; the scoring"):
+        begin_run(tmp_path / "file", "R1")
+    with pytest.raises(OutputPathError, match="file/below: .*file is a file, not a directory"):
+        begin_run(tmp_path / "file" / "below", "R1")
+    with pytest.raises(OutputPathError, match="/dev/null is a character device"):
+        begin_run("/dev/null", "R1")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write to read-only folders")
+def test_a_read_only_output_root_is_refused_naming_it(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    root.chmod(0o500)
+    try:
+        with pytest.raises(OutputPathError, match=f"{root}: cannot write here"):
+            begin_run(root, "R1")
+    finally:
+        root.chmod(0o700)
 
 
 def test_unreadable_latest_reads_as_none(tmp_path: Path) -> None:
