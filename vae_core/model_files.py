@@ -114,6 +114,7 @@ def inside_folder(root: Path, relative: Any, where: str) -> Path:
         pure.is_absolute()
         or "\\" in relative
         or ":" in relative
+        or any(ord(c) < 32 for c in relative)
         or any(part in ("..", "") for part in relative.split("/"))
     ):
         raise ModelFileError(

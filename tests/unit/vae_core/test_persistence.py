@@ -362,6 +362,9 @@ EDITS = {
     "scale_zero": (lambda m: m["preprocessing"]["numeric"][0].update(scale=0), "scale"),
     "weights_up": (lambda m: m.update(weights_file="../../other/weights.safetensors"), "weights"),
     "weights_abs": (lambda m: m.update(weights_file="/proc/self/environ"), "weights_file"),
+    "weights_nul": (lambda m: m.update(weights_file="weights\x00.bin"), "weights_file"),
+    "weights_dot": (lambda m: m.update(weights_file="a/../weights.safetensors"), "weights_file"),
+    "weights_win": (lambda m: m.update(weights_file="C:\\weights"), "weights_file"),
 }
 
 
