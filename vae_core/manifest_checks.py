@@ -159,6 +159,8 @@ def _check_params(f: Fields, params: dict[str, Any]) -> None:
             f.fail(f"params.{name}", f"must be 'auto' or a list, not {value!r}")
     if params.get("numeric_dof") is not None:
         f.number(params, "numeric_dof", "params.numeric_dof", lo=1e-6)
+    # beta weighs the KL term in every score: a finite, non-negative weight.
+    f.number(params, "beta", "params.beta", lo=0.0, hi=1e6)
     for name, value in params.items():
         if isinstance(value, dict):
             f.fail(f"params.{name}", "must be a plain value or a list, not an object")

@@ -358,6 +358,8 @@ EDITS = {
     "hidden_huge": (lambda m: m["architecture"].update(hidden_sizes=[1 << 20] * 3), "archit"),
     "input_dim": (lambda m: m["architecture"].update(input_dim=99), "architecture.input_dim"),
     "unknown_param": (lambda m: m["params"].update(evil=1), "params.evil"),
+    "beta_nan": (lambda m: m["params"].update(beta=float("nan")), "params.beta"),
+    "no_beta": (lambda m: m["params"].pop("beta"), "params.beta"),
     "bad_kind": (lambda m: m["schema"]["columns"][0].update(kind="x"), "schema.columns[0].kind"),
     "scale_zero": (lambda m: m["preprocessing"]["numeric"][0].update(scale=0), "scale"),
     "weights_up": (lambda m: m.update(weights_file="../../other/weights.safetensors"), "weights"),
