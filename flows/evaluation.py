@@ -95,10 +95,15 @@ class GateData:
         }
 
 
-def reference_sample(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
-    """At most ``max_rows`` rows of ``frame``, a seeded uniform sample in the original order."""
+def reference_sample(
+    frame: pd.DataFrame, max_rows: int, seed: int, contiguous: bool = False
+) -> pd.DataFrame:
+    """At most ``max_rows`` rows of ``frame``, a seeded uniform sample in the original order;
+    ``contiguous``: the last ``max_rows`` rows instead (a series keeps its windows)."""
     if len(frame) <= max_rows:
         return frame.reset_index(drop=True)
+    if contiguous:
+        return frame.iloc[-max_rows:].reset_index(drop=True)
     rows = np.sort(np.random.default_rng(seed).choice(len(frame), max_rows, replace=False))
     return frame.iloc[rows].reset_index(drop=True)
 
@@ -115,9 +120,10 @@ def gate_data(
     them, so they get no detection check.
     """
     base = reference if reference is not None and len(reference) else holdout
-    clean = reference_sample(base, settings.reference_rows, settings.seed)
+    series = any(d.ordered_stream for d in detectors)
+    clean = reference_sample(base, settings.reference_rows, settings.seed, contiguous=series)
     anomalies = None
-    if not any(d.ordered_stream for d in detectors) and len(clean) >= 2:
+    if not series and len(clean) >= 2:
         kinds: dict[str, str] = {}
         for detector in detectors:
             kinds.update(schema_kinds(detector.schema_))

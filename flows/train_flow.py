@@ -164,7 +164,9 @@ def log_training(
     tracking.log_figure_png(run_id, png, "plots/holdout_scores.png")
     tracking.log_text(run_id, training_report(detector, metrics, validation), "training_report.md")
     gate = settings.train.promotion_gate
-    sample = reference_sample(holdout, gate.reference_rows, gate.seed)
+    sample = reference_sample(
+        holdout, gate.reference_rows, gate.seed, contiguous=detector.ordered_stream
+    )
     log_frame(run_id, sample, REFERENCE_ARTIFACT)
 
 

@@ -372,3 +372,60 @@ def test_two_retrains_at_once_keep_the_champion_chain(
         previous = following[0]
         del compared[previous]
     assert champion_version(store, "race") == previous
+
+
+# -- sensor models -----------------------------------------------------------------------------
+def sensor_series(n: int, start: int = 0, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    t = np.arange(start, start + n)
+    return pd.DataFrame(
+        {
+            "ts": pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(t, unit="s"),
+            "pressure": np.sin(t / 7) + rng.normal(0, 0.05, n),
+            "flow": np.cos(t / 7) + rng.normal(0, 0.05, n),
+        }
+    )
+
+
+def test_a_sensor_model_is_gated_on_its_channels(tmp_path: Path, mlflow_store_factory) -> None:
+    store = mlflow_store_factory(tmp_path)
+    old, new = sensor_series(600), sensor_series(600, start=600, seed=1)
+    paths = {}
+    for name, frame in {
+        "old": old,
+        "more": pd.concat([old, new], ignore_index=True),
+        "broken": new.assign(flow=new["flow"] * 1e300),
+    }.items():
+        paths[name] = write_parquet_atomic(frame, tmp_path / f"{name}.parquet")
+
+    def sensor_settings(data: Path) -> Settings:
+        return load_settings(
+            files=[],
+            environ={},
+            overrides={
+                "tracking": {"tracking_uri": store, "registered_model": "rig"},
+                "train": {
+                    "data_path": str(data),
+                    "sensor": {"timestamp_column": "ts", "window_length": 5},
+                    "detector": {"max_epochs": 4, "random_state": 0},
+                },
+            },
+        )
+
+    first = train_flow(sensor_settings(paths["old"]))
+    with pytest.raises(DataGateError, match="column 'flow'"):
+        train_flow(sensor_settings(paths["broken"]))
+    more = train_flow(sensor_settings(paths["more"]))
+    decision = decision_of(more.run_id)
+    # Windows need consecutive rows: no synthetic row copies, the fit and alert checks only.
+    assert [c["name"] for c in decision["checks"]] == ["fit", "alert_rate"]
+    assert decision["compared_with"] == first.version and decision["gate_reference_rows"] > 0
+    # The stored sample of a series is the holdout's latest rows, in one piece.
+    sample = pd.read_parquet(
+        mlflow.artifacts.download_artifacts(
+            run_id=first.run_id, artifact_path="reference/holdout.parquet", dst_path=str(tmp_path)
+        )
+    )
+    assert sample["ts"].is_monotonic_increasing and sample["ts"].diff().dropna().nunique() == 1
+    assert more.promoted, decision["reason"]  # a longer history of the same series wins
+    assert champion_version(store, "rig") == more.version

@@ -154,3 +154,9 @@ def test_the_reference_sample_is_bounded_seeded_and_ordered() -> None:
     assert sample.equals(reference_sample(rows, 100, seed=0))
     assert reference_sample(rows, 5000, seed=0).equals(rows)
     assert not sample.equals(reference_sample(rows, 100, seed=1))
+
+
+def test_a_series_reference_keeps_its_latest_rows_in_one_piece() -> None:
+    rows = pd.DataFrame({"i": np.arange(1000)})
+    sample = reference_sample(rows, 100, seed=0, contiguous=True)
+    assert sample["i"].tolist() == list(range(900, 1000))
