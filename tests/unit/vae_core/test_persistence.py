@@ -466,3 +466,13 @@ def test_each_sensor_manifest_edit_is_refused_naming_the_field(sensor_detector, 
     with pytest.raises(ModelFileError) as info:
         SensorVAEDetector.load(path)
     assert str(path / "sensor.json") in str(info.value) and field in str(info.value)
+
+
+def test_the_training_profile_is_covered_by_the_file_list(array_detector, tmp_path):
+    path = array_detector.save(tmp_path / "detector")
+    assert "profile.json" in json.loads((path / FILES_NAME).read_text())["files"]
+    profile = json.loads((path / "profile.json").read_text())
+    profile["n_rows"] += 1
+    (path / "profile.json").write_text(json.dumps(profile))
+    with pytest.raises(ModelFileError, match=r"profile\.json: field\(s\) 'n_rows' changed"):
+        VAEAnomalyDetector.load(path)
