@@ -102,11 +102,15 @@ def _reason_text(name: str, column: pd.Series, numbers: pd.Series) -> pd.Series:
     return "column '" + name + "' value " + column.astype(str).map(excerpt) + what
 
 
-def refuse_non_finite_text(batch: pd.DataFrame, schema: FeatureSchema, source: str) -> None:
-    """Without a quarantine (``score-file``): stop at text spelling an infinite number.
+def refuse_unreadable_values(
+    batch: pd.DataFrame, schema: FeatureSchema, source: str, time_column: str | None = None
+) -> None:
+    """Without a quarantine (``score-file``): stop at the first value no row could be
+    scored with, quoting a short excerpt of it.
 
-    Other text that is no number is refused by the detector's own check; this keeps the
-    one rule for 'inf' as for 'nan' where nothing validates rows.
+    Text that is no finite number in a numeric column ('twelve', 'nan', and 'inf' by the
+    one rule for text spellings), and text that is no timestamp in an ordered stream's
+    ``time_column``. The detector refuses both too, but quotes the whole value.
     """
     dtypes = batch.dtypes
     for spec in schema.columns:
@@ -116,13 +120,28 @@ def refuse_non_finite_text(batch: pd.DataFrame, schema: FeatureSchema, source: s
             continue
         column = batch[spec.name]
         numbers = pd.to_numeric(column, errors="coerce")
-        infinite = np.isinf(numbers.to_numpy(dtype="float64", na_value=np.nan))
-        if infinite.any():
-            row = int(np.flatnonzero(infinite)[0])
+        bad = _not_finite(column, numbers)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            what = (
+                ", text for a number that is not finite. Write finite numbers, or a null for a "
+                "missing value."
+                if np.isinf(numbers.to_numpy(dtype="float64", na_value=np.nan)[row])
+                else f" (dtype {column.dtype}). Fix or drop the value, or cast the column to a "
+                "number before scoring."
+            )
             raise ColumnTypeError(
                 f"{source}: column '{spec.name}' must be numeric but row {row} holds "
-                f"{excerpt(column.iloc[row])}, text for a number that is not finite. Write "
-                "finite numbers, or a null for a missing value."
+                f"{excerpt(column.iloc[row])}{what}"
+            )
+    if time_column is not None and time_column in batch.columns:
+        bad = unparseable_timestamp_mask(batch[time_column])
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise SchemaError(
+                f"{source}: timestamp column '{time_column}' row {row} holds "
+                f"{excerpt(batch[time_column].iloc[row])}, which is not a timestamp "
+                "(ISO 8601) or a number."
             )
 
 

@@ -28,7 +28,7 @@ from flows.pipeline.column_types import refuse_nested
 from flows.pipeline.input_checks import InputNotes, TypeDrift
 from flows.pipeline.memory import release_free_memory
 from flows.pipeline.prefetch import WriteBehind, prefetch
-from flows.pipeline.row_validation import refuse_non_finite_text, split_valid_rows
+from flows.pipeline.row_validation import refuse_unreadable_values, split_valid_rows
 from flows.pipeline.summary import PartitionResult, RowAccountingError
 from flows.pipeline.writers import ParquetBatchWriter
 from vae_core.scoring import UNFILTERED_COLUMNS
@@ -128,7 +128,7 @@ def _read_stage(
                 batch, detector.schema_, where, options.numeric_errors, time_column
             )
         else:
-            refuse_non_finite_text(batch, detector.schema_, where)
+            refuse_unreadable_values(batch, detector.schema_, where, time_column)
         yield _Prepared(len(batch), quarantined, scorer.prepare(valid, where))
 
 

@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 
 from flows.pipeline.row_validation import (
-    refuse_non_finite_text,
+    refuse_unreadable_values,
     split_training_rows,
     split_valid_rows,
 )
-from vae_core.errors import ColumnTypeError
+from vae_core.errors import ColumnTypeError, SchemaError
 from vae_core.schema import ColumnSpec, FeatureSchema
 
 SCHEMA = FeatureSchema((ColumnSpec("x", "numeric", "float64"),), ("id",))
@@ -46,8 +46,21 @@ def test_fail_names_the_first_non_finite_text() -> None:
 
 def test_without_a_quarantine_text_infinity_stops_like_text_nan() -> None:
     with pytest.raises(ColumnTypeError, match=r"in\.parquet: column 'x' .* row 1 holds '-inf'"):
-        refuse_non_finite_text(text_batch(["2", "-inf"]), SCHEMA, "in.parquet")
-    refuse_non_finite_text(text_batch(["2", None]), SCHEMA, "in.parquet")
+        refuse_unreadable_values(text_batch(["2", "-inf"]), SCHEMA, "in.parquet")
+    with pytest.raises(ColumnTypeError, match=r"row 2 holds 'nan' \(dtype string\)"):
+        refuse_unreadable_values(text_batch(["2", None, "nan"]), SCHEMA, "in.parquet")
+    refuse_unreadable_values(text_batch(["2", None]), SCHEMA, "in.parquet")
+
+
+def test_without_a_quarantine_errors_quote_an_excerpt() -> None:
+    with pytest.raises(ColumnTypeError) as caught:
+        refuse_unreadable_values(text_batch(["z" * 100_000]), SCHEMA, "in.parquet")
+    assert len(str(caught.value)) < 300
+    schema = FeatureSchema((ColumnSpec("x", "numeric", "float64"),), (), ("ts",))
+    batch = pd.DataFrame({"ts": ["2024-01-01", "t" * 100_000], "x": [1.0, 2.0]})
+    with pytest.raises(SchemaError, match=r"timestamp column 'ts' row 1 holds 'ttt") as caught:
+        refuse_unreadable_values(batch, schema, "in.parquet", "ts")
+    assert len(str(caught.value)) < 300
 
 
 def test_a_long_bad_value_is_quoted_as_a_short_excerpt() -> None:
