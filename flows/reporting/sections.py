@@ -54,19 +54,20 @@ def links_section(data: ReportData) -> list[_Link]:
     if links is None:
         return []
     rows = [_Link("Run date", links.run_date or DASH)]
-    if links.mlflow_run_id:
+    # Identifiers the summary shows already are repeated only as links.
+    if links.mlflow_run_id and (links.mlflow_run_url or links.mlflow_run_id != data.run_id):
         rows.append(_Link("MLflow run", links.mlflow_run_id, links.mlflow_run_url))
-    if links.model_name and links.model_version:
+    if links.model_version_url:
         text = f"{links.model_name} version {links.model_version}"
         rows.append(_Link("Model version", text, links.model_version_url))
     if links.model_uri:
         rows.append(_Link("Model URI", links.model_uri))
     if links.prefect_flow_run_id:
         rows.append(_Link("Prefect flow run", links.prefect_flow_run_id, links.prefect_url))
-    if links.input_path:
+    if links.input_path and links.input_path != data.input_path:
         rows.append(_Link("Input (absolute)", links.input_path))
     if links.output_dir:
-        rows.append(_Link("Run folder (absolute)", links.output_dir))
+        rows.append(_Link("Run folder", links.output_dir))
     return rows
 
 

@@ -239,6 +239,17 @@ def test_links_only_where_they_can_be_followed() -> None:
     assert local.mlflow_run_url is None and local.model_version_url is None
     markdown = render_markdown(report_data(links=served))
     assert "[abc](http://mlflow:5000/#/experiments/4/runs/abc)" in markdown
+    from flows.reporting.page import render_html
+
+    page = render_html(report_data(links=served, run_id="abc"))
+    assert '<a href="http://mlflow:5000/#/experiments/4/runs/abc">abc</a>' in page
+    assert '<a href="http://prefect:4200/runs/flow-run/f1">' not in page  # no flow run id
+    assert ">pay ments version 7</a>" in page
+    plain = render_html(report_data(links=local, run_id="abc"))
+    assert "MLflow run" not in plain and "Model version" not in plain  # shown once, as text
+    assert RunLinks(mlflow_run_id="r", tracking_uri="https://m/").mlflow_run_url == (
+        "https://m/#/runs/r"
+    )
 
 
 def test_new_sections_escape_text_from_data_and_stay_small() -> None:
