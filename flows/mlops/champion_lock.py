@@ -152,9 +152,10 @@ def tag_lease(
     try:
         yield
     finally:
-        lease = _lease(name)
-        if lease is not None and lease.get("owner") == owner:
-            client().delete_registered_model_tag(name, LEASE_TAG)
+        with contextlib.suppress(MlflowException):  # left behind, the lease just expires
+            lease = _lease(name)
+            if lease is not None and lease.get("owner") == owner:
+                client().delete_registered_model_tag(name, LEASE_TAG)
 
 
 def _try_lease(name: str, owner: str, ttl_s: float) -> bool:
