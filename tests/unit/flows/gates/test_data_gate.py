@@ -145,3 +145,18 @@ def test_the_report_is_strict_json_and_markdown(frames, features, champion) -> N
     assert data["columns"]["fee"]["missing_share"] == 1.0
     text = report.to_markdown()
     assert "| fee | missing |" in text and "| amount |" in text
+
+
+def test_a_champion_without_a_profile_gets_the_sanity_checks_and_a_note(frames, features):
+    report = check_training_data(frames[1], features, None, LIMITS, "v7")
+    assert report.passed and report.compared_with is None
+    assert "the champion (v7) has no training profile" in report.notes
+    assert "no champion profile to compare with" in report.summary_line()
+
+
+def test_a_new_column_is_noted_not_refused(frames, features, champion) -> None:
+    new = frames[1].assign(extra=np.nan)
+    report = check_training_data(new, [*features, "extra"], champion, LIMITS, "v1")
+    assert report.passed
+    assert any("not trained on: ['extra']" in note for note in report.notes)
+    assert any("'extra'" in note and "not modelled" in note for note in report.notes)
