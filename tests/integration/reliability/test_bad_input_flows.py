@@ -425,3 +425,26 @@ def test_sensor_rows_with_unreadable_timestamps_are_quarantined(
         "or a number"
     ] * len(GARBAGE_ROWS)
     assert outcome.rows_scored == len(later) - len(GARBAGE_ROWS)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="score.type_drift reaches the pipeline once the scoring flow passes it on "
+    "(score_partition -> StreamOptions.type_drift); remove this mark then",
+)
+def test_type_drift_refuse_stops_the_scoring_flow(
+    tmp_path: Path, frames, champion: Champion
+) -> None:
+    frame = with_type_drift(frames[1], "integers_in_a_boolean_column")
+    data = write_parquet_atomic(frame, tmp_path / "input.parquet")
+    settings = flow_settings(
+        champion.store, champion.train, data, tmp_path / "out", score={"type_drift": "refuse"}
+    )
+    try:
+        score_flow(settings)
+    except ColumnTypeError as exc:
+        assert "column 'card_present' holds numbers (int64)" in str(exc)
+        assert last_run_status(champion.store) == "FAILED"
+        return
+    raise AssertionError("score.type_drift=refuse did not stop the run")
