@@ -111,6 +111,7 @@ def run_train(args: argparse.Namespace) -> int:
     use_local_prefect_defaults()
     from flows.cli import preflight
     from flows.cli.flow_session import flow_session
+    from flows.cli.local_server import configured_api_url
 
     overrides: dict[str, Any] = {"train": _section({"data_path": args.data, "run_date": args.date})}
     if args.epochs:
@@ -119,6 +120,7 @@ def run_train(args: argparse.Namespace) -> int:
         overrides["tracking"] = {"registered_model": args.model_name}
     settings = _settings(args, "train", overrides)
     preflight.check_train(settings)  # before Prefect and MLflow start
+    preflight.check_dask_cluster(settings, configured_api_url() is not None)
     with flow_session(args.debug) as session:
         from flows.train_flow import train_flow
 
@@ -186,6 +188,7 @@ def run_score(args: argparse.Namespace) -> int:
     use_local_prefect_defaults()
     from flows.cli import preflight
     from flows.cli.flow_session import flow_session
+    from flows.cli.local_server import configured_api_url
 
     overrides = {
         "score": _section(
@@ -204,6 +207,7 @@ def run_score(args: argparse.Namespace) -> int:
     }
     settings = _settings(args, "score", overrides)
     preflight.check_score(settings)  # before Prefect and MLflow start
+    preflight.check_dask_cluster(settings, configured_api_url() is not None)
     with flow_session(args.debug) as session:
         from flows.score_flow import score_flow
 

@@ -93,3 +93,24 @@ def check_serve(settings: Settings) -> None:
     cfg = dated_score(settings.score, run_date(settings.score.run_date), new_run_id())
     check_output_outside_input(cfg.input_path, cfg.output_dir)
     check_output_folder(cfg.output_dir)
+
+
+def check_dask_cluster(settings: Settings, api_configured: bool) -> None:
+    """An existing Dask cluster needs a Prefect API its workers can reach: the server a
+    command starts for itself listens on 127.0.0.1 of this machine only."""
+    from flows.config import ConfigError
+
+    train = settings.train  # its cluster only samples, with max_train_rows
+    uses = {
+        "train": train.max_train_rows is not None and train.task_runner == "dask",
+        "score": settings.score.task_runner == "dask",
+    }
+    for key, section in (("train", train), ("score", settings.score)):
+        address = section.dask_address
+        if address and uses[key] and not api_configured:
+            raise ConfigError(
+                f"{key}.dask_address={address!r}: the cluster's workers report their task "
+                "runs to the Prefect API, and without PREFECT_API_URL this command runs a "
+                "server that only this machine can reach. Set PREFECT_API_URL (here and on "
+                "the workers) to a Prefect server both can reach."
+            )

@@ -158,6 +158,20 @@ def test_an_output_inside_the_input_fails_before_prefect_loads(tmp_path: Path, d
     assert loaded == []
 
 
+def test_an_existing_dask_cluster_without_a_prefect_api_fails_before_mlflow_loads(
+    tmp_path: Path, data: Path
+) -> None:
+    """Its workers could not reach the server the command would start on 127.0.0.1."""
+    code, err, loaded = run_cli(
+        tmp_path, "score", "--config", str(config(tmp_path, data)),
+        "--dask-address", "tcp://scheduler.internal:8786",
+    )  # fmt: skip
+    assert code == 2
+    assert_one_error(err, "score.dask_address='tcp://scheduler.internal:8786'", "PREFECT_API_URL")
+    assert "mlflow" not in loaded
+    assert processes_with_home(tmp_path / "home") == []
+
+
 # -- inside the flow ---------------------------------------------------------------------
 def test_a_failure_inside_the_flow_is_said_once_and_the_server_stops(
     tmp_path: Path, data: Path
