@@ -8,13 +8,13 @@ the class registered for the kind. A new kind is its own module plus one line in
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from vae_core.detector import VAEAnomalyDetector
 from vae_core.errors import ModelFileError
+from vae_core.model_files import read_json
 from vae_core.persistence import MANIFEST_NAME
 from vae_core.sensor import SENSOR_MANIFEST, SensorVAEDetector
 
@@ -44,11 +44,10 @@ def model_kind(path: str | os.PathLike[str]) -> str:
 
 
 def _declared_kind(manifest: Path, default: str) -> str:
-    try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{manifest} is not valid JSON ({exc}); re-save the model.") from exc
-    kind = data.get("kind", default) if isinstance(data, dict) else default
+    # Read with the model files' own limits: a manifest nested 50,000 deep must be a
+    # ModelFileError here too, before the kind's loader checks it field by field.
+    data = read_json(manifest)
+    kind = data.get("kind", default)
     if kind not in KINDS:
         raise ModelFileError(
             f"{manifest}: kind {kind!r} is not one this vae_core knows ({sorted(KINDS)})."

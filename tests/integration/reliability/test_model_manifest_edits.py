@@ -107,15 +107,7 @@ FIELD_CHECKED = {
 }
 
 
-#: vae_core.model_kinds reads the manifest's kind with json.loads before the model's own
-#: checks run, and a RecursionError from it is no ModelFileError (exit 1, not 2). Strict:
-#: the marks fail, to be removed, once it reads through vae_core.model_files.read_json.
-KIND_READ_RECURSES = pytest.mark.xfail(
-    reason="model_kinds._declared_kind lets json.loads' RecursionError through", strict=True
-)
-EDIT_ENTRIES = [
-    pytest.param(e, marks=KIND_READ_RECURSES) if e == "nested_50000" else e for e in MANIFEST_EDITS
-]
+EDIT_ENTRIES = list(MANIFEST_EDITS)
 
 
 @pytest.mark.parametrize("resealed", [False, True], ids=["edited", "list_rewritten"])

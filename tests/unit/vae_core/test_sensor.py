@@ -160,6 +160,7 @@ def test_a_manifest_as_older_versions_wrote_it_loads(fitted, incoming, tmp_path:
     assert manifest["params"]["detector_params"] == {**FAST, "hidden_sizes": [16, 8]}
     del manifest["kind"]
     manifest_path.write_text(json.dumps(manifest))
+    (path / "files.json").unlink()  # older versions wrote no file list
     loaded = SensorVAEDetector.load(path)
     pd.testing.assert_frame_equal(loaded.score_frame(incoming), fitted.score_frame(incoming))
     retrained = clone(loaded).fit(sensor_frame())
