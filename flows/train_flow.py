@@ -40,6 +40,7 @@ from flows.gates.data_gate import DataGateError, check_training_data, feature_co
 from flows.mlops import descriptions, promotion, tracking
 from flows.mlops.champion_lock import set_champion_if
 from flows.mlops.runs import load_frame, log_frame
+from flows.pipeline.sampling import SampleInfo
 from flows.reporting import report
 from flows.training_data import (
     data_fingerprint,
@@ -299,9 +300,10 @@ def describe(
     detector: Detector,
     decision: promotion.PromotionDecision,
     data: dict[str, Any],
-    compared: str | None,
+    champion: Champion | None,
 ) -> None:
     """Descriptions of the version (always) and of the registered model (when promoted)."""
+    compared = champion.version if champion else None
     text = descriptions.version_description(
         detector, data, f"{decision.alias}: {decision.reason}", compared
     )
@@ -311,6 +313,21 @@ def describe(
             registered.name,
             descriptions.model_description(registered.name, detector, registered.version),
         )
+
+
+def tag_training_data(run_id: str, frame: pd.DataFrame, sample: SampleInfo) -> dict[str, Any]:
+    """Tag the run with the training rows' lineage; return it for the descriptions."""
+    fingerprint = data_fingerprint(frame)
+    tracking.set_run_tags(
+        run_id,
+        {
+            "row_count": str(len(frame)),
+            "data_fingerprint": fingerprint,
+            "rows_seen": str(sample.rows_seen),
+            "sampled": str(sample.sampled).lower(),
+        },
+    )
+    return {"fingerprint": fingerprint, "rows": len(frame)}
 
 
 def git_commit() -> str | None:
@@ -346,16 +363,7 @@ def train_flow(
         frame = select_training_columns(frame, cfg, run_id)
         frame = quarantine_training_rows(frame, cfg, run_id)
         validation = validate_training_data(frame, cfg)
-        fingerprint = data_fingerprint(frame)
-        tracking.set_run_tags(
-            run_id,
-            {
-                "row_count": str(len(frame)),
-                "data_fingerprint": fingerprint,
-                "rows_seen": str(sample.rows_seen),
-                "sampled": str(sample.sampled).lower(),
-            },
-        )
+        lineage = tag_training_data(run_id, frame, sample)
         champion = load_champion(track.registered_model)
         check_training_frame(frame, cfg, champion, run_id)
         train, holdout = split_holdout(frame, cfg)
@@ -364,13 +372,7 @@ def train_flow(
         log_training(run_id, settings, detector, holdout, metrics, validation)
         registered = register(run_id, detector, holdout, track.registered_model)
         decision = promote(run_id, registered, detector, holdout, cfg, champion)
-        describe(
-            registered,
-            detector,
-            decision,
-            {"fingerprint": fingerprint, "rows": len(frame)},
-            champion.version if champion else None,
-        )
+        describe(registered, detector, decision, lineage, champion)
     create_markdown_artifact(
         key="training-summary",
         markdown=f"# Model {registered.name} v{registered.version}: {decision.alias}\n\n"
