@@ -170,3 +170,51 @@ def test_a_model_without_keys_says_why_values_are_missing(tmp_path: Path) -> Non
     assert rich.report_notes == (NO_KEYS,)
     assert rich.drift is not None and len(rich.explanations) == 3
     assert rich.explanations[0].parts[0].value == "\u2014"
+
+
+def test_a_sensor_run_gets_score_parts_and_drift_without_row_values(tmp_path: Path) -> None:
+    from flows.pipeline.partitions import score_partition
+    from flows.reporting.enrich import WINDOWED
+    from vae_core import SensorVAEDetector
+
+    start = pd.Timestamp("2024-05-01")
+    rng = np.random.default_rng(0)
+    t = np.arange(300)
+    frame = pd.concat(
+        [
+            pd.DataFrame(
+                {
+                    "ts": start + pd.to_timedelta(t, unit="s"),
+                    "device": device,
+                    "pressure": np.sin(2 * np.pi * t / 30 + k) + 0.05 * rng.normal(size=300),
+                    "temp": 20 + 0.05 * rng.normal(size=300),
+                }
+            )
+            for k, device in enumerate(("p1", "p2"))
+        ],
+        ignore_index=True,
+    )
+    detector = SensorVAEDetector(
+        timestamp_column="ts", entity_columns=("device",), window_length=5,
+        detector_params={"max_epochs": 3, "random_state": 0},
+    ).fit(frame)  # fmt: skip
+    later = frame.assign(temp=frame["temp"] + 1.0)  # every row drifted in temperature
+    later.to_parquet(tmp_path / "in.parquet")
+    result = score_partition(
+        detector, str(tmp_path / "in.parquet"), None, tmp_path / "s.parquet",
+        tmp_path / "q.parquet", batch_size=100, top_n=5,
+    )  # fmt: skip
+    data = report.ReportData(
+        title="t", model_name="m", model_version="1", threshold=detector.threshold_.value,
+        threshold_method="iqr", expected_alert_rate=0.01, rows_in=result.rows_in,
+        rows_scored=result.rows_scored, rows_quarantined=0, quarantine_reasons={},
+        score_sample=result.sample["score"].to_numpy(), n_flagged=result.n_flagged,
+        score_quantiles={}, top_anomalies=result.top, input_path="in", output_path="o",
+        generated_at="2024-05-02",
+    )  # fmt: skip
+    rich = report.enrich(data, detector, str(tmp_path / "in.parquet"))
+    assert WINDOWED in rich.report_notes
+    assert rich.drift is not None and rich.drift[0].column == "temp"
+    assert len(rich.explanations) == 5
+    assert sum(p.share for p in rich.explanations[0].parts) == pytest.approx(1.0)
+    assert "Drift from training" in report.render_html(rich)
