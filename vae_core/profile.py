@@ -184,11 +184,20 @@ def infer_kind(series: pd.Series) -> str:
 
     The same rule ``vae_core.schema.infer_schema`` applies, with booleans told apart.
     """
-    if pd.api.types.is_bool_dtype(series):
+    if pd.api.types.is_bool_dtype(series) or _holds_booleans(series):
         return "boolean"
     if pd.api.types.is_numeric_dtype(series):
         return "numeric"
     return "categorical"
+
+
+def _holds_booleans(series: pd.Series) -> bool:
+    """An object column of True/False and nulls: how a boolean column with a null reads
+    from Parquet. Its kind is boolean, whichever dtype a given file gave it."""
+    if series.dtype != object:
+        return False
+    present = series.dropna()
+    return len(present) > 0 and all(isinstance(v, bool | np.bool_) for v in present)
 
 
 def schema_kinds(schema: Any) -> dict[str, str]:
@@ -209,6 +218,8 @@ def profile_column(series: pd.Series, kind: str) -> ColumnProfile:
     n_rows = len(series)
     if kind == "numeric":
         return _numeric_profile(_as_floats(series), n_rows)
+    if kind == "categorical" and _holds_booleans(series):
+        kind = "boolean"
     missing = series.isna().to_numpy()
     present = series[~missing].astype(str)
     counts = present.value_counts(sort=False)

@@ -79,6 +79,15 @@ def test_categorical_and_boolean_levels() -> None:
     assert flag.kind == "boolean" and flag.levels == {"False": 50, "True": 50}
 
 
+def test_booleans_with_a_null_are_booleans_whatever_their_dtype() -> None:
+    with_null = pd.Series([True, None, False, True], dtype=object)  # as Parquet reads it
+    assert infer_kind(with_null) == "boolean"
+    column = profile_column(with_null, "categorical")  # the schema's kind for it
+    assert column.kind == "boolean" and column.levels == {"True": 2, "False": 1}
+    assert column.missing_share == 0.25
+    assert infer_kind(pd.Series(["True", "False"], dtype=object)) == "categorical"
+
+
 def test_levels_keep_the_most_frequent_and_count_the_rest() -> None:
     values = [f"l{i:03d}" for i in range(150) for _ in range(1 + (i < 10))]
     column = profile_column(pd.Series(values), "categorical")

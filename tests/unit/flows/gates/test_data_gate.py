@@ -160,3 +160,12 @@ def test_a_new_column_is_noted_not_refused(frames, features, champion) -> None:
     assert report.passed
     assert any("not trained on: ['extra']" in note for note in report.notes)
     assert any("'extra'" in note and "not modelled" in note for note in report.notes)
+
+
+def test_a_boolean_column_with_a_null_has_not_changed_kind(frames, features, champion) -> None:
+    new = frames[1].copy()
+    new["card_present"] = new["card_present"].astype(object)
+    new.loc[3, "card_present"] = None  # how Parquet reads a boolean column with a null
+    report = check_training_data(new, features, champion, LIMITS, "v1")
+    assert report.passed, report.summary_line()
+    assert report.columns["card_present"]["kind"] == "boolean"
