@@ -4,7 +4,7 @@ Label-free figures on the shared holdout, and, with ``train.evaluation`` set, RO
 average precision and F1 on a labelled set. For the promotion gate, ``gate_data`` builds the
 reference both models are judged on (the champion's stored holdout sample with the new
 holdout, and synthetic anomalies injected into those rows) and ``gate_metrics`` scores one
-model on it.
+model on it. ``training_report`` is the Markdown summary the training run logs.
 """
 
 from __future__ import annotations
@@ -197,3 +197,42 @@ def _auc(clean: np.ndarray, broken: np.ndarray) -> float:
     if len(clean) == 0 or len(broken) == 0:
         return float("nan")
     return float(roc_auc_score(labels, scores))
+
+
+def training_report(
+    detector: Detector, metrics: dict[str, float], validation: dict[str, Any]
+) -> str:
+    """The run's ``training_report.md``: data, training, threshold and holdout figures."""
+    lines = [
+        "# Training report",
+        "",
+        "## Data",
+        "",
+        f"- rows: {validation['rows']}",
+        f"- duplicate keys: {validation['duplicate_keys']}",
+        f"- columns with missing values: {len(validation['null_share'])}",
+        "",
+        "## Training",
+        "",
+    ]
+    for result in detector.training_results_:
+        lines.append(
+            f"- member {result.history[0].member if result.history else 0}: "
+            f"{len(result.history)} epochs, best {result.best_epoch + 1}, "
+            f"validation loss {result.best_val_loss:.4f}"
+            + (" (stopped early)" if result.stopped_early else "")
+        )
+    threshold = detector.threshold_
+    lines += [
+        "",
+        "## Threshold",
+        "",
+        f"- method: {threshold.method} {threshold.params}",
+        f"- value: {threshold.value:.6g}",
+        f"- expected alert rate: {threshold.expected_alert_rate:.4%}",
+        "",
+        "## Holdout metrics",
+        "",
+    ]
+    lines += [f"- {k}: {v:.6g}" for k, v in sorted(metrics.items())]
+    return "\n".join(lines) + "\n"

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import yaml
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
@@ -35,6 +36,7 @@ from flows.evaluation import (
     holdout_metrics,
     labelled_metrics,
     reference_sample,
+    training_report,
 )
 from flows.gates.data_gate import DataGateError, check_training_data, feature_columns
 from flows.mlops import descriptions, promotion, tracking
@@ -50,6 +52,7 @@ from flows.training_data import (
     split_holdout,
     validate_training_data,
 )
+from vae_core.errors import first_line
 from vae_core.streaming import Detector
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -164,49 +167,26 @@ def log_training(
     png = report.score_histogram_png(scores, detector.threshold_.value, "Holdout scores")
     tracking.log_figure_png(run_id, png, "plots/holdout_scores.png")
     tracking.log_text(run_id, training_report(detector, metrics, validation), "training_report.md")
-    gate = settings.train.promotion_gate
+    store_reference(run_id, holdout, settings.train, detector)
+
+
+def store_reference(
+    run_id: str, holdout: pd.DataFrame, cfg: TrainSettings, detector: Detector
+) -> None:
+    """The bounded holdout sample later challengers are judged on (``REFERENCE_ARTIFACT``).
+
+    A column Parquet cannot hold (mixed Python types) leaves the run without one: the run
+    says so, and a later gate falls back to its own new holdout.
+    """
+    gate = cfg.promotion_gate
     sample = reference_sample(
         holdout, gate.reference_rows, gate.seed, contiguous=detector.ordered_stream
     )
-    log_frame(run_id, sample, REFERENCE_ARTIFACT)
-
-
-def training_report(
-    detector: Detector, metrics: dict[str, float], validation: dict[str, Any]
-) -> str:
-    lines = [
-        "# Training report",
-        "",
-        "## Data",
-        "",
-        f"- rows: {validation['rows']}",
-        f"- duplicate keys: {validation['duplicate_keys']}",
-        f"- columns with missing values: {len(validation['null_share'])}",
-        "",
-        "## Training",
-        "",
-    ]
-    for result in detector.training_results_:
-        lines.append(
-            f"- member {result.history[0].member if result.history else 0}: "
-            f"{len(result.history)} epochs, best {result.best_epoch + 1}, "
-            f"validation loss {result.best_val_loss:.4f}"
-            + (" (stopped early)" if result.stopped_early else "")
-        )
-    threshold = detector.threshold_
-    lines += [
-        "",
-        "## Threshold",
-        "",
-        f"- method: {threshold.method} {threshold.params}",
-        f"- value: {threshold.value:.6g}",
-        f"- expected alert rate: {threshold.expected_alert_rate:.4%}",
-        "",
-        "## Holdout metrics",
-        "",
-    ]
-    lines += [f"- {k}: {v:.6g}" for k, v in sorted(metrics.items())]
-    return "\n".join(lines) + "\n"
+    try:
+        log_frame(run_id, sample, REFERENCE_ARTIFACT)
+    except (pa.ArrowException, ValueError, TypeError) as exc:
+        get_run_logger().warning("no reference sample stored: %s", first_line(exc))
+        tracking.set_run_tags(run_id, {"reference_sample": "missing"})
 
 
 @task(cache_policy=NO_CACHE)
