@@ -10,7 +10,7 @@ so a change there fails the suite instead of leaving the help out of date.
 from __future__ import annotations
 
 #: ``vae_core.threshold.THRESHOLD_METHODS``
-THRESHOLD_METHODS: tuple[str, ...] = ("iqr", "contamination", "fpr", "pot")
+THRESHOLD_METHODS: tuple[str, ...] = ("iqr", "contamination", "fpr", "pot", "conformal")
 
 #: The ``VAEAnomalyDetector()`` parameters that ``fit`` exposes as options.
 DETECTOR_DEFAULTS: dict[str, object] = {
@@ -18,6 +18,7 @@ DETECTOR_DEFAULTS: dict[str, object] = {
     "contamination": 0.05,
     "target_fpr": 0.01,
     "pot_risk": 0.01,
+    "fdr": 0.1,
 }
 
 #: ``vae_core.io.DEFAULT_BATCH_SIZE``: rows read and scored at a time.

@@ -20,6 +20,7 @@ from flows.cli.registry import (
     command,
     fraction_below_half,
     non_negative_int,
+    open_fraction,
     positive_int,
 )
 
@@ -175,7 +176,8 @@ def _add_threshold_options(parser: argparse.ArgumentParser) -> None:
         "--threshold-method",
         choices=THRESHOLD_METHODS,
         help="how the label-free decision threshold is set: 'contamination' flags that share "
-        "of rows, 'fpr' targets a false-alarm rate, 'pot' fits the score tail. "
+        "of rows, 'fpr' targets a false-alarm rate, 'pot' fits the score tail, 'conformal' "
+        "bounds the false-discovery rate of the flags. "
         f"Default: {DETECTOR_DEFAULTS['threshold_method']}.",
     )
     parser.add_argument(
@@ -196,6 +198,12 @@ def _add_threshold_options(parser: argparse.ArgumentParser) -> None:
         help="probability that a normal row scores above the threshold, for "
         f"--threshold-method pot. Default: {DETECTOR_DEFAULTS['pot_risk']}.",
     )
+    parser.add_argument(
+        "--fdr",
+        type=open_fraction,
+        help="share of normal rows allowed among the flags, for --threshold-method "
+        f"conformal. Default: {DETECTOR_DEFAULTS['fdr']}.",
+    )
 
 
 #: fit option -> VAEAnomalyDetector parameter; options left unset keep the detector defaults.
@@ -205,6 +213,7 @@ _FIT_PARAMS = {
     "contamination": "contamination",
     "target_fpr": "target_fpr",
     "pot_risk": "pot_risk",
+    "fdr": "fdr",
     "seed": "random_state",
 }
 

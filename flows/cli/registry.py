@@ -71,6 +71,13 @@ def fraction_below_half(text: str) -> float:
     return value
 
 
+def open_fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} must lie strictly between 0 and 1")
+    return value
+
+
 def device_name(text: str) -> str:
     """A torch device this machine has: fail at parse time, not after reading the data."""
     if text == "auto":  # the default: parsing it must not import torch

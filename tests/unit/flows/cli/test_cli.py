@@ -524,3 +524,13 @@ def test_score_file_scores_a_sensor_model_as_one_ordered_stream(
     assert scores["window_status"].tolist() == expected["window_status"].tolist()
     np.testing.assert_allclose(scores["score"], expected["score"], rtol=1e-6)
     assert "rows scored: 100" in out and "top 3 rows by score" in out
+
+
+def test_fit_passes_the_conformal_threshold_and_its_fdr(capsys: pytest.CaptureFixture[str]) -> None:
+    from flows.cli.library_commands import detector_from_args
+
+    argv = ["fit", "data.parquet", "--model-dir", "m", "--threshold-method", "conformal"]
+    detector = detector_from_args(cli.build_parser().parse_args([*argv, "--fdr", "0.2"]))
+    assert (detector.threshold_method, detector.fdr) == ("conformal", 0.2)
+    assert cli.main([*argv, "--fdr", "1"]) == 2
+    assert "must lie strictly between 0 and 1" in capsys.readouterr().err

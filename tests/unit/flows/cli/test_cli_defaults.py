@@ -43,6 +43,7 @@ def test_batch_size_and_top_rows_are_the_scoring_defaults() -> None:
         ("--contamination", f"Default: {VAEAnomalyDetector().contamination}."),
         ("--target-fpr", f"Default: {VAEAnomalyDetector().target_fpr}."),
         ("--pot-risk", f"Default: {VAEAnomalyDetector().pot_risk}."),
+        ("--fdr", f"Default: {VAEAnomalyDetector().fdr}."),
     ],
 )
 def test_fit_help_shows_the_detector_defaults(option: str, expected: str) -> None:
