@@ -27,7 +27,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
@@ -312,6 +316,8 @@ def publish_report(data: report.ReportData, output_dir: Path, run_id: str) -> Pa
     tracking.log_metrics(run_id, metrics)
     if data.links is not None:  # the MLflow run points back at the report and the flow run
         tracking.set_run_tags(run_id, report.mlflow_tags(data.links))
+        if data.links.mlflow_run_url:  # and the flow run at the MLflow run, when it has a page
+            create_link_artifact(key="mlflow-run", link=data.links.mlflow_run_url, link_text=run_id)
     tracking.log_artifact(run_id, str(path), "report")
     tracking.log_text(
         run_id, json.dumps(data.quarantine_reasons, indent=2), "report/quarantine_reasons.json"
