@@ -448,3 +448,33 @@ def test_type_drift_refuse_stops_the_scoring_flow(
         assert last_run_status(champion.store) == "FAILED"
         return
     raise AssertionError("score.type_drift=refuse did not stop the run")
+
+
+def test_config_files_with_a_few_anchors_and_merge_keys_still_load(tmp_path: Path) -> None:
+    from flows.config import load_settings
+
+    config = tmp_path / "anchors.yaml"
+    config.write_text(
+        "x-common: &common {batch_size: 128, top_n: 5}\n"
+        "score:\n  <<: *common\n  report_title: with anchors\n"
+    )
+    with pytest.raises(ConfigError, match="unknown key 'x-common'"):
+        load_settings(files=[config], environ={})
+    config.write_text(
+        "score: &score\n  batch_size: 128\n  top_n: 5\n"
+        "train:\n  columns: &cols [amount, fee]\n  key_columns: [payment_id]\n"
+    )
+    settings = load_settings(files=[config], environ={})
+    assert settings.score.batch_size == 128 and settings.train.columns == ["amount", "fee"]
+
+
+def test_a_bad_value_names_the_layer_it_came_from(tmp_path: Path) -> None:
+    from flows.config import load_settings
+
+    base, local = tmp_path / "base.yaml", tmp_path / "local.yaml"
+    base.write_text("score:\n  top_n: 5\n")
+    local.write_text("score:\n  top_n: many\n")
+    with pytest.raises(ConfigError, match=rf"'score.top_n' has value 'many', from {local}"):
+        load_settings(files=[base, local], environ={})
+    with pytest.raises(ConfigError, match="from the environment variable MLFLOW_TRACKING_URI"):
+        load_settings(files=[base], environ={"MLFLOW_TRACKING_URI": "mlruns"})
