@@ -125,3 +125,17 @@ def test_numbers_in_a_carried_timestamp_column_are_noted() -> None:
     fine = typed_notes()
     fine.observe(pd.DataFrame({"id": [1], "x": 0.0, "flag": True, "ts": pd.to_datetime([0])}))
     assert fine.messages() == []
+
+
+def test_merged_parts_keep_what_each_saw() -> None:
+    """The flow's total starts empty and merges each partition's notes."""
+    part = typed_notes()
+    part.null_keys_scored = False  # the flow quarantines null keys
+    batch = pd.DataFrame({"id": [None, 2.0], "x": 0.0, "flag": [0, 1], "ts": ["?", "2024"]})
+    part.observe(batch)
+    total = InputNotes(part.source, part.expected, part.key_columns)
+    total.merge(part)
+    assert total.null_keys == 1 and total.drifted == part.drifted
+    text = " ".join(total.messages())
+    assert "null key" not in text and "column 'flag' holds numbers" in text
+    assert "timestamp column 'ts' holds 1 value(s)" in text
