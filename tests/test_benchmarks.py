@@ -128,3 +128,37 @@ def test_dask_benchmark_runs_on_a_tiny_size(tmp_path: Path) -> None:
         ("dask", 1),
     ]
     assert all(r["rows_per_s"] > 0 for r in report["results"])
+
+
+def _derived_sets():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import derived_sets
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    return derived_sets
+
+
+def test_derived_variants_keep_labels_and_take_the_regimes_form() -> None:
+    import numpy as np
+    import pandas as pd
+
+    derived_sets = _derived_sets()
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.lognormal(size=(500, 4)), columns=[f"x{j}" for j in range(4)])
+    frame["const"] = 1.0
+    frame["label"] = (rng.uniform(size=500) < 0.05).astype(int)
+    for variant, n_columns in (("binary", 4), ("levels", 4), ("counts", 4), ("wide", 36)):
+        out = derived_sets.derive(frame, variant)
+        features = out.drop(columns="label").to_numpy()
+        assert features.shape == (500, n_columns), variant  # the constant column left out
+        np.testing.assert_array_equal(out["label"], frame["label"])
+        assert (features == np.round(features)).all() and features.min() >= 0, variant
+    assert set(np.unique(derived_sets.derive(frame, "binary").drop(columns="label"))) == {0, 1}
+    levels = derived_sets.derive(frame, "levels").drop(columns="label").to_numpy()
+    assert levels.max() == 16
+    counts = derived_sets.derive(frame, "counts").drop(columns="label").to_numpy()
+    assert 0.65 <= (counts == 0).mean() <= 0.75 and counts.max() == 8
+    # monotone: the largest value of a column stays at its highest level
+    top = frame["x0"].to_numpy().argmax()
+    assert levels[top, 0] == 16 and counts[top, 0] == 8
