@@ -588,3 +588,16 @@ def test_score_file_notes_numbers_in_the_carried_timestamp_column(
     (line,) = [line for line in _warnings(err) if "created_at" in line]
     assert "holds numbers (int64) but held timestamps in training" in line
     assert read_table(output)["created_at"].tolist() == list(range(len(frame)))
+
+
+def test_a_config_that_is_a_folder_or_not_text_is_refused(capfd, tmp_path: Path) -> None:
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    code, _, err = run_cli(capfd, "score", "--config", folder)
+    assert code == 2
+    assert_one_line_error(err, [str(folder), "is a folder"])
+    binary = tmp_path / "model.yaml"
+    binary.write_bytes(b"score:\n  top_n: \xff\xfe\n")
+    code, _, err = run_cli(capfd, "train", "--config", binary)
+    assert code == 2
+    assert_one_line_error(err, [str(binary), "not UTF-8 text"])
