@@ -169,7 +169,7 @@ def test_a_worker_killed_mid_partition_costs_a_retry_not_a_row(setup, tmp_path) 
             # Wait until a worker is writing a partition's part, then SIGKILL its process.
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not killed:
-                if any(out.glob(".parts-*/.*.tmp")):
+                if any(out.glob("runs/.staging-*/.parts-*/.*.tmp")):  # the run's staging
                     busy = [w for w, tasks in client.processing().items() if tasks]
                     if busy:
                         pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
