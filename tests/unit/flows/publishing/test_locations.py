@@ -115,3 +115,19 @@ def test_only_directories_and_data_files_are_checked(tmp_path: Path) -> None:
     write(tmp_path / "plain" / "c.parquet", bad)  # no hive folder
     check_hive_folders(tmp_path)
     check_hive_folders(tmp_path / "plain" / "c.parquet")  # a file: no folders are read
+
+
+def test_listing_checks_files_whose_column_agrees_with_the_folder(tmp_path: Path) -> None:
+    for value in ("web", "app"):
+        write(tmp_path / f"channel={value}" / "a.parquet", pa.table({"channel": [value, None]}))
+    assert [Path(p.file).parent.name for p in list_partitions(tmp_path)] == [
+        "channel=app",
+        "channel=web",
+    ]
+
+
+def test_a_glob_reads_no_folder_values_so_nothing_is_replaced(tmp_path: Path) -> None:
+    write(tmp_path / "channel=app" / "a.parquet", pa.table({"channel": ["web"]}))
+    pattern = str(tmp_path / "*" / "*.parquet")
+    assert len(list_partitions(pattern)) == 1
+    assert read_table(pattern)["channel"].tolist() == ["web"]
