@@ -246,7 +246,7 @@ def test_links_only_where_they_can_be_followed() -> None:
     assert '<a href="http://prefect:4200/runs/flow-run/f1">' not in page  # no flow run id
     assert ">pay ments version 7</a>" in page
     plain = render_html(report_data(links=local, run_id="abc"))
-    assert "MLflow run" not in plain and "Model version" not in plain  # shown once, as text
+    assert ">MLflow run<" not in plain and ">Model version<" not in plain  # shown once, as text
     assert RunLinks(mlflow_run_id="r", tracking_uri="https://m/").mlflow_run_url == (
         "https://m/#/runs/r"
     )
