@@ -429,3 +429,26 @@ def test_a_sensor_model_is_gated_on_its_channels(tmp_path: Path, mlflow_store_fa
     assert sample["ts"].is_monotonic_increasing and sample["ts"].diff().dropna().nunique() == 1
     assert more.promoted, decision["reason"]  # a longer history of the same series wins
     assert champion_version(store, "rig") == more.version
+
+
+def test_a_stored_frame_round_trips_and_a_run_without_one_has_none(
+    tmp_path: Path, mlflow_store_factory
+) -> None:
+    """How the gate finds a champion's reference rows, and finds none for older runs."""
+    from flows.mlops.runs import load_frame, log_frame
+
+    store = mlflow_store_factory(tmp_path)
+    tracking.configure_tracking(store)
+    frame = pd.DataFrame(
+        {
+            "ts": pd.date_range("2024-01-01", periods=5, tz="UTC"),
+            "amount": [1.0, np.nan, 3.0, 4.0, 5.0],
+            "channel": pd.Categorical(["a", "b", "a", None, "b"]),
+        }
+    )
+    with tracking.tracked_run("frames", "with") as run_id:
+        log_frame(run_id, frame, "reference/holdout.parquet")
+    pd.testing.assert_frame_equal(load_frame(run_id, "reference/holdout.parquet"), frame)
+    with tracking.tracked_run("frames", "without") as older:
+        tracking.log_text(older, "x", "reference/other.txt")
+    assert load_frame(older, "reference/holdout.parquet") is None
