@@ -102,7 +102,9 @@ def test_scoring_writes_one_row_per_input_row_and_a_report(trained, data_dir: Pa
         assert f'id="{section}"' in html, section
 
 
-def test_registered_model_loads_by_alias_in_a_fresh_process(trained, data_dir: Path) -> None:
+def test_registered_model_loads_by_alias_in_a_fresh_process(
+    trained, data_dir: Path, tmp_path: Path
+) -> None:
     settings, _, scored = trained
     code = (
         "import sys, mlflow, pandas as pd\n"
@@ -110,7 +112,7 @@ def test_registered_model_loads_by_alias_in_a_fresh_process(trained, data_dir: P
         f"frame = pd.read_parquet({str(data_dir / 'score.parquet')!r})\n"
         "model.predict(frame).to_parquet(sys.argv[1])\n"
     )
-    out = Path(scored.scores_path).parent / "pyfunc.parquet"
+    out = tmp_path / "pyfunc.parquet"  # not in the run folder: its manifest lists its files
     env = {"MLFLOW_TRACKING_URI": settings.tracking.tracking_uri, "PATH": ""}
     result = subprocess.run(
         [sys.executable, "-c", code, str(out)],
