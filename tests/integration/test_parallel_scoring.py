@@ -166,6 +166,7 @@ def test_a_rerun_publishes_a_new_set_and_clears_a_killed_runs_staging(setup, tmp
         [first.run_dir.name, second.run_dir.name]
     )
     assert sorted(p.name for p in second.run_dir.iterdir()) == [
+        "flagged.parquet",
         "manifest.json",
         "quarantine.parquet",
         "report.html",
