@@ -25,12 +25,12 @@ class DataGateSettings(_Frozen):
         gt=0,
         le=1,
         description="A feature column missing in more than this share of rows is refused "
-        "(unless the champion's was too).",
+        "where the champion's was not (without a champion: noted, left out of the model).",
     )
     refuse_constant: bool = Field(
         True,
         description="Refuse a feature column with one value in every row that has one "
-        "(unless the champion's was constant too).",
+        "where the champion's was not (without a champion: noted, left out of the model).",
     )
     max_non_finite_share: float = Field(
         0.01, ge=0, le=1, description="Largest share of rows with +-inf in a numeric column."

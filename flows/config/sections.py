@@ -201,7 +201,10 @@ class TrainSettings(_Frozen):
         None, description="A labelled set for metrics and the promotion gate."
     )
     promotion_tolerance: float = Field(
-        0.05, ge=0, description="Label-free gate: relative slack on the holdout median score."
+        0.05,
+        ge=0,
+        description="Label-free gate: relative slack on the median score of the champion's "
+        "reference rows.",
     )
     exclude_columns: ExcludeColumns
     data_gate: DataGate
