@@ -107,6 +107,7 @@ def score_partition_task(
         batch_size=cfg.batch_size,
         top_n=cfg.top_n,
         numeric_errors=cfg.numeric_errors,
+        type_drift=cfg.type_drift,
         progress=report_progress,
     )
     logger.info(

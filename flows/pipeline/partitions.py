@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
+from flows.pipeline.input_checks import TypeDrift
 from flows.pipeline.stream import NumericErrors, StreamOptions, StreamOutputs, run_stream
 from flows.pipeline.summary import PartitionResult
 from flows.pipeline.writers import ParquetBatchWriter, abandoned, writer_tag
@@ -61,6 +62,7 @@ def score_partition(
     batch_size: int,
     top_n: int,
     numeric_errors: NumericErrors = "quarantine",
+    type_drift: TypeDrift = "warn",
     progress: Callable[[PartitionResult], None] | None = None,
 ) -> PartitionResult:
     """Validate, score and write every batch of ``partition`` (all of ``source`` if None).
@@ -70,7 +72,9 @@ def score_partition(
     """
     index = 0 if partition is None else partition.index
     where = source if partition is None else partition.file
-    options = StreamOptions(numeric_errors, top_n, sample_seed=index, progress=progress)
+    options = StreamOptions(
+        numeric_errors, top_n, sample_seed=index, progress=progress, type_drift=type_drift
+    )
     batches = read_batches(detector, source, batch_size, partition)
     result = run_stream(
         detector, batches, where, StreamOutputs(scores_path, quarantine_path), options

@@ -427,12 +427,6 @@ def test_sensor_rows_with_unreadable_timestamps_are_quarantined(
     assert outcome.rows_scored == len(later) - len(GARBAGE_ROWS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="score.type_drift reaches the pipeline once the scoring flow passes it on "
-    "(score_partition -> StreamOptions.type_drift); remove this mark then",
-)
 def test_type_drift_refuse_stops_the_scoring_flow(
     tmp_path: Path, frames, champion: Champion
 ) -> None:
