@@ -258,16 +258,18 @@ def _get(settings: Settings, path: tuple[str, str]) -> object:
 @pytest.mark.parametrize("variable, path, value", ENV_CASES)
 def test_env_var_overrides_files(tmp_path: Path, variable: str, path: tuple, value: str):
     section, key = path
-    layer = write(tmp_path / "layer.yaml", f"{section}:\n  {key}: from-file\n")
-    assert _get(load_settings([layer], environ={}), path) == "from-file"
+    # A value every one of these keys accepts (a tracking URI must have a store's form).
+    layer = write(tmp_path / "layer.yaml", f"{section}:\n  {key}: sqlite:///from-file.db\n")
+    assert _get(load_settings([layer], environ={}), path) == "sqlite:///from-file.db"
     assert _get(load_settings([layer], environ={variable: value}), path) == value
 
 
 @pytest.mark.parametrize("variable, path, value", ENV_CASES)
 def test_explicit_override_wins_over_env(variable: str, path: tuple, value: str):
     section, key = path
-    settings = load_settings([], overrides={section: {key: "from-cli"}}, environ={variable: value})
-    assert _get(settings, path) == "from-cli"
+    overrides = {section: {key: "sqlite:///from-cli.db"}}
+    settings = load_settings([], overrides=overrides, environ={variable: value})
+    assert _get(settings, path) == "sqlite:///from-cli.db"
 
 
 def test_vae_anomaly_tracking_uri_wins_over_mlflow_tracking_uri():
