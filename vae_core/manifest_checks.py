@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from vae_core.errors import ModelFileError
+from vae_core.threshold import MAX_CALIBRATION
 
 #: Bounds far above any model this library trains, far below what exhausts memory.
 MAX_MEMBERS = 256
@@ -274,7 +275,10 @@ def _check_threshold(f: Fields, threshold: dict[str, Any]) -> None:
         f.integer(threshold, "n_reference", "threshold.n_reference", 0, 2**62)
     if "note" in threshold:
         f.text(threshold, "note", "threshold.note")
+    if "calibration" in threshold:
+        _check_calibration(f, threshold)
     known = {
+        "calibration",
         "method",
         "value",
         "expected_alert_rate",
@@ -285,6 +289,15 @@ def _check_threshold(f: Fields, threshold: dict[str, Any]) -> None:
     }
     if set(threshold) - known:
         f.fail("threshold", f"has unknown keys {sorted(set(threshold) - known)}")
+
+
+def _check_calibration(f: Fields, threshold: dict[str, Any]) -> None:
+    """A conformal threshold's reference scores: finite, sorted, bounded in number (each
+    row's p-value is read from them, so an edit changes every p-value)."""
+    values = f.items(threshold, "calibration", "threshold.calibration", MAX_CALIBRATION)
+    scores = [f.number_value(v, f"threshold.calibration[{i}]") for i, v in enumerate(values)]
+    if any(later < earlier for earlier, later in zip(scores, scores[1:], strict=False)):
+        f.fail("threshold.calibration", "must be sorted in increasing order")
 
 
 def check_weight_shapes(

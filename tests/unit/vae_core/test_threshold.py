@@ -324,11 +324,6 @@ def test_conformal_bounds():
         ConformalFDR(1.0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the model file check (vae_core/manifest_checks.py) does not accept the "
-    "threshold's 'calibration' key yet",
-)
 def test_a_conformal_model_saves_and_loads_with_its_calibration(tmp_path):
     X = np.random.default_rng(0).normal(size=(300, 3))
     detector = VAEAnomalyDetector(max_epochs=3, threshold_method="conformal", random_state=0)
