@@ -239,7 +239,7 @@ def _numeric_profile(values: np.ndarray, n_rows: int) -> ColumnProfile:
     missing = np.isnan(values)
     finite = values[np.isfinite(values)]
     non_finite = int((~missing).sum() - len(finite))
-    base = {
+    base: dict[str, Any] = {
         "kind": "numeric",
         "missing_share": _share(int(missing.sum()), n_rows),
         "non_finite_share": _share(non_finite, n_rows),

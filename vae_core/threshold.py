@@ -357,7 +357,7 @@ def threshold_rule(method: str, **estimator_params: float) -> ThresholdRule:
     rule = next((r for r in THRESHOLD_RULES if r.method == method), None)
     if rule is None:
         raise ValueError(f"threshold_method {method!r} is not one of {THRESHOLD_METHODS}")
-    kwargs = {
+    kwargs: dict[str, Any] = {
         name: estimator_params[flat]
         for name, flat in rule.estimator_names.items()
         if flat in estimator_params
