@@ -28,10 +28,9 @@ from vae_core.parquet_files import (
     DataPathError,
     PathLike,
     file_error,
-    open_dataset,
     sorted_fragments,
 )
-from vae_core.partitions import partition_fragment
+from vae_core.partitions import check_fragment_keys, open_checked_dataset, partition_fragment
 
 if TYPE_CHECKING:  # the type only: partitions are imported from vae_core.partitions
     from vae_core.partitions import Partition
@@ -95,7 +94,7 @@ def read_table(path: PathLike, columns: Sequence[str] | None = None) -> pd.DataF
     not readable Parquet, ``SchemaError`` for a requested column that does not exist and
     ``EmptyInputError`` when the data has no rows: all are ``InputError``.
     """
-    dataset = open_dataset(path)
+    dataset = open_checked_dataset(path)
     _check_columns(dataset, columns, path)
     tables = [
         _read_fragment(fragment, dataset.schema, columns) for fragment in sorted_fragments(dataset)
@@ -135,6 +134,7 @@ def _check_fragment_columns(
         present = set(fragment.physical_schema.names)
     except ARROW_ERRORS as exc:
         raise file_error(fragment.path, exc) from exc
+    check_fragment_keys(fragment)  # a folder value must not replace the file's own column
     present |= set(ds.get_partition_keys(fragment.partition_expression))
     wanted = schema.names if columns is None else columns
     absent = [name for name in wanted if name not in present]
@@ -230,7 +230,7 @@ def iter_batches(
     """
     if batch_size < 1:
         raise InputError(f"batch_size={batch_size!r} must be at least 1.")
-    dataset = open_dataset(path)
+    dataset = open_checked_dataset(path)
     _check_columns(dataset, columns, path)
     fragments = sorted_fragments(dataset)
     if partition is not None:

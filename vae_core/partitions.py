@@ -59,11 +59,7 @@ def list_partitions(path: PathLike, max_rows: int | None = None) -> list[Partiti
     """
     if max_rows is not None and max_rows < 1:
         raise InputError(f"max_rows={max_rows!r} must be at least 1.")
-    try:
-        dataset = open_dataset(path)
-    except DataFileError:
-        check_hive_folders(path)  # a folder whose value clashes with a file's own column
-        raise
+    dataset = open_checked_dataset(path)
     folder = os.fspath(path) if os.path.isdir(path) else None
     partitions: list[Partition] = []
     for fragment in sorted_fragments(dataset):
@@ -123,6 +119,16 @@ class PartitionValueError(SchemaError):
     """A hive folder's value (``channel=web/``) contradicts the file's own column."""
 
 
+def open_checked_dataset(path: PathLike) -> ds.Dataset:
+    """``open_dataset``, but a folder whose value clashes with a file's own column of
+    another type is named as such, not as pyarrow's schema clash that names neither."""
+    try:
+        return open_dataset(path)
+    except DataFileError:
+        check_hive_folders(path)
+        raise
+
+
 def check_hive_folders(path: PathLike) -> None:
     """Refuse a file whose own column disagrees with a hive folder of the same name above it.
 
@@ -157,6 +163,22 @@ def check_fragment_folders(fragment: ds.Fragment, root: PathLike) -> None:
     folders = _folders(Path(os.path.relpath(fragment.path, root)).parts)
     if not folders:
         return
+    try:
+        own = fragment.physical_schema.names
+    except ARROW_ERRORS as exc:
+        raise file_error(fragment.path, exc) from exc
+    _check_file_against(Path(fragment.path), folders, own)
+
+
+def check_fragment_keys(fragment: ds.Fragment) -> None:
+    """``check_hive_folders`` for one file of a dataset opened anywhere: the folders are
+    those whose names pyarrow read as the file's partition keys (any others above the
+    dataset's root are not partitions)."""
+    keys = ds.get_partition_keys(fragment.partition_expression)
+    if not keys:
+        return
+    hive = [_hive_part(part) for part in Path(fragment.path).parts[:-1] if "=" in part]
+    folders = {name: value for name, value in hive if name in keys}
     try:
         own = fragment.physical_schema.names
     except ARROW_ERRORS as exc:

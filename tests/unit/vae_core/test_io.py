@@ -14,6 +14,7 @@ import pytest
 from flows.pipeline import writers
 from vae_core import io, partitions
 from vae_core.errors import EmptyInputError, InputError, SchemaError
+from vae_core.partitions import PartitionValueError
 
 
 def mixed_frame(n: int = 6, start: int = 0) -> pd.DataFrame:
@@ -373,3 +374,25 @@ def test_batch_writer_leaves_statistics_out_only_where_asked(tmp_path: Path) -> 
     assert not columns["name"].is_stats_set
     assert columns["score"].statistics.max == 1.0 and columns["id"].statistics.min == 0
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "s.parquet"), frame)
+
+
+def test_readers_refuse_a_hive_folder_that_contradicts_the_files_column(tmp_path: Path) -> None:
+    """Every reader, not only the partition lister: a folder's value would otherwise
+    replace the file's own column for every row without a word."""
+    write(pd.DataFrame({"x": [1.0], "channel": ["web"]}), tmp_path / "channel=web" / "a.parquet")
+    write(
+        pd.DataFrame({"x": [1.0, 2.0], "channel": ["mobile_app", "web"]}),
+        tmp_path / "channel=mobile_app" / "b.parquet",
+    )
+    with pytest.raises(PartitionValueError, match=r"channel=mobile_app: the folder says"):
+        io.read_table(tmp_path)
+    with pytest.raises(PartitionValueError, match=r"has its own 'channel' column holding 'web'"):
+        list(io.iter_batches(tmp_path, batch_size=10))
+
+
+def test_readers_accept_hive_folders_that_agree_with_the_files_column(tmp_path: Path) -> None:
+    # Written by pyarrow as plain strings: pandas' large strings clash with the folder's
+    # type in pyarrow itself, agreeing or not (a DataFileError, never a silent rewrite).
+    (tmp_path / "channel=web").mkdir()
+    pq.write_table(pa.table({"x": [1.0], "channel": ["web"]}), tmp_path / "channel=web" / "a.pq")
+    assert io.read_table(tmp_path)["channel"].astype(str).tolist() == ["web"]
