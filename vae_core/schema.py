@@ -87,6 +87,11 @@ def as_frame(X: Any) -> tuple[pd.DataFrame, bool]:
         return X, False
     if isinstance(X, pd.Series):
         raise SchemaError("got a pandas Series; pass a DataFrame (one column per feature).")
+    if is_sparse(X):
+        raise SchemaError(
+            f"got a sparse {type(X).__name__}; sparse input is not supported: pass "
+            "X.toarray() or a DataFrame (missing values are modelled, not zeros)."
+        )
     array = np.asarray(X)
     if array.ndim != 2:
         raise SchemaError(
@@ -104,6 +109,11 @@ def as_frame(X: Any) -> tuple[pd.DataFrame, bool]:
             if as_number.notna().sum() == frame[name].notna().sum():
                 frame[name] = as_number
     return frame, True
+
+
+def is_sparse(X: Any) -> bool:
+    """Whether ``X`` is a scipy sparse matrix or array (without importing scipy for it)."""
+    return type(X).__module__.startswith("scipy.sparse")
 
 
 def is_numeric_dtype(series: pd.Series | np.dtype[Any] | pd.api.extensions.ExtensionDtype) -> bool:

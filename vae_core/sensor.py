@@ -29,10 +29,16 @@ from sklearn.utils import Tags
 from vae_core import persistence
 from vae_core.detector import MIN_TRAIN_ROWS, VAEAnomalyDetector
 from vae_core.detector_files import profile_files, read_profile
-from vae_core.errors import EmptyInputError, ModelFileError, NotFittedError, TooFewRowsError
+from vae_core.errors import (
+    EmptyInputError,
+    ModelFileError,
+    NotFittedError,
+    SchemaError,
+    TooFewRowsError,
+)
 from vae_core.manifest_checks import build_checked, read_sensor_manifest
 from vae_core.profile import DataProfile
-from vae_core.schema import ColumnSpec, FeatureSchema
+from vae_core.schema import ColumnSpec, FeatureSchema, is_sparse
 from vae_core.scoring import DEFAULT_TOP_K, score_schema
 from vae_core.sensor_stream import SensorStream
 from vae_core.threshold import Threshold
@@ -166,6 +172,7 @@ class SensorVAEDetector(BaseEstimator):
     def fit(self, X: pd.DataFrame, y: Any = None, **fit_kwargs: Any) -> SensorVAEDetector:
         """Window the training series and fit the inner VAE on every full window."""
         self._check_params()
+        self._require_frame(X, "fit()")
         if len(X) == 0:
             raise EmptyInputError("fit() got 0 rows; pass the training series.")
         spec = fit_spec(
@@ -245,7 +252,20 @@ class SensorVAEDetector(BaseEstimator):
         self, X: pd.DataFrame, top_k: int = DEFAULT_TOP_K, source: str = "input"
     ) -> pd.DataFrame:
         """Score columns for every row of ``X`` (aligned with its index), keys first."""
+        self._check_fitted()
+        self._require_frame(X, "scoring")
         return self.stream(top_k).score(X, source).to_frame()
+
+    def _require_frame(self, X: Any, what: str) -> None:
+        """Windows are found by column name (timestamp, entities): a bare array has none."""
+        if is_sparse(X):
+            raise SchemaError(f"{what}: sparse input is not supported; pass a DataFrame.")
+        if not isinstance(X, pd.DataFrame):
+            raise SchemaError(
+                f"{what} takes a DataFrame with the timestamp column "
+                f"{self.timestamp_column!r} (and the entity columns), not a "
+                f"{type(X).__name__}."
+            )
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray:
         """Window score per row (NaN for rows without a full window)."""

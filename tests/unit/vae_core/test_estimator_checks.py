@@ -43,23 +43,17 @@ TABULAR_EXPECTED_FAILURES: dict[str, str] = {
     "check_complex_data": "complex columns are not rejected: schema inference counts a "
     "complex dtype as numeric, and the preprocessing keeps only the real part (with "
     "numpy's ComplexWarning)",
-    "check_estimator_sparse_tag": "sparse input is rejected, but as a 0-d array ('expected "
-    "a 2-D array or a DataFrame, got an array of shape ()'), not with a message naming "
-    "sparse input",
-    "check_estimator_sparse_array": "sparse input is rejected with a message that does not "
-    "name sparse input (see check_estimator_sparse_tag)",
-    "check_estimator_sparse_matrix": "sparse input is rejected with a message that does not "
-    "name sparse input (see check_estimator_sparse_tag)",
 }
 
 _NEEDS_A_FRAME = (
     "fit and scoring take a DataFrame: the timestamp and entity columns are found by "
     "name, and each row's window by its entity and time, so a bare array (which this "
-    "check passes) fails on its missing .columns"
+    "check passes) is refused with a SchemaError saying so"
 )
 
 #: Every check that fits or scores passes a bare array; the rest (clone, repr, tags,
-#: parameters, unfitted errors) apply and pass.
+#: parameters, unfitted errors, sparse and 1-d input refused with a ValueError) apply and
+#: pass.
 SENSOR_EXPECTED_FAILURES: dict[str, str] = {
     name: _NEEDS_A_FRAME
     for name in (
@@ -85,14 +79,8 @@ SENSOR_EXPECTED_FAILURES: dict[str, str] = {
         "check_fit_idempotent",
         "check_fit_check_is_fitted",
         "check_n_features_in",
-        "check_fit1d",
         "check_fit2d_predict1d",
     )
-} | {
-    "check_estimator_sparse_array": "a sparse array is not a DataFrame: fit fails on its "
-    "missing .columns, with no message naming sparse input",
-    "check_estimator_sparse_matrix": "a sparse matrix is not a DataFrame: fit fails on its "
-    "missing .columns, with no message naming sparse input",
 }
 
 

@@ -236,3 +236,19 @@ def test_errors_before_fit_and_on_too_short_series() -> None:
     with pytest.raises(ValueError, match="alarm_k"):
         make_detector(alarm_k=3, alarm_n=2).fit(sensor_frame())
     assert isinstance(make_detector().fit(sensor_frame(n=40)).stream(), SensorStream)
+
+
+def test_an_array_is_refused_naming_the_frame_a_sensor_model_needs(fitted) -> None:
+    from scipy import sparse
+
+    from vae_core.errors import SchemaError
+
+    detector = SensorVAEDetector(timestamp_column="ts")
+    with pytest.raises(
+        SchemaError, match=r"fit\(\) takes a DataFrame with the timestamp column 'ts'"
+    ):
+        detector.fit(np.zeros((50, 3)))
+    with pytest.raises(SchemaError, match="sparse input is not supported"):
+        detector.fit(sparse.csr_matrix(np.zeros((50, 3))))
+    with pytest.raises(SchemaError, match="scoring takes a DataFrame"):
+        fitted.score_frame(np.zeros((5, 3)))
