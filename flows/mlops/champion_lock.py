@@ -23,7 +23,6 @@ After setting, the alias is read back; a version other than ours is reported, no
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import socket
@@ -38,6 +37,7 @@ from mlflow.exceptions import MlflowException
 
 from flows.mlops.registry import get_alias_version, set_alias
 from flows.mlops.runs import client, sqlite_path
+from flows.pipeline.locks import exclusive_lock
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 LEASE_TAG = "promotion.lease"
@@ -110,30 +110,18 @@ def promotion_lock(name: str, wait_s: float = DEFAULT_WAIT_S) -> Iterator[None]:
             yield
 
 
-@contextlib.contextmanager
-def file_lock(path: Path, wait_s: float = DEFAULT_WAIT_S) -> Iterator[None]:
+def file_lock(
+    path: Path, wait_s: float = DEFAULT_WAIT_S
+) -> contextlib.AbstractContextManager[None]:
     """An exclusive ``fcntl`` lock on ``path`` (created if needed), waited for ``wait_s``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
-    try:
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise PromotionLockError(
-                        f"the promotion lock {path} is still held after {wait_s:g} s; another "
-                        "promotion is running or hung"
-                    ) from None
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
-    finally:
-        handle.close()
+    return exclusive_lock(
+        path,
+        wait_s,
+        lambda: PromotionLockError(
+            f"the promotion lock {path} is still held after {wait_s:g} s; another "
+            "promotion is running or hung"
+        ),
+    )
 
 
 @contextlib.contextmanager

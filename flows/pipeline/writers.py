@@ -64,10 +64,12 @@ def abandoned(tag: str, path: Path, stale_after_s: float = STALE_TEMPORARY_S) ->
         idle = time.time() - path.stat().st_mtime
     except OSError:
         return False
-    return idle > stale_after_s or (pid.isdigit() and _writer_is_gone(host, int(pid)))
+    return idle > stale_after_s or (pid.isdigit() and writer_is_gone(host, int(pid)))
 
 
-def _writer_is_gone(host: str, pid: int) -> bool:
+def writer_is_gone(host: str, pid: int) -> bool:
+    """Whether the writer ``pid`` on ``host`` (a ``writer_tag``'s parts) has ended; a
+    process of another machine cannot be checked from here and counts as alive."""
     if host != _HOST:
         return False  # another machine's process cannot be checked from here
     try:
@@ -108,7 +110,7 @@ def remove_stale_temporaries(
             idle = now - path.stat().st_mtime
         except OSError:
             continue
-        dead = match["pid"] is not None and _writer_is_gone(match["host"], int(match["pid"]))
+        dead = match["pid"] is not None and writer_is_gone(match["host"], int(match["pid"]))
         if dead or idle > stale_after_s:
             try:
                 path.unlink()

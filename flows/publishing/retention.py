@@ -16,24 +16,10 @@ import shutil
 import time
 from pathlib import Path
 
-from flows.pipeline.writers import STALE_TEMPORARY_S, writer_tag
+from flows.pipeline.writers import STALE_TEMPORARY_S, writer_is_gone, writer_tag
 
 STAGING_PREFIX, REMOVING_PREFIX = ".staging-", ".removing-"
 _MANIFEST = "manifest.json"
-
-
-def _host() -> str:
-    return writer_tag().rpartition(".")[0]
-
-
-def _process_is_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False  # it exists but belongs to another user
-    return False
 
 
 def _last_change(folder: Path) -> float:
@@ -50,7 +36,7 @@ def _last_change(folder: Path) -> float:
 def _abandoned(folder: Path, prefix: str, stale_after_s: float) -> bool:
     host, _, rest = folder.name.removeprefix(prefix).partition(".")
     pid = rest.partition(".")[0]
-    if host == _host() and pid.isdigit() and _process_is_gone(int(pid)):
+    if pid.isdigit() and writer_is_gone(host, int(pid)):
         return True
     try:
         return time.time() - _last_change(folder) > stale_after_s

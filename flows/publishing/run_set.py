@@ -19,19 +19,17 @@ at the lock, so their files never mix.
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import json
 import os
-import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
+from flows.pipeline.locks import exclusive_lock
 from flows.pipeline.writers import write_bytes_atomic, writer_tag
 from flows.publishing import retention, run_index
 from vae_core.errors import OutputPathError
@@ -70,33 +68,20 @@ def runs_dir(root: Path | str) -> Path:
     return Path(root) / RUNS_DIR
 
 
-@contextmanager
-def root_lock(root: Path | str, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+def root_lock(root: Path | str, timeout_s: float = LOCK_TIMEOUT_S) -> AbstractContextManager[None]:
     """Hold the output root's lock (``fcntl.flock`` on ``<root>/.run-set.lock``).
 
     The kernel releases it when the holder dies, so a killed run never leaves it held.
     """
     path = Path(root) / LOCK_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(path, "a+b")  # noqa: SIM115 - closed in the finally below
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"{path}: another run has held this lock for more than "
-                        f"{timeout_s:g} s; check for a hung scoring run"
-                    ) from None
-                time.sleep(0.05)
-        yield
-    finally:
-        handle.close()  # closing the file releases the lock
+    return exclusive_lock(
+        path,
+        timeout_s,
+        lambda: TimeoutError(
+            f"{path}: another run has held this lock for more than {timeout_s:g} s; "
+            "check for a hung scoring run"
+        ),
+    )
 
 
 def check_output_root(root: Path | str) -> Path:
