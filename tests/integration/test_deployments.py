@@ -165,7 +165,10 @@ def test_both_deployments_run_and_complete(
 
     trained = run_deployment(api_url, deployed["vae-train/retrain"], {"overrides": FAST})
     assert trained.state.is_completed(), describe(api_url, trained, folders)
-    registry = MlflowClient(tracking_uri=job_env["MLFLOW_TRACKING_URI"])
+    # Both URIs given: an earlier test's in-process flow leaves MLFLOW_REGISTRY_URI in
+    # this process's environment, which a client without a registry URI would read.
+    store = job_env["MLFLOW_TRACKING_URI"]
+    registry = MlflowClient(tracking_uri=store, registry_uri=store)
     champion = registry.get_model_version_by_alias("vae-anomaly", "champion")
     assert str(champion.version) == "1"
 

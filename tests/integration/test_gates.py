@@ -111,11 +111,11 @@ def champion(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, mlflow_st
 
 
 def champion_version(store: str, name: str = NAME) -> str:
-    return str(MlflowClient(store).get_model_version_by_alias(name, "champion").version)
+    return str(MlflowClient(store, store).get_model_version_by_alias(name, "champion").version)
 
 
 def latest_run(store: str):
-    client = MlflowClient(store)
+    client = MlflowClient(store, store)
     experiment = client.get_experiment_by_name("vae-anomaly").experiment_id
     return client.search_runs([experiment], order_by=["attributes.start_time DESC"])[0]
 
@@ -126,7 +126,7 @@ def decision_of(run_id: str) -> dict:
 
 @pytest.mark.parametrize("case", list(BROKEN))
 def test_broken_data_is_refused_before_fitting(champion: str, data_dir: Path, case: str):
-    client = MlflowClient(champion)
+    client = MlflowClient(champion, champion)
     versions_before = len(client.search_model_versions(f"name='{NAME}'"))
     with pytest.raises(DataGateError) as caught:
         train_flow(settings_for(champion, data_dir / f"{case}.parquet"))
@@ -165,7 +165,7 @@ def test_without_the_data_gate_the_promotion_gate_keeps_the_champion(
         worst = next(c for c in decision["checks"] if c["name"] == "columns")
         assert f"'{BROKEN[case]}'" in worst["why"]
         assert decision["compared_with"] == "1" and decision["gate_reference_rows"] > 0
-        metrics = MlflowClient(champion).get_run(outcome.run_id).data.metrics
+        metrics = MlflowClient(champion, champion).get_run(outcome.run_id).data.metrics
         assert metrics["promoted"] == 0.0
         assert {"gate_synthetic_roc_auc", "champion_gate_synthetic_roc_auc"} <= set(metrics)
         assert f"gate_column_auc.{BROKEN[case]}" in metrics
@@ -200,7 +200,7 @@ def test_a_better_model_still_wins_and_is_described(
         "detection_at_threshold",
         "columns",
     }
-    client = MlflowClient(store)
+    client = MlflowClient(store, store)
     version = client.get_model_version("better", better.version)
     assert version.tags["promotion.compared_with"] == first.version
     run = client.get_run(better.run_id)
@@ -284,7 +284,7 @@ def test_two_concurrent_promotions_leave_one_champion(tmp_path: Path, mlflow_sto
     assert winner["before"] == "1"  # it replaced the version it was compared with
     assert loser["alias"] == "challenger" and loser["before"] == winner["version"]
     assert "moved from v1 to v" + winner["version"] in loser["note"]
-    model = MlflowClient(store).get_registered_model("cas")
+    model = MlflowClient(store, store).get_registered_model("cas")
     assert model.aliases == {
         "champion": int(winner["version"]),
         "challenger": int(loser["version"]),
@@ -295,7 +295,7 @@ def test_the_tag_lease_lets_one_holder_in_at_a_time(tmp_path: Path, mlflow_store
     """The lease used for registries without a local lock file, here on a real store."""
     store = mlflow_store_factory(tmp_path)
     tracking.configure_tracking(store)
-    MlflowClient(store).create_registered_model("lease")
+    MlflowClient(store, store).create_registered_model("lease")
     held: list[tuple[str, float, float]] = []
     errors: list[BaseException] = []
 
@@ -316,13 +316,15 @@ def test_the_tag_lease_lets_one_holder_in_at_a_time(tmp_path: Path, mlflow_store
     assert not errors and len(held) == 2
     (_, start_a, end_a), (_, start_b, end_b) = sorted(held, key=lambda h: h[1])
     assert end_a <= start_b  # never both inside
-    assert champion_lock.LEASE_TAG not in MlflowClient(store).get_registered_model("lease").tags
+    assert (
+        champion_lock.LEASE_TAG not in MlflowClient(store, store).get_registered_model("lease").tags
+    )
 
 
 def test_an_expired_lease_is_taken_over(tmp_path: Path, mlflow_store_factory) -> None:
     store = mlflow_store_factory(tmp_path)
     tracking.configure_tracking(store)
-    client = MlflowClient(store)
+    client = MlflowClient(store, store)
     client.create_registered_model("stale")
     stale = json.dumps({"owner": "crashed-run", "expires": time.time() - 1})
     client.set_registered_model_tag("stale", champion_lock.LEASE_TAG, stale)
@@ -357,7 +359,7 @@ def test_two_retrains_at_once_keep_the_champion_chain(
     for thread in threads:
         thread.join(timeout=600)
     assert not errors, errors
-    client = MlflowClient(store)
+    client = MlflowClient(store, store)
     compared = {
         o.version: client.get_model_version("race", o.version).tags["promotion.compared_with"]
         for o in outcomes
