@@ -16,16 +16,11 @@ output root's lock. A run that fails or is killed publishes nothing.
 from __future__ import annotations
 
 import json
-import secrets
-import shutil
-import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
     create_link_artifact,
@@ -37,32 +32,23 @@ from prefect.runtime import flow_run
 
 from flows.config import ScoreSettings, Settings, check_applies, load_settings
 from flows.mlops import tracking
-from flows.pipeline.partitions import concatenate_parts, score_partition, staging_directory
 from flows.pipeline.summary import SAMPLE_SIZE, PartitionResult, RowAccountingError
 from flows.publishing import run_set
 from flows.publishing.locations import check_output_outside_input
 from flows.publishing.run_dates import dated_score, new_run_id, run_date
 from flows.publishing.run_index import read_index
 from flows.publishing.run_record import RunIdentity, index_row, manifest_content
+from flows.publishing.run_set import MANIFEST_FILE, QUARANTINE_FILE, REPORT_FILE, SCORES_FILE
 from flows.reporting import report
+from flows.reporting.from_summary import report_data
+from flows.score_tasks import score_stream
 from flows.task_runners import (
     ModelRef,
-    make_task_runner,
     model_ref,
-    threads_per_task,
-    worker_detector,
 )
-from vae_core.errors import EmptyInputError
-from vae_core.partitions import Partition, list_partitions
-from vae_core.scoring import UNFILTERED_COLUMNS
 from vae_core.streaming import Detector
 
-__all__ = ["SAMPLE_SIZE", "RowAccountingError", "score_flow"]
-
-SCORES_FILE, QUARANTINE_FILE, REPORT_FILE = "scores.parquet", "quarantine.parquet", "report.html"
-MANIFEST_FILE = "manifest.json"
-#: Seconds between progress lines of a partition being scored.
-PROGRESS_EVERY_S = 15.0
+__all__ = ["MANIFEST_FILE", "SAMPLE_SIZE", "RowAccountingError", "score_flow"]
 
 
 @task(cache_policy=NO_CACHE)
@@ -71,145 +57,6 @@ def resolve_champion(model_uri: str) -> tuple[tracking.ResolvedModel, Detector]:
     detector = tracking.load_detector(resolved)
     get_run_logger().info("scoring with %s (version %s)", resolved.name, resolved.version)
     return resolved, detector
-
-
-@task(cache_policy=NO_CACHE, task_run_name="score-{label}")
-def score_partition_task(
-    model: Detector | ModelRef,
-    cfg: ScoreSettings,
-    partition: Partition | None,
-    scores_path: Path,
-    quarantine_path: Path,
-    label: str,
-) -> PartitionResult:
-    """Score one partition; a ``ModelRef`` (other processes) is loaded once per process."""
-    detector = worker_detector(model) if isinstance(model, ModelRef) else model
-    logger = get_run_logger()
-    last_report = [time.monotonic()]
-
-    def report_progress(running: PartitionResult) -> None:
-        # Long partitions say how far they got, at most every PROGRESS_EVERY_S seconds.
-        if time.monotonic() - last_report[0] >= PROGRESS_EVERY_S:
-            last_report[0] = time.monotonic()
-            logger.info(
-                "%s: %d rows so far, %d quarantined",
-                label,
-                running.rows_in,
-                running.rows_quarantined,
-            )
-
-    result = score_partition(
-        detector,
-        cfg.input_path,
-        partition,
-        scores_path,
-        quarantine_path,
-        batch_size=cfg.batch_size,
-        top_n=cfg.top_n,
-        numeric_errors=cfg.numeric_errors,
-        type_drift=cfg.type_drift,
-        progress=report_progress,
-    )
-    logger.info(
-        "%s: %d rows, %d scored, %d quarantined, %d flagged",
-        label,
-        result.rows_in,
-        result.rows_scored,
-        result.rows_quarantined,
-        result.n_flagged,
-    )
-    if result.spans is not None:
-        logger.info(
-            "%s: %d flagged spans; row status %s", label, result.spans.count, result.status_counts
-        )
-    return result
-
-
-def score_stream(
-    detector: Detector,
-    cfg: ScoreSettings,
-    output_dir: Path,
-    ref: ModelRef | None = None,
-) -> PartitionResult:
-    """Score every partition of the input into ``output_dir``; return counts and summaries.
-
-    One partition (with the local runner) is written straight to the outputs. Otherwise
-    partitions are scored ``concurrency`` at a time (threads, or Dask workers loading the
-    model from ``ref``) into a staging directory, each into its own part, then
-    concatenated in input order into the outputs: the files are the same whatever the
-    runner or the concurrency, and a run killed before the end leaves the previous outputs
-    in place. A partition re-run after a lost worker rewrites its own part, atomically, so
-    retries never duplicate rows. A model whose scores depend on earlier rows
-    (``ordered_stream``: sensor windows) scores the whole input as one stream, in order.
-    """
-    partitions = list_partitions(cfg.input_path, cfg.partition_rows)
-    if detector.ordered_stream or (len(partitions) == 1 and cfg.task_runner == "local"):
-        label = Path(partitions[0].file if len(partitions) == 1 else cfg.input_path).name
-        outputs = (output_dir / SCORES_FILE, output_dir / QUARANTINE_FILE)
-        return report_notes(score_partition_task(detector, cfg, None, *outputs, label=label))
-    staging = staging_directory(output_dir, secrets.token_hex(6))
-    try:
-        model = detector if cfg.task_runner == "local" or ref is None else ref
-        total = _score_partitions(model, cfg, partitions, staging)
-        _publish_parts(partitions, staging, output_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return report_notes(total)
-
-
-def _score_partitions(
-    model: Detector | ModelRef, cfg: ScoreSettings, partitions: list[Partition], staging: Path
-) -> PartitionResult:
-    """Score each partition into its own parts under ``staging``; merge in input order."""
-    runner = make_task_runner(cfg.task_runner, cfg.concurrency, cfg.dask_address)
-    sharing = threads_per_task(cfg.concurrency if cfg.task_runner == "local" else 1)
-    with sharing, runner:
-        futures = [
-            runner.submit(
-                score_partition_task,
-                parameters={
-                    "model": model,
-                    "cfg": cfg,
-                    "partition": part,
-                    "scores_path": staging / f"{part.name}.scores.parquet",
-                    "quarantine_path": staging / f"{part.name}.quarantine.parquet",
-                    "label": f"{part.name} ({Path(part.file).name})",
-                },
-            )
-            for part in partitions
-        ]
-        results = [future.result() for future in futures]
-    total = PartitionResult()
-    for result in results:
-        total.merge(result, cfg.top_n)
-    if total.rows_in == 0:
-        raise EmptyInputError(
-            f"{cfg.input_path}: the data has 0 rows. Check that the export that writes "
-            "it finished, or point at data that has rows."
-        )
-    total.check_accounting()
-    return total
-
-
-def _publish_parts(partitions: list[Partition], staging: Path, output_dir: Path) -> None:
-    """Concatenate the parts in input order into the run's scores and quarantine files."""
-    concatenate_parts(
-        [staging / f"{p.name}.scores.parquet" for p in partitions],
-        output_dir / SCORES_FILE,
-        UNFILTERED_COLUMNS,
-    )
-    concatenate_parts(
-        [staging / f"{p.name}.quarantine.parquet" for p in partitions],
-        output_dir / QUARANTINE_FILE,
-    )
-
-
-def report_notes(summary: PartitionResult) -> PartitionResult:
-    """Log what the input held that is worth a warning (ignored columns, duplicate keys)."""
-    if summary.notes is not None:
-        for note in summary.notes.messages():
-            get_run_logger().warning(note)
-    return summary
 
 
 def write_manifest(
@@ -223,71 +70,6 @@ def write_manifest(
         "report": REPORT_FILE,
     }
     return run_set.write_manifest(staging, manifest_content(run, summary, cfg.input_path, outputs))
-
-
-def _time_series(summary: PartitionResult, sample: pd.DataFrame) -> pd.DataFrame | None:
-    """The sample in time order for the report's chart, when the data has a timestamp."""
-    time_column = summary.time_column
-    if time_column is None or time_column not in sample.columns or not len(sample):
-        return None
-    columns = [time_column, "score", "is_anomaly"]
-    if summary.series_column in sample.columns:
-        columns.append(summary.series_column)
-    series = sample[columns].rename(columns={time_column: "timestamp"})
-    return series.sort_values("timestamp", kind="stable")
-
-
-def _score_quantiles(scores: np.ndarray) -> dict[str, float]:
-    levels = (0.5, 0.9, 0.99, 0.999)
-    if not len(scores):
-        return {}
-    return {f"q{level:g}": float(np.quantile(scores, level)) for level in levels}
-
-
-def build_report_data(
-    summary: PartitionResult,
-    detector: Detector,
-    resolved: tracking.ResolvedModel,
-    cfg: ScoreSettings,
-    output_dir: Path,
-    run_id: str | None,
-) -> report.ReportData:
-    sample = summary.sample
-    if sample is None:
-        sample = pd.DataFrame({"score": [], "is_anomaly": []})
-    scores = sample["score"].to_numpy(dtype=float)
-    has_time = summary.time_column is not None and summary.time_column in sample.columns
-    spans = summary.spans
-    return report.ReportData(
-        title=cfg.report_title,
-        model_name=resolved.name,
-        model_version=str(resolved.version),
-        threshold=detector.threshold_.value,
-        threshold_method=detector.threshold_.method,
-        expected_alert_rate=detector.threshold_.expected_alert_rate,
-        rows_in=summary.rows_in,
-        rows_scored=summary.rows_scored,
-        rows_quarantined=summary.rows_quarantined,
-        quarantine_reasons=dict(summary.reasons),
-        quarantine_examples={k: tuple(v) for k, v in summary.reason_examples.items()},
-        input_notes=tuple(summary.notes.messages()) if summary.notes else (),
-        score_sample=scores,
-        n_flagged=summary.n_flagged,
-        score_quantiles=_score_quantiles(scores),
-        top_anomalies=summary.top if summary.top is not None else pd.DataFrame(),
-        timestamp_column=summary.time_column if has_time else None,
-        time_series=_time_series(summary, sample),
-        entity_column=summary.series_column,
-        input_path=cfg.input_path,
-        output_path=str(output_dir / SCORES_FILE),
-        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        run_id=run_id,
-        flagged_spans=None
-        if spans is None
-        else pd.DataFrame(spans.kept, columns=["entity", "start", "end"]),
-        n_flagged_spans=0 if spans is None else spans.count,
-        window_status_counts=dict(summary.status_counts) if summary.status_counts else None,
-    )
 
 
 @task(cache_policy=NO_CACHE)
@@ -415,7 +197,9 @@ def _score_into(
     summary = score_stream(detector, cfg, staging, ref)
     duplicates = summary.notes.duplicate_keys if summary.notes else 0
     tracking.log_metrics(run_id, {"n_duplicate_keys": duplicates})
-    data = build_report_data(summary, detector, resolved, cfg, final, run_id)
+    model = (resolved.name, str(resolved.version))
+    paths = (cfg.input_path, str(final / SCORES_FILE))
+    data = report_data(summary, detector, model, cfg.report_title, paths, run_id)
     links = _run_links(cfg, final, run_id, resolved, ref.tracking_uri)
     history = read_index(cfg.output_dir)  # the earlier runs of this output root
     data = report.complete_report(data, detector, staging, links, history)

@@ -37,6 +37,8 @@ from vae_core.output_targets import check_directory_target, fsync_directory, wri
 
 RUNS_DIR, LATEST_FILE, LOCK_FILE = "runs", "latest.json", ".run-set.lock"
 MANIFEST_FILE = "manifest.json"
+#: The files of a scoring run's folder besides the manifest (the report adds its own).
+SCORES_FILE, QUARANTINE_FILE, REPORT_FILE = "scores.parquet", "quarantine.parquet", "report.html"
 #: Seconds a run waits for another run's turn at the lock before it fails.
 LOCK_TIMEOUT_S = 300.0
 _HASH_CHUNK = 1 << 20
