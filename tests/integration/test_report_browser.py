@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
+from cli_runs import main_in_process, write_config
 
-from flows import cli
 from flows.config import load_settings
 from flows.demo_data import make_demo_frames
 from flows.pipeline.writers import write_parquet_atomic
@@ -167,14 +166,8 @@ def run_score(champion: dict, frame: pd.DataFrame, name: str, out: Path | None =
     tree = json.loads(json.dumps(champion["tree"]))
     tree["score"].update({"input_path": str(data), "output_dir": str(out)})
     settings = load_settings(files=[], environ={}, overrides=tree)
-    config = root / "config.yaml"
-    config.write_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
-    saved = {k: os.environ.pop(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-             if k in os.environ}  # fmt: skip
-    try:
-        code = cli.main(["--threads", "1", "score", "--config", str(config)])
-    finally:
-        os.environ.update(saved)
+    config = write_config(root / "config.yaml", settings)
+    code = main_in_process(["score", "--config", config])
     latest = out / "latest.json"
     run_dir = out / json.loads(latest.read_text())["path"] if latest.exists() else None
     return code, run_dir

@@ -20,10 +20,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
+from cli_runs import run_cli, write_config
 from mlflow import MlflowClient
 
-from flows import cli
 from flows.config import Settings, load_settings
 from flows.demo_data import make_demo_frames
 from flows.pipeline.writers import write_parquet_atomic
@@ -84,23 +83,6 @@ def setup(tmp_path_factory: pytest.TempPathFactory, mlflow_store_factory):
 
 def with_score(settings: Settings, **values) -> Settings:
     return settings.model_copy(update={"score": settings.score.model_copy(update=values)})
-
-
-def write_config(path: Path, settings: Settings) -> Path:
-    path.write_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
-    return path
-
-
-def run_cli(capfd: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
-    # A flow run exports MLFLOW_TRACKING_URI, which would outrank the config file.
-    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-    saved = {name: os.environ.pop(name) for name in names if name in os.environ}
-    try:
-        code = cli.main(["--threads", "1", *map(str, argv)])
-    finally:
-        os.environ.update(saved)
-    captured = capfd.readouterr()
-    return code, captured.out, captured.err
 
 
 def prefect_env() -> dict[str, str]:

@@ -3,18 +3,24 @@ checking that an error is one line, finding temporary files."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-import yaml
+from cli_runs import MLFLOW_URI_VARIABLES, run_cli, write_config
 
-from flows import cli
 from flows.config import Settings, load_settings
 
+__all__ = [
+    "MLFLOW_URI_VARIABLES",
+    "Champion",
+    "assert_one_line_error",
+    "flow_settings",
+    "run_cli",
+    "temporary_files",
+    "write_config",
+]
+
 MODEL_NAME = "rel"
-MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 #: Tiny and quick: these tests check plumbing and contracts, not detection quality.
 TINY_DETECTOR = {"max_epochs": 3, "hidden_sizes": [16, 8], "latent_dim": 2, "random_state": 0}
 
@@ -56,26 +62,6 @@ def flow_settings(
     for section, values in sections.items():
         tree[section] = {**tree.get(section, {}), **values}
     return load_settings(files=[], environ={}, overrides=tree)
-
-
-def write_config(path: Path, settings: Settings) -> Path:
-    """The settings as a YAML file, for the flow commands' ``--config``."""
-    path.write_text(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False))
-    return path
-
-
-def run_cli(capfd: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
-    """Run the command line in this process; capture at the file-descriptor level, where
-    Prefect's console logging writes too."""
-    # mlflow.set_tracking_uri (called by every flow) exports MLFLOW_TRACKING_URI, which
-    # outranks a config file: an earlier test's store must not win over this --config.
-    saved = {name: os.environ.pop(name) for name in MLFLOW_URI_VARIABLES if name in os.environ}
-    try:
-        code = cli.main(["--threads", "1", *map(str, argv)])
-    finally:
-        os.environ.update(saved)
-    captured = capfd.readouterr()
-    return code, captured.out, captured.err
 
 
 def assert_one_line_error(err: str, fragments: list[str] | tuple[str, ...]) -> str:
