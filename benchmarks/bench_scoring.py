@@ -85,6 +85,46 @@ def peak_rss_mb() -> float:
     return peak / 1024**2 if sys.platform == "darwin" else peak / 1024  # bytes there
 
 
+def encoded_batches(detector, data: Path, batch_size: int, at_least: int) -> tuple[list, int]:
+    """The first batches score_partition scores (wide data is cut to a cell budget),
+    encoded, until ``at_least`` rows; and their row count."""
+    from flows.pipeline.partitions import batch_rows
+    from vae_core.io import iter_batches
+
+    rows_per_batch = batch_rows(batch_size, len(detector.schema_.columns))
+    encoded, n_encoded = [], 0
+    for frame in iter_batches(data, batch_size=rows_per_batch):
+        encoded.append(detector.preprocessor_.transform(frame))
+        n_encoded += len(frame)
+        if n_encoded >= at_least:
+            break
+    return encoded, n_encoded
+
+
+def figures(
+    best: dict[str, tuple[float, float]], rss_mb: float, n_rows: int, n_encoded: int
+) -> dict:
+    """Rates from the best (wall, CPU) seconds of each measurement."""
+    per_m = {
+        name: cpu / (n_rows if name == "end_to_end" else n_encoded) * 1e6
+        for name, (_, cpu) in best.items()
+    }
+    return {
+        "rows": n_rows,
+        "end_to_end_rows_per_s": n_rows / best["end_to_end"][0],
+        "end_to_end_s": best["end_to_end"][0],
+        "ceiling_rows_per_s": n_encoded / best["ceiling"][0],
+        "bare_forward_rows_per_s": n_encoded / best["bare_forward"][0],
+        "peak_rss_mb": rss_mb,
+        # CPU seconds per million rows, all threads: the work, whatever else the machine
+        # runs. The model's share is the part of the end-to-end work that is model work.
+        "end_to_end_cpu_s_per_m": per_m["end_to_end"],
+        "ceiling_cpu_s_per_m": per_m["ceiling"],
+        "bare_forward_cpu_s_per_m": per_m["bare_forward"],
+        "model_share_of_cpu": per_m["ceiling"] / per_m["end_to_end"],
+    }
+
+
 def measure(
     data: Path, model_dir: Path, out: Path, batch_size: int, threads: int, repeat: int
 ) -> dict:
@@ -96,9 +136,8 @@ def measure(
     """
     import torch
 
-    from flows.pipeline.partitions import batch_rows, score_partition
+    from flows.pipeline.partitions import score_partition
     from vae_core import VAEAnomalyDetector
-    from vae_core.io import iter_batches
     from vae_core.scoring import chunk_rows, score_encoded
 
     torch.set_num_threads(threads)
@@ -131,14 +170,7 @@ def measure(
     # Peak memory of scoring alone, before the ceiling's batches are held in memory.
     rss_mb = peak_rss_mb()
 
-    # The batches score_partition scored: wide data is cut to a cell budget.
-    rows_per_batch = batch_rows(batch_size, len(detector.schema_.columns))
-    encoded, n_encoded = [], 0
-    for frame in iter_batches(data, batch_size=rows_per_batch):
-        encoded.append(detector.preprocessor_.transform(frame))
-        n_encoded += len(frame)
-        if n_encoded >= min(n_rows, CEILING_ROWS):
-            break
+    encoded, n_encoded = encoded_batches(detector, data, batch_size, min(n_rows, CEILING_ROWS))
     # The bare forward runs in the chunks the scoring pass uses: its fastest way through.
     rows_per_chunk = chunk_rows(models, layout, "cpu")
     inputs = [torch.from_numpy(batch.inputs).split(rows_per_chunk) for batch in encoded]
@@ -160,24 +192,7 @@ def measure(
             timed("end_to_end", end_to_end)
         timed("ceiling", scoring_pass)
         timed("bare_forward", bare_forward)
-    per_m = {
-        name: cpu / (n_rows if name == "end_to_end" else n_encoded) * 1e6
-        for name, (_, cpu) in best.items()
-    }
-    return {
-        "rows": n_rows,
-        "end_to_end_rows_per_s": n_rows / best["end_to_end"][0],
-        "end_to_end_s": best["end_to_end"][0],
-        "ceiling_rows_per_s": n_encoded / best["ceiling"][0],
-        "bare_forward_rows_per_s": n_encoded / best["bare_forward"][0],
-        "peak_rss_mb": rss_mb,
-        # CPU seconds per million rows, all threads: the work, whatever else the machine
-        # runs. The model's share is the part of the end-to-end work that is model work.
-        "end_to_end_cpu_s_per_m": per_m["end_to_end"],
-        "ceiling_cpu_s_per_m": per_m["ceiling"],
-        "bare_forward_cpu_s_per_m": per_m["bare_forward"],
-        "model_share_of_cpu": per_m["ceiling"] / per_m["end_to_end"],
-    }
+    return figures(best, rss_mb, n_rows, n_encoded)
 
 
 def machine() -> dict:

@@ -225,10 +225,16 @@ def _check_levels(f: Fields, column: Any, i: int, names: set[str]) -> int:
     for j, level in enumerate(levels):
         if not isinstance(level, str | int | float | bool) and level is not None:
             f.fail(f"{field}.levels[{j}]", f"must be a plain value, not {_json_type(level)}")
+    _check_level_figures(f, column, field, len(levels))
+    return len(levels)
+
+
+def _check_level_figures(f: Fields, column: dict[str, Any], field: str, n_levels: int) -> None:
+    """The per-level lists beside the levels: training counts, rare levels, numeric values."""
     if "counts" in column:  # models saved before level counts existed have none
         counts = f.items(column, "counts", f"{field}.counts", MAX_LEVELS)
-        if len(counts) != len(levels):
-            f.fail(f"{field}.counts", f"has {len(counts)} entries for {len(levels)} levels")
+        if len(counts) != n_levels:
+            f.fail(f"{field}.counts", f"has {len(counts)} entries for {n_levels} levels")
         for j, count in enumerate(counts):
             f.number_value(count, f"{field}.counts[{j}]", lo=0)
     f.items(column, "rare", f"{field}.rare", MAX_LEVELS)
@@ -236,7 +242,6 @@ def _check_levels(f: Fields, column: Any, i: int, names: set[str]) -> int:
         values = f.items(column, "numeric_values", f"{field}.numeric_values", MAX_LEVELS)
         for j, value in enumerate(values):
             f.number_value(value, f"{field}.numeric_values[{j}]")
-    return len(levels)
 
 
 def _check_architecture(f: Fields, arch: dict[str, Any], layout: dict[str, Any]) -> None:
