@@ -75,6 +75,9 @@ class VAEAnomalyDetector(BaseEstimator):
     numeric_dof : float or None
         Degrees of freedom of the Student-t likelihood that numeric columns are scored with
         (training fits a Gaussian); None scores with the Gaussian. See ``vae_core.scoring``.
+    discrete_tails : bool
+        Add the tail evidence of numeric columns with 3 to 32 distinct training values
+        (ratings, small counts, intensities) to their terms. See ``vae_core.discrete_tails``.
     threshold_method : {"iqr", "contamination", "fpr", "pot", "conformal"}
         How the label-free decision threshold is fitted, see ``vae_core.threshold``.
     contamination, target_fpr, pot_risk, pot_initial_quantile, iqr_factor, fdr : float
@@ -128,6 +131,7 @@ class VAEAnomalyDetector(BaseEstimator):
         warmup_epochs: int = 2,
         n_models: int = 1,
         numeric_dof: float | None = DEFAULT_NUMERIC_DOF,
+        discrete_tails: bool = True,
         threshold_method: str = "iqr",
         contamination: float = 0.05,
         target_fpr: float = 0.01,
@@ -154,6 +158,7 @@ class VAEAnomalyDetector(BaseEstimator):
         self.warmup_epochs = warmup_epochs
         self.n_models = n_models
         self.numeric_dof = numeric_dof
+        self.discrete_tails = discrete_tails
         self.threshold_method = threshold_method
         self.contamination = contamination
         self.target_fpr = target_fpr
@@ -203,7 +208,7 @@ class VAEAnomalyDetector(BaseEstimator):
         _check_training_rows(len(frame))
         seed = self._seed()
         schema = infer_schema(frame, self.key_columns, from_array)
-        preprocessor = Preprocessor.fit(frame, schema)
+        preprocessor = Preprocessor.fit(frame, schema, discrete_tails=self.discrete_tails)
         encoded = preprocessor.transform(frame)
         device = resolve_device(self.device)
         val_index, train, validation = split_rows(encoded, self.validation_fraction, seed, device)
@@ -260,11 +265,7 @@ class VAEAnomalyDetector(BaseEstimator):
         """The threshold from the reference scores; the training rows' scores and labels."""
         # A quantile of a few dozen scores is noise: below MIN_REFERENCE_ROWS held-out rows
         # the threshold uses every training row's score (a little optimistic, far steadier).
-        reference = (
-            EncodedData(*(a[val_index] for a in _arrays(encoded)))
-            if len(val_index) >= MIN_REFERENCE_ROWS
-            else encoded
-        )
+        reference = encoded.take(val_index) if len(val_index) >= MIN_REFERENCE_ROWS else encoded
         reference_scores = self._score_arrays(reference).score
         rule = threshold_rule(self.threshold_method, **self.get_params())
         self.threshold_: Threshold = rule.fit(reference_scores)
@@ -401,7 +402,3 @@ def _check_training_rows(n_rows: int) -> None:
             f"fit() got {n_rows} rows; at least {MIN_TRAIN_ROWS} are needed to "
             "train and hold out a validation split. Train on more history."
         )
-
-
-def _arrays(data: EncodedData) -> tuple[np.ndarray, ...]:
-    return (data.inputs, data.numeric, data.numeric_mask, data.categories, data.missing)

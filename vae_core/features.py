@@ -10,7 +10,9 @@ Categorical columns (strings, booleans, pandas categoricals) are one-hot encoded
 levels merged into one bucket and an explicit bucket for levels never seen in training.
 Every column with missing values in training gets a missing-value indicator; missing
 entries themselves are masked out of the reconstruction loss. Level counts are kept so
-that scoring can charge a rare level for its rarity (see ``level_rarity``).
+that scoring can charge a rare level for its rarity (see ``level_rarity``), and numeric
+columns with a few levels keep their levels' counts for their tail evidence
+(``vae_core.discrete_tails``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from vae_core.discrete_tails import DiscreteTails, level_table
 from vae_core.errors import EmptyInputError
 from vae_core.numeric_scaling import (
     DEFAULT_SOFT_CLIP,
@@ -49,9 +52,23 @@ class EncodedData:
     numeric_mask: np.ndarray  # 1 where the numeric value was observed
     categories: np.ndarray  # int64 level codes per categorical column, -1 where missing
     missing: np.ndarray  # missing-value indicators (targets of the Bernoulli head)
+    #: Tail evidence of the discrete numeric columns (``FeatureLayout.tail_columns``);
+    #: None when the model has none. Not a model input: scoring adds it to their terms.
+    tails: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
+
+    def take(self, rows: np.ndarray | slice) -> EncodedData:
+        """The rows ``rows`` (positions, or a slice: then views) of every array."""
+        return EncodedData(
+            self.inputs[rows],
+            self.numeric[rows],
+            self.numeric_mask[rows],
+            self.categories[rows],
+            self.missing[rows],
+            None if self.tails is None else self.tails[rows],
+        )
 
 
 @dataclass(frozen=True)
@@ -67,6 +84,8 @@ class FeatureLayout:
     #: Per categorical column, the rarity (nats) of each level, see ``level_rarity``; empty
     #: for a model saved before level counts were kept, which then scores without it.
     category_rarity: tuple[tuple[float, ...], ...] = ()
+    #: The numeric columns with tail evidence, in the order of ``EncodedData.tails``.
+    tail_columns: tuple[str, ...] = ()
 
     @property
     def input_dim(self) -> int:
@@ -127,6 +146,8 @@ class _ColumnStates:
     categorical: list[dict[str, Any]] = field(default_factory=list)
     missing_indicators: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
+    #: Whether numeric columns with a few levels keep them for their tail evidence.
+    discrete_tails: bool = True
 
     def add(self, name: str, kind: str, series: pd.Series, n_rows: int, min_count: int) -> None:
         n_missing = int(series.isna().sum())
@@ -165,7 +186,9 @@ class _ColumnStates:
             return
         log = use_log_scale(observed)
         centre, scale = robust_centre_scale(np.log1p(observed) if log else observed)
-        self.numeric.append({"name": name, "centre": centre, "scale": scale, "log1p": log})
+        state = {"name": name, "centre": centre, "scale": scale, "log1p": log}
+        table = level_table(observed) if self.discrete_tails else None
+        self.numeric.append(state if table is None else {**state, **table})
 
     def _add_categorical(self, name: str, series: pd.Series, min_count: int) -> None:
         counts = series.dropna().astype(str).value_counts()
@@ -191,6 +214,7 @@ class Preprocessor:
 
     def __init__(self, state: dict[str, Any]):
         self.state = state
+        self._tails = DiscreteTails(state["numeric"])
         self.layout = FeatureLayout(
             numeric_columns=tuple(c["name"] for c in state["numeric"]),
             categorical_columns=tuple(c["name"] for c in state["categorical"]),
@@ -198,6 +222,7 @@ class Preprocessor:
             missing_columns=tuple(state["missing_indicators"]),
             unexpected_missing_nll=unexpected_missing_nll(int(state["n_rows"])),
             category_rarity=_category_rarity(state["categorical"]),
+            tail_columns=self._tails.names,
         )
         self._level_index = [
             {level: i for i, level in enumerate(c["levels"])} for c in state["categorical"]
@@ -216,10 +241,11 @@ class Preprocessor:
         schema: FeatureSchema,
         rare_min_count: int | None = None,
         soft_clip: float = DEFAULT_SOFT_CLIP,
+        discrete_tails: bool = True,
     ) -> Preprocessor:
         n_rows = len(frame)
         min_count = rare_min_count if rare_min_count is not None else max(3, n_rows // 1000)
-        columns = _ColumnStates()
+        columns = _ColumnStates(discrete_tails=discrete_tails)
         for spec in schema.columns:
             columns.add(spec.name, spec.kind, frame[spec.name], n_rows, min_count)
         dropped = columns.dropped
@@ -257,7 +283,7 @@ class Preprocessor:
     def transform(self, frame: pd.DataFrame) -> EncodedData:
         """Encode a frame that passed ``FeatureSchema.validate``; vectorised per column."""
         n_rows = len(frame)
-        numeric, numeric_mask = self._encode_numeric(frame)
+        numeric, numeric_mask, tails = self._encode_numeric(frame)
         codes = self._encode_categories(frame)
         # One one-hot block for every categorical column, set by flat index: a block per
         # column was 1,500 allocations per batch on a wide set of flags.
@@ -276,17 +302,21 @@ class Preprocessor:
             else np.zeros((n_rows, 0), dtype=np.float32)
         )
         inputs = np.concatenate([numeric, one_hot, missing], axis=1)
-        return EncodedData(inputs, numeric, numeric_mask, codes, missing)
+        return EncodedData(inputs, numeric, numeric_mask, codes, missing, tails)
 
-    def _encode_numeric(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Scaled numeric columns and their observed-mask, all columns at once.
+    def _encode_numeric(
+        self, frame: pd.DataFrame
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Scaled numeric columns, their observed-mask and the discrete columns' tail
+        evidence (None without such columns), all columns at once.
 
         One (rows x columns) matrix and whole-matrix operations: per-column loops cost more
         in temporaries and Python calls than the arithmetic on wide, long batches.
         """
         columns = self.state["numeric"]
         if not columns:
-            return (np.zeros((len(frame), 0), dtype=np.float32),) * 2
+            empty = np.zeros((len(frame), 0), dtype=np.float32)
+            return empty, empty.copy(), None
         names = [col["name"] for col in columns]
         dtypes = frame.dtypes  # not frame[name].dtype: a Series per column costs more
         if all(is_numeric_dtype(dtypes[name]) for name in names):
@@ -300,6 +330,7 @@ class Preprocessor:
                     series = pd.to_numeric(series, errors="coerce")
                 raw[:, j] = series.to_numpy(np.float64, na_value=np.nan)
         missing = np.isnan(raw)
+        tails = self._tails.terms(raw) if self._tails else None  # on the raw values
         logged = self._log_columns
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             if logged.size:
@@ -323,7 +354,7 @@ class Preprocessor:
             observed = np.ascontiguousarray(np.logical_not(missing).astype(np.float32))
         else:
             observed = np.ones(missing.shape, dtype=np.float32)
-        return z.astype(np.float32, order="C"), observed
+        return z.astype(np.float32, order="C"), observed, tails
 
     def _encode_categories(self, frame: pd.DataFrame) -> np.ndarray:
         """Level codes of every categorical column, -1 where missing.

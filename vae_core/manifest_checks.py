@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 from typing import Any, NoReturn
 
+from vae_core import discrete_tails
 from vae_core.errors import ModelFileError
 from vae_core.threshold import MAX_CALIBRATION
 
@@ -205,12 +206,30 @@ def _check_preprocessing(
         f.number(column, "scale", f"{field}.scale", lo=1e-300)
         if "log1p" in column:
             f.flag(column, "log1p", f"{field}.log1p")
+        if "discrete_values" in column or "discrete_counts" in column:
+            _check_discrete_levels(f, column, field)
     categorical = f.items(state, "categorical", "preprocessing.categorical")
     cardinalities = [_check_levels(f, column, i, names) for i, column in enumerate(categorical)]
     missing = f.texts(state, "missing_indicators", "preprocessing.missing_indicators")
     f.number(state, "soft_clip", "preprocessing.soft_clip", lo=1e-6)
     f.integer(state, "n_rows", "preprocessing.n_rows", 0, 2**62)
     return {"n_numeric": len(numeric), "cardinalities": cardinalities, "n_missing": len(missing)}
+
+
+def _check_discrete_levels(f: Fields, column: dict[str, Any], field: str) -> None:
+    """A discrete column's levels (strictly increasing) and their training counts."""
+    most = discrete_tails.MAX_LEVELS
+    values = f.items(column, "discrete_values", f"{field}.discrete_values", most)
+    counts = f.items(column, "discrete_counts", f"{field}.discrete_counts", most)
+    if len(values) < discrete_tails.MIN_LEVELS:
+        f.fail(f"{field}.discrete_values", f"lists {len(values)} levels, fewer than 3")
+    if len(counts) != len(values):
+        f.fail(f"{field}.discrete_counts", f"has {len(counts)} entries for {len(values)} levels")
+    numbers = [f.number_value(v, f"{field}.discrete_values[{j}]") for j, v in enumerate(values)]
+    if any(b <= a for a, b in zip(numbers, numbers[1:], strict=False)):
+        f.fail(f"{field}.discrete_values", "must be strictly increasing")
+    for j, count in enumerate(counts):
+        f.number_value(count, f"{field}.discrete_counts[{j}]", lo=0)
 
 
 def _check_levels(f: Fields, column: Any, i: int, names: set[str]) -> int:

@@ -6,7 +6,8 @@ each column's share of it is meaningful. A categorical column's term also carrie
 rarity of its level in training (``features.level_rarity``): what the row's values are,
 not only how well the model reconstructs them. Numeric columns are scored with a
 Student-t likelihood (``numeric_dof`` degrees of freedom) around the decoded mean, with the
-learned scale. These terms are computed in ``vae_core.score_terms``.
+learned scale; one with a few levels also carries the tail evidence of its value
+(``vae_core.discrete_tails``). These terms are computed in ``vae_core.score_terms``.
 ``score = recon_error + beta * kl``. With an ensemble, every quantity is the mean over
 members.
 """
@@ -130,21 +131,26 @@ def score_encoded(
     rarity = level_rarity_terms(data, layout)
     position = {name: i for i, name in enumerate(columns.names)}
     rarity_columns = [position[name] for name in layout.categorical_columns]
+    tail_columns = [position[name] for name in layout.tail_columns]
     for model in models:
         model.eval()
     with torch.inference_mode():
         for start in range(0, n_rows, batch_size):
             stop = min(start + batch_size, n_rows)
             columns.add_members(
-                models, _rows(data, start, stop), per_feature[start:stop], kl[start:stop]
+                models, data.take(slice(start, stop)), per_feature[start:stop], kl[start:stop]
             )
             _chunk_shares(
                 per_feature[start:stop],
                 kl[start:stop],
                 recon[start:stop],
                 len(models),
-                None if rarity is None else rarity[start:stop],
-                rarity_columns,
+                _Additions(
+                    None if rarity is None else rarity[start:stop],
+                    rarity_columns,
+                    None if data.tails is None else data.tails[start:stop],
+                    tail_columns,
+                ),
             )
     shares = per_feature
     no_error = ~(recon > 0)  # a perfect (or undefined) reconstruction: no column to blame
@@ -153,15 +159,14 @@ def score_encoded(
     return ScoreArrays(recon, kl, recon + beta * kl, shares, columns.names)
 
 
-def _rows(data: EncodedData, start: int, stop: int) -> EncodedData:
-    """Rows ``start:stop`` of ``data``, as views."""
-    return EncodedData(
-        data.inputs[start:stop],
-        data.numeric[start:stop],
-        data.numeric_mask[start:stop],
-        data.categories[start:stop],
-        data.missing[start:stop],
-    )
+@dataclass(frozen=True)
+class _Additions:
+    """A chunk's terms that do not depend on the model, and the columns they add to."""
+
+    rarity: np.ndarray | None
+    rarity_columns: list[int]
+    tails: np.ndarray | None
+    tail_columns: list[int]
 
 
 def _chunk_shares(
@@ -169,18 +174,20 @@ def _chunk_shares(
     kl: np.ndarray,
     recon: np.ndarray,
     n_models: int,
-    rarity: np.ndarray | None,
-    rarity_columns: list[int],
+    additions: _Additions,
 ) -> None:
-    """Members' sums to means, level rarity added, ``recon`` the row sum, terms to shares.
+    """Members' sums to means, level rarity and tail evidence added (once, not per
+    member), ``recon`` the row sum, terms to shares.
 
     All in place, on one chunk's views of the output arrays.
     """
     if n_models > 1:
         per_feature /= n_models
         kl /= n_models
-    if rarity is not None:
-        per_feature[:, rarity_columns] += rarity
+    if additions.rarity is not None:
+        per_feature[:, additions.rarity_columns] += additions.rarity
+    if additions.tails is not None:
+        per_feature[:, additions.tail_columns] += additions.tails
     # einsum, not sum(axis=1): summing short rows one at a time cost 4x as much.
     # Each row's sum depends on its values alone, not on the batch around it.
     chunk_recon = np.einsum("ij->i", per_feature, out=recon)

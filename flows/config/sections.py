@@ -65,6 +65,10 @@ class DetectorSettings(_Frozen):
     numeric_dof: float | None = _library(
         "numeric_dof", "Student-t degrees of freedom for numeric columns; null: Gaussian.", gt=0
     )
+    discrete_tails: bool = _library(
+        "discrete_tails",
+        "Add the tail evidence of numeric columns with 3 to 32 levels to their terms.",
+    )
     threshold: ThresholdSettings = Field(
         IQRThreshold(), description="How the label-free decision threshold is fitted."
     )
