@@ -13,7 +13,8 @@ scores:
   the reference scores up to the far-out fence;
 - ``bh_batch@q``: Benjamini-Hochberg over the whole test part at once, on the conformal
   p-values against every reference score (the guarantee over that batch);
-- ``bh_batch_trim@q``: the same against the trimmed calibration.
+- ``bh_batch_trim@q``: the same against the trimmed calibration;
+- ``fence@k``: Tukey's fence at ``k`` IQR above the third quartile (the default is 3).
 
     python benchmarks/bench_thresholds.py ../shared/datasets/adbench OUT.jsonl
     python benchmarks/bench_thresholds.py ../shared/datasets/nslkdd OUT.jsonl --mixed
@@ -34,10 +35,11 @@ from sklearn.model_selection import train_test_split
 
 import vae_core.detector as detector_module
 from vae_core import VAEAnomalyDetector
-from vae_core.threshold import ConformalFDR, benjamini_hochberg, conformal_p_values
+from vae_core.threshold import ConformalFDR, IQRFence, benjamini_hochberg, conformal_p_values
 
 SEEDS = (0, 1, 2)
 FDRS = (0.05, 0.1, 0.2)
+FENCE_FACTORS = (1.0, 1.5, 2.0, 3.0, 4.5)
 
 
 def tabular_split(path: Path, seed: int, max_rows: int) -> tuple:
@@ -87,6 +89,8 @@ def rule_flags(reference: np.ndarray, test_scores: np.ndarray) -> dict[str, np.n
             flags[f"conformal{suffix}@{fdr:g}"] = test_scores > rule.fit(finite).value
             p_values = conformal_p_values(test_scores, rule.calibration(finite))
             flags[f"bh_batch{suffix}@{fdr:g}"] = benjamini_hochberg(p_values, fdr)
+    for factor in FENCE_FACTORS:
+        flags[f"fence@{factor:g}"] = test_scores > IQRFence(factor).fit(finite).value
     return flags
 
 
