@@ -218,11 +218,11 @@ def _check_preprocessing(
 
 def _check_discrete_levels(f: Fields, column: dict[str, Any], field: str) -> None:
     """A discrete column's levels (strictly increasing) and their training counts."""
-    most = discrete_tails.MAX_LEVELS
+    least, most = discrete_tails.MIN_LEVELS, discrete_tails.MAX_LEVELS
     values = f.items(column, "discrete_values", f"{field}.discrete_values", most)
     counts = f.items(column, "discrete_counts", f"{field}.discrete_counts", most)
-    if len(values) < discrete_tails.MIN_LEVELS:
-        f.fail(f"{field}.discrete_values", f"lists {len(values)} levels, fewer than 3")
+    if len(values) < least:
+        f.fail(f"{field}.discrete_values", f"lists {len(values)} levels, fewer than {least}")
     if len(counts) != len(values):
         f.fail(f"{field}.discrete_counts", f"has {len(counts)} entries for {len(values)} levels")
     numbers = [f.number_value(v, f"{field}.discrete_values[{j}]") for j, v in enumerate(values)]
