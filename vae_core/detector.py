@@ -77,7 +77,8 @@ class VAEAnomalyDetector(BaseEstimator):
         (training fits a Gaussian); None scores with the Gaussian. See ``vae_core.scoring``.
     discrete_tails : bool
         Add the tail evidence of numeric columns with 3 to 32 distinct training values
-        (ratings, small counts, intensities) to their terms. See ``vae_core.discrete_tails``.
+        (ratings, small counts, intensities) to their terms, and that of a row's flags
+        (two-valued columns) taken together. See ``vae_core.discrete_tails``.
     threshold_method : {"iqr", "contamination", "fpr", "pot", "conformal"}
         How the label-free decision threshold is fitted, see ``vae_core.threshold``.
     contamination, target_fpr, pot_risk, pot_initial_quantile, iqr_factor, fdr : float

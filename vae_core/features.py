@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vae_core.discrete_tails import DiscreteTails, level_table
+from vae_core.discrete_tails import DiscreteTails, FlagTails, level_table
 from vae_core.errors import EmptyInputError
 from vae_core.numeric_scaling import (
     DEFAULT_SOFT_CLIP,
@@ -52,8 +52,9 @@ class EncodedData:
     numeric_mask: np.ndarray  # 1 where the numeric value was observed
     categories: np.ndarray  # int64 level codes per categorical column, -1 where missing
     missing: np.ndarray  # missing-value indicators (targets of the Bernoulli head)
-    #: Tail evidence of the discrete numeric columns (``FeatureLayout.tail_columns``);
-    #: None when the model has none. Not a model input: scoring adds it to their terms.
+    #: Tail evidence of the discrete numeric columns and the flags
+    #: (``FeatureLayout.tail_columns``); None when the model has none. Not a model input:
+    #: scoring adds it to their terms.
     tails: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -84,7 +85,8 @@ class FeatureLayout:
     #: Per categorical column, the rarity (nats) of each level, see ``level_rarity``; empty
     #: for a model saved before level counts were kept, which then scores without it.
     category_rarity: tuple[tuple[float, ...], ...] = ()
-    #: The numeric columns with tail evidence, in the order of ``EncodedData.tails``.
+    #: The columns with tail evidence (discrete numeric, then flags), in the order of
+    #: ``EncodedData.tails``.
     tail_columns: tuple[str, ...] = ()
 
     @property
@@ -175,14 +177,15 @@ class _ColumnStates:
             # A two-valued column (a flag) is a Bernoulli variable: as a Gaussian on a
             # robust scale, a flag set in 2% of rows would sit 50 units out and outweigh
             # every other column whenever it is set.
-            self.categorical.append(
-                {
-                    "name": name,
-                    "levels": [repr(float(v)) for v in distinct] + [UNSEEN_LEVEL],
-                    "rare": [],
-                    "numeric_values": [float(v) for v in distinct],
-                }
-            )
+            flag: dict[str, Any] = {
+                "name": name,
+                "levels": [repr(float(v)) for v in distinct] + [UNSEEN_LEVEL],
+                "rare": [],
+                "numeric_values": [float(v) for v in distinct],
+            }
+            if self.discrete_tails:  # the rows holding each value, for their tail evidence
+                flag["flag_counts"] = [float((observed == v).sum()) for v in distinct]
+            self.categorical.append(flag)
             return
         log = use_log_scale(observed)
         centre, scale = robust_centre_scale(np.log1p(observed) if log else observed)
@@ -215,6 +218,7 @@ class Preprocessor:
     def __init__(self, state: dict[str, Any]):
         self.state = state
         self._tails = DiscreteTails(state["numeric"])
+        self._flags = FlagTails(state["categorical"], state.get("flag_tail_median"))
         self.layout = FeatureLayout(
             numeric_columns=tuple(c["name"] for c in state["numeric"]),
             categorical_columns=tuple(c["name"] for c in state["categorical"]),
@@ -222,7 +226,7 @@ class Preprocessor:
             missing_columns=tuple(state["missing_indicators"]),
             unexpected_missing_nll=unexpected_missing_nll(int(state["n_rows"])),
             category_rarity=_category_rarity(state["categorical"]),
-            tail_columns=self._tails.names,
+            tail_columns=self._tails.names + self._flags.names,
         )
         self._level_index = [
             {level: i for i, level in enumerate(c["levels"])} for c in state["categorical"]
@@ -269,7 +273,12 @@ class Preprocessor:
             "rare_min_count": min_count,
             "n_rows": n_rows,
         }
-        return cls(state)
+        fitted = cls(state)
+        if fitted._flags:  # the training rows' median flag tail sum, the evidence's origin
+            codes = fitted._encode_flags(frame, fitted._flags.positions)
+            state["flag_tail_median"] = float(np.median(fitted._flags.row_sums(codes)))
+            fitted = cls(state)
+        return fitted
 
     # -- JSON ------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -285,6 +294,9 @@ class Preprocessor:
         n_rows = len(frame)
         numeric, numeric_mask, tails = self._encode_numeric(frame)
         codes = self._encode_categories(frame)
+        if self._flags:
+            flags = self._flags.terms(codes[:, self._flags.positions])
+            tails = flags if tails is None else np.concatenate([tails, flags], axis=1)
         # One one-hot block for every categorical column, set by flat index: a block per
         # column was 1,500 allocations per batch on a wide set of flags.
         cardinalities = self.layout.cardinalities

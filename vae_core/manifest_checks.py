@@ -212,6 +212,8 @@ def _check_preprocessing(
     cardinalities = [_check_levels(f, column, i, names) for i, column in enumerate(categorical)]
     missing = f.texts(state, "missing_indicators", "preprocessing.missing_indicators")
     f.number(state, "soft_clip", "preprocessing.soft_clip", lo=1e-6)
+    if "flag_tail_median" in state:
+        f.number(state, "flag_tail_median", "preprocessing.flag_tail_median", lo=0.0)
     f.integer(state, "n_rows", "preprocessing.n_rows", 0, 2**62)
     return {"n_numeric": len(numeric), "cardinalities": cardinalities, "n_missing": len(missing)}
 
@@ -261,6 +263,12 @@ def _check_level_figures(f: Fields, column: dict[str, Any], field: str, n_levels
         values = f.items(column, "numeric_values", f"{field}.numeric_values", MAX_LEVELS)
         for j, value in enumerate(values):
             f.number_value(value, f"{field}.numeric_values[{j}]")
+    if "flag_counts" in column:  # a two-valued numeric column's training counts
+        counts = f.items(column, "flag_counts", f"{field}.flag_counts", 2)
+        if len(counts) != 2 or column.get("numeric_values") is None:
+            f.fail(f"{field}.flag_counts", "must hold the counts of a flag's two values")
+        for j, count in enumerate(counts):
+            f.number_value(count, f"{field}.flag_counts[{j}]", lo=0)
 
 
 def _check_architecture(f: Fields, arch: dict[str, Any], layout: dict[str, Any]) -> None:

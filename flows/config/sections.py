@@ -67,7 +67,8 @@ class DetectorSettings(_Frozen):
     )
     discrete_tails: bool = _library(
         "discrete_tails",
-        "Add the tail evidence of numeric columns with 3 to 32 levels to their terms.",
+        "Add the tail evidence of numeric columns with 3 to 32 levels, and of a row's "
+        "flags together, to their terms.",
     )
     threshold: ThresholdSettings = Field(
         IQRThreshold(), description="How the label-free decision threshold is fitted."

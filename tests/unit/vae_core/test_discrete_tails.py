@@ -10,7 +10,14 @@ import pandas as pd
 import pytest
 
 from vae_core import VAEAnomalyDetector
-from vae_core.discrete_tails import OFFSET, WEIGHT, DiscreteTails, level_table
+from vae_core.discrete_tails import (
+    FLAG_WEIGHT,
+    OFFSET,
+    WEIGHT,
+    DiscreteTails,
+    FlagTails,
+    level_table,
+)
 from vae_core.errors import ModelFileError
 from vae_core.model_files import write_file_list
 from vae_core.persistence import MANIFEST_NAME
@@ -61,6 +68,39 @@ def test_evidence_of_levels_between_beyond_and_missing() -> None:
     assert got[0] == 0.0 and got[5] == got[6] > got[3] > got[2] > 0.0
 
 
+def test_flag_evidence_sums_the_rarer_side_beyond_the_training_median() -> None:
+    # Two flags: the first set in 10 of 100 training rows, the second in 50.
+    categorical = [
+        {"name": "a", "numeric_values": [0.0, 1.0], "flag_counts": [90.0, 10.0]},
+        {"name": "text", "levels": ["x", "y", "__unseen__"]},  # not a flag: no evidence
+        {"name": "b", "numeric_values": [0.0, 1.0], "flag_counts": [50.0, 50.0]},
+    ]
+    right_a, right_b = -math.log(11 / 102), -math.log(51 / 102)
+    left_a, left_b = -math.log(91 / 102), -math.log(51 / 102)
+    flags = FlagTails(categorical, median=1.0)
+    assert flags.names == ("a", "b") and flags.positions == [0, 2]
+    codes = np.array([[1, 1], [0, 0], [1, -1], [2, 0], [0, 1]])
+    np.testing.assert_allclose(
+        flags.row_sums(codes),
+        [
+            right_a + right_b,  # both set: the right side
+            left_a + left_b,  # neither set: the left side
+            right_a,  # b missing: no cost
+            left_b,  # a's value never seen in training: no cost here (the unseen floor)
+            max(left_a + -math.log(101 / 102), -math.log(101 / 102) + right_b),
+        ],
+        rtol=1e-9,
+    )
+    terms = flags.terms(codes)
+    total = right_a + right_b
+    expected = FLAG_WEIGHT * (total - 1.0) * np.array([right_a, right_b]) / total
+    np.testing.assert_allclose(terms[0], expected, rtol=1e-5)
+    assert terms[1].sum() == 0.0  # left_a + left_b = 0.81 is below the median
+    np.testing.assert_allclose(
+        terms.sum(axis=1), FLAG_WEIGHT * np.maximum(0, flags.row_sums(codes) - 1.0), rtol=1e-5
+    )
+
+
 def discrete_frame(n_rows: int = 400, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     z = rng.normal(size=n_rows)
@@ -82,21 +122,38 @@ def fitted() -> tuple[VAEAnomalyDetector, VAEAnomalyDetector, pd.DataFrame]:
     return with_tails, without, frame
 
 
-def test_the_evidence_adds_to_its_column_and_nothing_else(fitted) -> None:
-    with_tails, without, frame = fitted
+def column_terms(detector: VAEAnomalyDetector, rows: pd.DataFrame) -> pd.DataFrame:
+    """Each row's term per column (its share of ``recon_error`` times ``recon_error``)."""
+    arrays = detector.score_arrays(detector.encode(rows))
+    terms = arrays.contributions * arrays.recon_error[:, None]
+    return pd.DataFrame(terms, columns=list(arrays.feature_names)).assign(kl=arrays.kl)
+
+
+def test_the_evidence_adds_to_its_columns_and_nothing_else(fitted) -> None:
+    with_tails, without, _ = fitted
     state = with_tails.preprocessor_.to_dict()
     assert [c["name"] for c in state["numeric"] if "discrete_values" in c] == ["level"]
-    assert not any("discrete_values" in c for c in without.preprocessor_.to_dict()["numeric"])
-    rows = pd.DataFrame({"level": [2.0, 6.0, 9.0, np.nan], "amount": 0.0, "flag": 0.0})
-    a, b = with_tails.score_frame(rows, top_k=0), without.score_frame(rows, top_k=0)
-    # Training never sees the evidence: same seed, same networks, same KL.
+    assert [c["name"] for c in state["categorical"] if "flag_counts" in c] == ["flag"]
+    assert with_tails.preprocessor_.layout.tail_columns == ("level", "flag")
+    plain = without.preprocessor_.to_dict()
+    assert not any("discrete_values" in c for c in plain["numeric"])
+    assert not any("flag_counts" in c for c in plain["categorical"])
+    rows = pd.DataFrame(
+        {"level": [2.0, 6.0, 9.0, np.nan, 2.0], "amount": 0.0, "flag": [0.0, 0, 0, 0, 1]}
+    )
+    a, b = column_terms(with_tails, rows), column_terms(without, rows)
+    # Training never sees the evidence: same seed, same networks, same KL and amount term.
     np.testing.assert_allclose(a["kl"], b["kl"], rtol=1e-6)
-    added = (a["recon_error"] - b["recon_error"]).to_numpy()
-    raw = rows[["level", "amount"]].to_numpy(np.float64)
-    evidence = DiscreteTails(state["numeric"]).terms(raw)[:, 0]
-    np.testing.assert_allclose(added, evidence, rtol=1e-5, atol=1e-5)
-    assert added[0] == pytest.approx(0.0, abs=1e-6) and added[2] > added[1] > 0.0
-    assert added[3] == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose(a["amount"], b["amount"], rtol=1e-5, atol=1e-6)
+    level = DiscreteTails(state["numeric"]).terms(rows[["level", "amount"]].to_numpy())[:, 0]
+    np.testing.assert_allclose(a["level"] - b["level"], level, rtol=1e-4, atol=1e-5)
+    assert level[0] == 0.0 and level[2] > level[1] > 0.0 and level[3] == 0.0
+    flags = FlagTails(state["categorical"], state["flag_tail_median"])
+    codes = (rows[["flag"]].to_numpy() == 1.0).astype(np.int64)
+    flag = flags.terms(codes)[:, 0]
+    np.testing.assert_allclose(a["flag"] - b["flag"], flag, rtol=1e-4, atol=1e-5)
+    # The flag is set in about a third of the training rows: set, it is the rarer side.
+    assert flag[4] > 0.0 and not flag[:4].any()
 
 
 def test_a_saved_model_scores_the_same_after_loading(fitted, tmp_path) -> None:
@@ -128,3 +185,29 @@ def test_an_edited_level_table_is_refused_naming_the_field(fitted, tmp_path, edi
     with pytest.raises(ModelFileError, match=message) as raised:
         VAEAnomalyDetector.load(model)
     assert "preprocessing.numeric[" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: _flag(m)["flag_counts"].append(3.0), "flag_counts' lists 3 items"),
+        (lambda m: _flag(m)["flag_counts"].__setitem__(0, float("nan")), "finite number"),
+        (lambda m: m["preprocessing"].update(flag_tail_median=-1.0), "flag_tail_median"),
+    ],
+    ids=["three_counts", "nan_count", "negative_median"],
+)
+def test_an_edited_flag_table_is_refused_naming_the_field(fitted, tmp_path, edit, message):
+    with_tails, _, _ = fitted
+    model = tmp_path / "model"
+    with_tails.save(model)
+    manifest = json.loads((model / MANIFEST_NAME).read_text())
+    edit(manifest)
+    (model / MANIFEST_NAME).write_text(json.dumps(manifest))
+    write_file_list(model)
+    with pytest.raises(ModelFileError, match=message):
+        VAEAnomalyDetector.load(model)
+
+
+def _flag(manifest: dict) -> dict:
+    (column,) = [c for c in manifest["preprocessing"]["categorical"] if "flag_counts" in c]
+    return column
