@@ -4,7 +4,8 @@ Memory stays bounded: the input is read in record batches, each batch is validat
 scored and written before the next is read, and only small summaries (the top rows, a
 uniform sample of scores for the histogram) are kept. Rows that fail validation go to a
 quarantine file with a reason; the flow checks that rows read = rows scored + rows
-quarantined before it reports success.
+quarantined before it reports success. The partitions are scored by the tasks of
+``flows.score_tasks``.
 
 Each run is dated (``score.run_date``, else the flow run's scheduled time, else today) and
 published as one set (``flows.publishing.run_set``): it writes into a hidden staging folder
@@ -42,10 +43,7 @@ from flows.publishing.run_set import MANIFEST_FILE, QUARANTINE_FILE, REPORT_FILE
 from flows.reporting import report
 from flows.reporting.from_summary import report_data
 from flows.score_tasks import score_stream
-from flows.task_runners import (
-    ModelRef,
-    model_ref,
-)
+from flows.task_runners import ModelRef, model_ref
 from vae_core.streaming import Detector
 
 __all__ = ["MANIFEST_FILE", "SAMPLE_SIZE", "RowAccountingError", "score_flow"]
