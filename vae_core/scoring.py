@@ -7,7 +7,8 @@ rarity of its level in training (``features.level_rarity``): what the row's valu
 not only how well the model reconstructs them. Numeric columns are scored with a
 Student-t likelihood (``numeric_dof`` degrees of freedom) around the decoded mean, with the
 learned scale; one with a few levels carries the tail evidence of its value too, and
-a row's flags that of their rarer side (``vae_core.discrete_tails``). These terms are computed in ``vae_core.score_terms``.
+a row's flags that of their rarer side (``vae_core.discrete_tails``). These terms are
+computed in ``vae_core.score_terms``.
 ``score = recon_error + beta * kl``. With an ensemble, every quantity is the mean over
 members.
 """
