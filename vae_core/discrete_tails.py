@@ -35,13 +35,13 @@ WEIGHT = 3.0
 OFFSET = 1.0
 
 
-def level_table(observed: np.ndarray) -> dict[str, list[float]] | None:
-    """The distinct finite values of a column and their training counts, when discrete.
+def level_table(values: np.ndarray, counts: np.ndarray) -> dict[str, list[float]] | None:
+    """A column's distinct values and their training counts (``np.unique``'s, with
+    ``return_counts``) as its level table, when the column is discrete.
 
     None for a column with fewer than ``MIN_LEVELS`` or more than ``MAX_LEVELS`` values,
     or with an infinite value (its level would have no place on the scale).
     """
-    values, counts = np.unique(observed, return_counts=True)
     if not MIN_LEVELS <= values.size <= MAX_LEVELS or not np.isfinite(values).all():
         return None
     return {

@@ -166,7 +166,7 @@ class _ColumnStates:
     def _add_numeric(self, name: str, series: pd.Series) -> None:
         values = pd.to_numeric(series, errors="coerce").to_numpy(np.float64)
         observed = values[~np.isnan(values)]
-        distinct = np.unique(observed)
+        distinct, counts = np.unique(observed, return_counts=True)
         if distinct.size <= 1:
             self.dropped.append(f"{name} (constant {observed[0]!r})")
             return
@@ -184,13 +184,13 @@ class _ColumnStates:
                 "numeric_values": [float(v) for v in distinct],
             }
             if self.discrete_tails:  # the rows holding each value, for their tail evidence
-                flag["flag_counts"] = [float((observed == v).sum()) for v in distinct]
+                flag["flag_counts"] = [float(c) for c in counts]
             self.categorical.append(flag)
             return
         log = use_log_scale(observed)
         centre, scale = robust_centre_scale(np.log1p(observed) if log else observed)
         state = {"name": name, "centre": centre, "scale": scale, "log1p": log}
-        table = level_table(observed) if self.discrete_tails else None
+        table = level_table(distinct, counts) if self.discrete_tails else None
         self.numeric.append(state if table is None else {**state, **table})
 
     def _add_categorical(self, name: str, series: pd.Series, min_count: int) -> None:
