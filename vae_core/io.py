@@ -30,6 +30,7 @@ from vae_core.parquet_files import (
     file_error,
     sorted_fragments,
 )
+from vae_core.parquet_stream import fragment_batches
 from vae_core.partitions import check_fragment_keys, open_checked_dataset, partition_fragment
 
 if TYPE_CHECKING:  # the type only: partitions are imported from vae_core.partitions
@@ -48,7 +49,6 @@ __all__ = [
 
 #: Rows per record batch when streaming; large enough to amortise per-batch overhead.
 DEFAULT_BATCH_SIZE = 65_536
-_STREAMING_SCAN = ds.ParquetFragmentScanOptions(pre_buffer=False)
 _TZ_VALUES_WARNING = "Series.values returning an ndarray that drops timezone"
 #: Columns pandas adds for a stored unnamed index; one file having it is not a disagreement.
 _PANDAS_INDEX_PREFIX = "__index_level_"
@@ -249,18 +249,9 @@ def _fragment_batches(
     fragment: ds.Fragment, schema: pa.Schema, columns: Sequence[str] | None, batch_size: int
 ) -> Iterator[pa.RecordBatch]:
     _check_fragment_columns(fragment, schema, columns)
+    wanted = schema.names if columns is None else list(columns)
     try:
-        # Bounded memory: with pre-buffering, pyarrow keeps every column chunk it has read
-        # until the whole file is done (a 3M-row file grew the process by 500 MB), and its
-        # default read-ahead of 16 batches holds far more than a single consumer needs.
-        yield from fragment.to_batches(
-            schema=schema,
-            columns=_column_list(columns),
-            batch_size=batch_size,
-            batch_readahead=2,
-            fragment_readahead=1,
-            fragment_scan_options=_STREAMING_SCAN,
-        )
+        yield from fragment_batches(fragment, schema, wanted, batch_size)
     except ARROW_ERRORS as exc:
         raise file_error(fragment.path, exc) from exc
 
