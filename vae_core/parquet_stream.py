@@ -55,6 +55,7 @@ def _page_reader(fragment: ds.Fragment, target: pa.Schema) -> pq.ParquetFile | N
         return None  # folder values become columns: the scanner adds them
     reader = pq.ParquetFile(
         fragment.path,
+        metadata=fragment.metadata,  # the footer the dataset has read already
         filesystem=fragment.filesystem,
         buffer_size=READ_BUFFER_BYTES,
         pre_buffer=False,
