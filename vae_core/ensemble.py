@@ -64,6 +64,7 @@ def architecture_for(
         n_missing=len(layout.missing_columns),
         hidden_sizes=sizes.hidden_sizes,
         latent_dim=sizes.latent_dim,
+        bernoulli_columns=layout.bernoulli_columns,
     )
     return arch, sizes
 
@@ -79,7 +80,7 @@ def train_members(
     """Train the ensemble members one after another, each from its own seed
     (``config.seed`` + a stride per member)."""
     train, validation = data
-    loss_fn = partial(_row_loss, cardinalities=arch.cardinalities, beta=beta)
+    loss_fn = partial(_row_loss, widths=arch.category_widths, beta=beta)
     models, results = [], []
     for member in range(n_models):
         member_config = replace(config, seed=config.seed + MEMBER_SEED_STRIDE * member)
@@ -91,6 +92,6 @@ def train_members(
 
 
 def _row_loss(
-    model: TabularVAE, batch: Batch, cardinalities: tuple[int, ...], beta: float
+    model: TabularVAE, batch: Batch, widths: tuple[int, ...], beta: float
 ) -> torch.Tensor:
-    return negative_elbo(model(batch.inputs), batch, cardinalities, beta)
+    return negative_elbo(model(batch.inputs), batch, widths, beta)

@@ -56,9 +56,11 @@ class Batch(NamedTuple):
 
 
 def reconstruction_terms(
-    out: VAEOutput, batch: Batch, cardinalities: tuple[int, ...], with_constants: bool
+    out: VAEOutput, batch: Batch, widths: tuple[int, ...], with_constants: bool
 ) -> torch.Tensor:
     """Per-row, per-term reconstruction NLL: numeric columns, categoricals, missing flags.
+
+    ``widths`` are the logits of each categorical column (``FeatureLayout.category_widths``).
 
     With ``with_constants=False`` the Gaussian normaliser (0.5 * log(2 pi sigma^2), the
     same for every row because sigma is per column) is left out, so each term is >= 0 and
@@ -74,8 +76,8 @@ def reconstruction_terms(
     numeric_nll = numeric_nll * batch.numeric_mask
 
     parts = [numeric_nll]
-    if cardinalities:
-        parts.append(categorical_nll(out.category_logits.float(), batch.categories, cardinalities))
+    if widths:
+        parts.append(categorical_nll(out.category_logits.float(), batch.categories, widths))
     if batch.missing.shape[1]:  # skipped when no column had missing values in training
         parts.append(
             F.binary_cross_entropy_with_logits(
@@ -86,9 +88,9 @@ def reconstruction_terms(
 
 
 class _LevelGroup(NamedTuple):
-    """Categorical columns of one cardinality and where their logits lie."""
+    """Categorical columns of one logit width and where their logits lie."""
 
-    cardinality: int
+    width: int
     #: Positions of the group's logits; None when they are one contiguous block (the
     #: common case of a wide set of flags), which is then sliced, a view.
     logit_index: torch.Tensor | None
@@ -99,21 +101,21 @@ class _LevelGroup(NamedTuple):
 
 
 @lru_cache(maxsize=32)
-def _level_groups(cardinalities: tuple[int, ...], device: torch.device) -> tuple[_LevelGroup, ...]:
-    """Categorical columns grouped by cardinality, for one ``cross_entropy`` per group."""
-    offsets = np.concatenate([[0], np.cumsum(cardinalities)[:-1]]).astype(np.int64)
+def _level_groups(widths: tuple[int, ...], device: torch.device) -> tuple[_LevelGroup, ...]:
+    """Categorical columns grouped by logit width, for one loss call per group."""
+    offsets = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
     groups = []
     by_size: dict[int, list[int]] = {}
-    for column, cardinality in enumerate(cardinalities):
-        by_size.setdefault(cardinality, []).append(column)
-    for cardinality, columns in by_size.items():
+    for column, width in enumerate(widths):
+        by_size.setdefault(width, []).append(column)
+    for width, columns in by_size.items():
         cols = np.asarray(columns, dtype=np.int64)
-        logit_index = (offsets[cols, None] + np.arange(cardinality)).reshape(-1)
+        logit_index = (offsets[cols, None] + np.arange(width)).reshape(-1)
         contiguous = bool(np.all(np.diff(logit_index) == 1))
         every_column = len(by_size) == 1
         groups.append(
             _LevelGroup(
-                cardinality,
+                width,
                 None if contiguous else torch.from_numpy(logit_index).to(device),
                 None if every_column else torch.from_numpy(cols).to(device),
                 int(logit_index[0]),
@@ -124,30 +126,28 @@ def _level_groups(cardinalities: tuple[int, ...], device: torch.device) -> tuple
 
 
 def categorical_nll(
-    logits: torch.Tensor, codes: torch.Tensor, cardinalities: tuple[int, ...]
+    logits: torch.Tensor, codes: torch.Tensor, widths: tuple[int, ...]
 ) -> torch.Tensor:
-    """Per-row, per-column cross-entropy of the observed levels; 0 where missing (code -1).
+    """Per-row, per-column NLL of the observed levels; 0 where missing (code -1).
 
-    Columns of one cardinality are one ``(rows x columns, levels)`` cross-entropy call: a
+    A column of width 1 is a Bernoulli flag: its logit is that of its second value (code
+    1), and any other code (the first value, or one never seen) is the first value's NLL,
+    which scoring's unseen-level floor raises for an unseen value. Columns of one width
+    are one loss call, a ``(rows x columns, levels)`` cross-entropy or one binary one: a
     loop of one call per column cost 1,500 calls per step (forward and backward) on a
     wide set of flags. Same values as the per-column calls.
     """
     n_rows = logits.shape[0]
     observed = codes >= 0
     pieces, positions = [], []
-    for group in _level_groups(tuple(cardinalities), logits.device):
+    for group in _level_groups(tuple(widths), logits.device):
         if group.logit_index is None:
-            block = logits[:, group.start : group.start + group.n_columns * group.cardinality]
+            block = logits[:, group.start : group.start + group.n_columns * group.width]
         else:
             block = logits.index_select(1, group.logit_index)
         index = group.column_index
         group_codes = codes if index is None else codes.index_select(1, index)
-        nll = F.cross_entropy(
-            block.reshape(-1, group.cardinality),
-            group_codes.clamp(min=0).reshape(-1),
-            reduction="none",
-        )
-        pieces.append(nll.view(n_rows, group.n_columns))
+        pieces.append(_group_nll(block, group_codes, group.width).view(n_rows, group.n_columns))
         positions.append(index)
     if len(pieces) == 1:
         return pieces[0] * observed
@@ -155,6 +155,16 @@ def categorical_nll(
     grouped = torch.cat(pieces, dim=1)
     # Back to column order: scatter each group's columns to their positions.
     return grouped.index_select(1, torch.argsort(order)) * observed
+
+
+def _group_nll(block: torch.Tensor, codes: torch.Tensor, width: int) -> torch.Tensor:
+    """NLL of each code of a group's columns, flat (rows x columns)."""
+    if width == 1:
+        target = (codes == 1).to(block.dtype)
+        return F.binary_cross_entropy_with_logits(block, target, reduction="none").reshape(-1)
+    return F.cross_entropy(
+        block.reshape(-1, width), codes.clamp(min=0).reshape(-1), reduction="none"
+    )
 
 
 def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -166,8 +176,8 @@ def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
 
 
 def negative_elbo(
-    out: VAEOutput, batch: Batch, cardinalities: tuple[int, ...], beta: float
+    out: VAEOutput, batch: Batch, widths: tuple[int, ...], beta: float
 ) -> torch.Tensor:
     """Per-row training loss: summed reconstruction NLL + beta * KL."""
-    recon = reconstruction_terms(out, batch, cardinalities, with_constants=True).sum(dim=1)
+    recon = reconstruction_terms(out, batch, widths, with_constants=True).sum(dim=1)
     return recon + beta * kl_to_standard_normal(out.mu, out.logvar)

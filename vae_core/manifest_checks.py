@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from vae_core import discrete_tails
 from vae_core.errors import ModelFileError
+from vae_core.features import level_widths
 from vae_core.threshold import MAX_CALIBRATION
 
 #: Bounds far above any model this library trains, far below what exhausts memory.
@@ -215,7 +216,17 @@ def _check_preprocessing(
     if "flag_tail_median" in state:
         f.number(state, "flag_tail_median", "preprocessing.flag_tail_median", lo=0.0)
     f.integer(state, "n_rows", "preprocessing.n_rows", 0, 2**62)
-    return {"n_numeric": len(numeric), "cardinalities": cardinalities, "n_missing": len(missing)}
+    bernoulli: list[int] = []
+    if "bernoulli_flags" in state and f.flag(
+        state, "bernoulli_flags", "preprocessing.bernoulli_flags"
+    ):
+        bernoulli = [j for j, c in enumerate(categorical) if c.get("numeric_values") is not None]
+    return {
+        "n_numeric": len(numeric),
+        "cardinalities": cardinalities,
+        "n_missing": len(missing),
+        "bernoulli_columns": bernoulli,
+    }
 
 
 def _check_discrete_levels(f: Fields, column: dict[str, Any], field: str) -> None:
@@ -261,6 +272,8 @@ def _check_level_figures(f: Fields, column: dict[str, Any], field: str, n_levels
     f.items(column, "rare", f"{field}.rare", MAX_LEVELS)
     if column.get("numeric_values") is not None:
         values = f.items(column, "numeric_values", f"{field}.numeric_values", MAX_LEVELS)
+        if len(values) != 2 or n_levels != 3:  # a flag: two values and the unseen level
+            f.fail(f"{field}.numeric_values", "must hold a flag's two values, with 3 levels")
         for j, value in enumerate(values):
             f.number_value(value, f"{field}.numeric_values[{j}]")
     if "flag_counts" in column:  # a two-valued numeric column's training counts
@@ -282,7 +295,8 @@ def _check_architecture(f: Fields, arch: dict[str, Any], layout: dict[str, Any])
         f.integer_value(value, f"architecture.cardinalities[{i}]", 1, MAX_LEVELS)
     if cards != layout["cardinalities"]:
         f.fail("architecture.cardinalities", "does not match the levels in preprocessing")
-    expected = layout["n_numeric"] + sum(cards) + layout["n_missing"]
+    widths = level_widths(tuple(cards), _bernoulli_columns(f, arch, layout))
+    expected = layout["n_numeric"] + sum(widths) + layout["n_missing"]
     if input_dim != expected:
         f.fail("architecture.input_dim", f"is {input_dim}, but the encoding has {expected}")
     hidden = f.items(arch, "hidden_sizes", "architecture.hidden_sizes", MAX_LAYERS)
@@ -290,6 +304,18 @@ def _check_architecture(f: Fields, arch: dict[str, Any], layout: dict[str, Any])
         f.integer_value(value, f"architecture.hidden_sizes[{i}]", 1, MAX_WIDTH)
     f.integer(arch, "latent_dim", "architecture.latent_dim", 1, MAX_WIDTH)
     f.number(arch, "min_log_var", "architecture.min_log_var", lo=-100.0, hi=100.0)
+
+
+def _bernoulli_columns(f: Fields, arch: dict[str, Any], layout: dict[str, Any]) -> tuple[int, ...]:
+    """The flags with one logit: those preprocessing codes as one input (none in a model
+    saved before they had one)."""
+    field = "architecture.bernoulli_columns"
+    listed = f.items(arch, "bernoulli_columns", field) if "bernoulli_columns" in arch else []
+    for i, value in enumerate(listed):
+        f.integer_value(value, f"{field}[{i}]", 0, MAX_COLUMNS)
+    if listed != layout["bernoulli_columns"]:
+        f.fail(field, "does not match the flags in preprocessing")
+    return tuple(listed)
 
 
 def _check_threshold(f: Fields, threshold: dict[str, Any]) -> None:

@@ -7,7 +7,8 @@ encoder -> one likelihood head per feature type:
   is a parameter, not a decoder output, so the model cannot explain an anomaly away by
   predicting a wide variance for that one row; a floor keeps a near-perfectly
   reconstructed column from dominating every score.
-- categorical: logits over each column's levels (softmax / cross-entropy).
+- categorical: logits over each column's levels (softmax / cross-entropy); a two-valued
+  numeric column (flag) listed in ``bernoulli_columns`` has one Bernoulli logit.
 - missing-value indicators: one Bernoulli logit each.
 """
 
@@ -21,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vae_core.features import level_widths
+
 
 @dataclass(frozen=True)
 class VAEArchitecture:
@@ -33,6 +36,13 @@ class VAEArchitecture:
     hidden_sizes: tuple[int, ...]
     latent_dim: int
     min_log_var: float = 2 * math.log(0.7)
+    #: Categorical columns with one input and one logit (``FeatureLayout.bernoulli_columns``).
+    bernoulli_columns: tuple[int, ...] = ()
+
+    @property
+    def category_widths(self) -> tuple[int, ...]:
+        """Logits per categorical column: its levels, or 1 for a Bernoulli flag."""
+        return level_widths(self.cardinalities, self.bernoulli_columns)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -47,6 +57,8 @@ class VAEArchitecture:
             hidden_sizes=tuple(int(h) for h in data["hidden_sizes"]),
             latent_dim=int(data["latent_dim"]),
             min_log_var=float(data["min_log_var"]),
+            # Models saved before flags had one logit have no such list.
+            bernoulli_columns=tuple(int(j) for j in data.get("bernoulli_columns", ())),
         )
 
 
@@ -58,7 +70,7 @@ class VAEOutput(NamedTuple):
     z: torch.Tensor  # (n, latent) the latent code that was decoded
     numeric_mean: torch.Tensor  # (n, n_numeric)
     numeric_logvar: torch.Tensor  # (n_numeric,) shared by every row
-    category_logits: torch.Tensor  # (n, sum(cardinalities)), levels of each column in turn
+    category_logits: torch.Tensor  # (n, sum(category_widths)), each column's logits in turn
     missing_logits: torch.Tensor  # (n, n_missing)
 
 
@@ -94,7 +106,7 @@ class TabularVAE(nn.Module):
         self.decoder = _mlp([arch.latent_dim, *reversed(hidden)])
         # One linear layer feeds every head (split in ``decode``): a head with no columns
         # then costs nothing, instead of being a zero-width layer.
-        self.head_sizes = (arch.n_numeric, sum(arch.cardinalities), arch.n_missing)
+        self.head_sizes = (arch.n_numeric, sum(arch.category_widths), arch.n_missing)
         self.output_head = nn.Linear(hidden[0], sum(self.head_sizes))
         self.numeric_log_var = nn.Parameter(torch.zeros(arch.n_numeric))
 

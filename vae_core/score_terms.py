@@ -143,7 +143,7 @@ class ColumnTerms:
         floor = None if unseen is None else torch.from_numpy(unseen).to(device)
         for member, model in enumerate(models):
             out = model(batch.inputs, sample=False)
-            terms = reconstruction_terms(out, batch, layout.cardinalities, False)
+            terms = reconstruction_terms(out, batch, layout.category_widths, False)
             terms = student_t_terms(terms, len(layout.numeric_columns), self.numeric_dof)
             if extra is not None:
                 terms = terms + extra

@@ -44,21 +44,31 @@ def _decoded(detector: Any, frame: pd.DataFrame) -> tuple[np.ndarray, list[np.nd
 
     encoded = detector.encode(frame, source="report")
     inputs = torch.as_tensor(encoded.inputs, dtype=torch.float32, device=detector.device_)
-    cardinalities = list(detector.preprocessor_.layout.cardinalities)
+    widths = list(detector.preprocessor_.layout.category_widths)
     numeric, probabilities = None, None
     with torch.inference_mode():
         for model in detector.models_:
             model.eval()
             out = model(inputs, sample=False)
             means = out.numeric_mean.double().cpu().numpy()
-            logits = torch.split(out.category_logits.double(), cardinalities, dim=1)
-            probs = [torch.softmax(part, dim=1).cpu().numpy() for part in logits]
+            logits = torch.split(out.category_logits.double(), widths, dim=1)
+            probs = [_level_probabilities(part).cpu().numpy() for part in logits]
             numeric = means if numeric is None else numeric + means
             probabilities = probs if probabilities is None else [
                 a + b for a, b in zip(probabilities, probs, strict=True)
             ]  # fmt: skip
     members = len(detector.models_)
     return numeric / members, [p / members for p in probabilities or []]
+
+
+def _level_probabilities(logits: Any) -> Any:
+    """Probabilities of a column's levels; a Bernoulli flag's one logit is its second value's."""
+    import torch
+
+    if logits.shape[1] == 1:
+        second = torch.sigmoid(logits)
+        return torch.cat([1.0 - second, second], dim=1)
+    return torch.softmax(logits, dim=1)
 
 
 def _level(column: dict[str, Any], code: int) -> Any:
@@ -79,7 +89,7 @@ def reconstruct(detector: Any, frame: pd.DataFrame) -> pd.DataFrame | None:
         numeric, probabilities = _decoded(detector, frame)
     except Exception:  # noqa: BLE001 - a reconstruction is a courtesy: the values still show
         return None
-    result = pd.DataFrame(index=range(len(frame)))
+    result: dict[str, Any] = {}  # one frame at the end: a column at a time fragments it
     columns = state["numeric"]
     if columns:
         values = unscale(numeric, columns, float(state.get("soft_clip", math.inf)))
@@ -87,4 +97,4 @@ def reconstruct(detector: Any, frame: pd.DataFrame) -> pd.DataFrame | None:
             result[column["name"]] = values[:, j]
     for column, probs in zip(state["categorical"], probabilities, strict=True):
         result[column["name"]] = [_level(column, int(code)) for code in probs.argmax(axis=1)]
-    return result
+    return pd.DataFrame(result, index=range(len(frame)))

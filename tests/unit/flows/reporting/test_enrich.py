@@ -20,6 +20,7 @@ from flows.reporting import report
 from flows.reporting.enrich import NO_KEYS, NO_PROFILE
 from flows.reporting.reconstruct import reconstruct, unscale
 from vae_core import VAEAnomalyDetector
+from vae_core.features import BERNOULLI_FLAGS_FROM
 
 
 def payments(n: int, seed: int) -> pd.DataFrame:
@@ -58,6 +59,24 @@ def test_the_reconstruction_of_ordinary_rows_is_near_their_values(detector) -> N
     assert np.all(np.abs(expected["fee"] - 5.0) < 1.5)
     assert expected["kind"].isin(["card", "wire", "cash"]).all()
     assert reconstruct(object(), rows) is None
+
+
+def test_a_flag_is_reconstructed_as_one_of_its_two_values() -> None:
+    """With enough flags for one Bernoulli logit each, a flag's reconstruction is the value
+    its logit favours: here flags that follow the amount."""
+    frame = payments(800, 0).drop(columns="payment_id")
+    rng = np.random.default_rng(0)
+    large = frame["amount"].to_numpy() > frame["amount"].median()
+    noisy = large[:, None] ^ (rng.random((800, BERNOULLI_FLAGS_FROM)) < 0.1)
+    flags = pd.DataFrame(
+        np.where(noisy, 9.0, 0.0), columns=[f"f{j}" for j in range(noisy.shape[1])]
+    )
+    frame = frame.join(flags)
+    flagged = VAEAnomalyDetector(random_state=0, max_epochs=15).fit(frame)
+    assert flagged.architecture_.bernoulli_columns
+    rebuilt = reconstruct(flagged, frame.head(200))
+    assert set(rebuilt["f0"]) <= {0.0, 9.0}
+    assert (rebuilt["f0"] == np.where(large[:200], 9.0, 0.0)).mean() > 0.9
 
 
 def test_enrich_reads_the_top_rows_back_and_measures_drift(tmp_path: Path, detector) -> None:
