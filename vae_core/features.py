@@ -8,8 +8,8 @@ out still scores higher than one that is merely far out (``vae_core.numeric_scal
 
 Categorical columns (strings, booleans, pandas categoricals) are one-hot encoded with rare
 levels merged into one bucket and an explicit bucket for levels never seen in training.
-Two-valued numeric columns (flags) are categorical columns too, with one input and one
-Bernoulli logit each (``FeatureLayout.bernoulli_columns``).
+Two-valued numeric columns (flags) are categorical columns too; on data with many of them,
+each has one input and one Bernoulli logit (``FeatureLayout.bernoulli_columns``).
 Every column with missing values in training gets a missing-value indicator; missing
 entries themselves are masked out of the reconstruction loss. Level counts are kept so
 that scoring can charge a rare level for its rarity (see ``level_rarity``), and numeric
@@ -38,7 +38,7 @@ from vae_core.numeric_scaling import (
 from vae_core.schema import FeatureSchema, is_numeric_dtype
 
 #: From this many flags on, each has one input and one Bernoulli logit instead of three.
-#: On 1,494 flags that cut a fit's CPU time 3x; on the shared sets with a few flags (NSL-KDD
+#: On 1,494 flags that cut a fit's CPU time 3.7x; on the shared sets with a few flags (NSL-KDD
 #: 6, bank marketing 52) the three-level softmax had the better average precision
 #: (NSL-KDD 0.699 against 0.671 over six fits), so narrow data keep it.
 BERNOULLI_FLAGS_FROM = 256
@@ -96,9 +96,10 @@ class FeatureLayout:
     #: The columns with tail evidence (discrete numeric, then flags), in the order of
     #: ``EncodedData.tails``.
     tail_columns: tuple[str, ...] = ()
-    #: Positions (among the categorical columns) of the flags that have one input cell (1
-    #: for the second value) and one Bernoulli logit instead of a one-hot block and
-    #: softmax over their levels; empty for a model saved before, whose flags have three.
+    #: Positions (among the categorical columns) of the flags that have one input cell (+1
+    #: for the second value, -1 for the first) and one Bernoulli logit instead of a one-hot
+    #: block and a softmax over their levels; empty where flags keep three (data with few
+    #: flags, models saved before).
     bernoulli_columns: tuple[int, ...] = ()
 
     @property
