@@ -14,7 +14,9 @@ scores:
 - ``bh_batch@q``: Benjamini-Hochberg over the whole test part at once, on the conformal
   p-values against every reference score (the guarantee over that batch);
 - ``bh_batch_trim@q``: the same against the trimmed calibration;
-- ``fence@k``: Tukey's fence at ``k`` IQR above the third quartile (the default is 3).
+- ``fence@k``: Tukey's fence at ``k`` IQR above the third quartile (the default is 3);
+- ``capped@q``: the far-out fence, lowered to the reference scores' ``q`` quantile where it
+  lies above it, so that it flags at least about ``1 - q`` of rows like the reference.
 
     python benchmarks/bench_thresholds.py ../shared/datasets/adbench OUT.jsonl
     python benchmarks/bench_thresholds.py ../shared/datasets/nslkdd OUT.jsonl --mixed
@@ -40,6 +42,7 @@ from vae_core.threshold import ConformalFDR, IQRFence, benjamini_hochberg, confo
 SEEDS = (0, 1, 2)
 FDRS = (0.05, 0.1, 0.2)
 FENCE_FACTORS = (1.0, 1.5, 2.0, 3.0, 4.5)
+CAP_QUANTILES = (0.9, 0.95, 0.98, 0.99)
 
 
 def tabular_split(path: Path, seed: int, max_rows: int) -> tuple:
@@ -91,6 +94,9 @@ def rule_flags(reference: np.ndarray, test_scores: np.ndarray) -> dict[str, np.n
             flags[f"bh_batch{suffix}@{fdr:g}"] = benjamini_hochberg(p_values, fdr)
     for factor in FENCE_FACTORS:
         flags[f"fence@{factor:g}"] = test_scores > IQRFence(factor).fit(finite).value
+    fence = IQRFence().fit(finite).value
+    for q in CAP_QUANTILES:
+        flags[f"capped@{q:g}"] = test_scores > min(fence, float(np.quantile(finite, q)))
     return flags
 
 
