@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -102,7 +104,7 @@ class FeatureLayout:
     #: flags, models saved before).
     bernoulli_columns: tuple[int, ...] = ()
 
-    @property
+    @cached_property  # read for every batch encoded and every chunk scored
     def category_widths(self) -> tuple[int, ...]:
         """Input cells and logits of each categorical column, see ``level_widths``."""
         return level_widths(self.cardinalities, self.bernoulli_columns)
@@ -130,6 +132,11 @@ def level_widths(
     """
     bernoulli = set(bernoulli_columns)
     return tuple(1 if j in bernoulli else c for j, c in enumerate(cardinalities))
+
+
+def flag_positions(categorical: Sequence[dict[str, Any]]) -> list[int]:
+    """Positions of the flags (two-valued numeric columns) among the categorical states."""
+    return [j for j, col in enumerate(categorical) if col.get("numeric_values") is not None]
 
 
 def unexpected_missing_nll(n_train_rows: int) -> float:
@@ -260,10 +267,8 @@ class Preprocessor:
             unexpected_missing_nll=unexpected_missing_nll(int(state["n_rows"])),
             category_rarity=_category_rarity(state["categorical"]),
             tail_columns=self._tails.names + self._flags.names,
-            bernoulli_columns=tuple(
-                j
-                for j, c in enumerate(state["categorical"])
-                if state.get("bernoulli_flags") and c.get("numeric_values") is not None
+            bernoulli_columns=(
+                tuple(flag_positions(state["categorical"])) if state.get("bernoulli_flags") else ()
             ),
         )
         self._level_index = [
@@ -314,7 +319,7 @@ class Preprocessor:
             "rare_min_count": min_count,
             "n_rows": n_rows,
         }
-        n_flags = sum(c.get("numeric_values") is not None for c in columns.categorical)
+        n_flags = len(flag_positions(columns.categorical))
         if bernoulli_flags if bernoulli_flags is not None else n_flags >= BERNOULLI_FLAGS_FROM:
             state["bernoulli_flags"] = True
         fitted = cls(state)
@@ -430,7 +435,7 @@ class Preprocessor:
         """
         categorical = self.state["categorical"]
         codes = np.full((len(frame), len(categorical)), -1, dtype=np.int64)
-        flags = [j for j, col in enumerate(categorical) if col.get("numeric_values") is not None]
+        flags = flag_positions(categorical)
         if flags:
             codes[:, flags] = self._encode_flags(frame, flags)
         for j in sorted(set(range(len(categorical))) - set(flags)):

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from vae_core import discrete_tails
 from vae_core.errors import ModelFileError
-from vae_core.features import level_widths
+from vae_core.features import flag_positions, level_widths
 from vae_core.threshold import MAX_CALIBRATION
 
 #: Bounds far above any model this library trains, far below what exhausts memory.
@@ -220,7 +220,7 @@ def _check_preprocessing(
     if "bernoulli_flags" in state and f.flag(
         state, "bernoulli_flags", "preprocessing.bernoulli_flags"
     ):
-        bernoulli = [j for j, c in enumerate(categorical) if c.get("numeric_values") is not None]
+        bernoulli = flag_positions(categorical)
     return {
         "n_numeric": len(numeric),
         "cardinalities": cardinalities,
