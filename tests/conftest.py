@@ -9,8 +9,12 @@ correlation, not the marginal range) or give a row categories that contradict it
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -64,6 +68,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     culprit = _damage[0] if _damage else "the test session"
     session.config.get_terminal_writer().line(f"FAILED: {_damage_message(culprit)}", red=True)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def edit_manifest(model: Path, change: Callable[[dict[str, Any]], object]) -> None:
+    """Apply ``change`` to a saved model's parsed model.json, write it back and rewrite the
+    file list, as someone who also rewrote the checksums would."""
+    from vae_core.model_files import write_file_list
+    from vae_core.persistence import MANIFEST_NAME
+
+    manifest = json.loads((model / MANIFEST_NAME).read_text())
+    change(manifest)
+    (model / MANIFEST_NAME).write_text(json.dumps(manifest))
+    write_file_list(model)
 
 
 #: Small, fast training settings for tests that need a fitted model but not a good one.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -10,13 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.conftest import edit_manifest
 from vae_core import VAEAnomalyDetector
 from vae_core.errors import ModelFileError
 from vae_core.features import BERNOULLI_FLAGS_FROM, Preprocessor
 from vae_core.losses import categorical_nll
 from vae_core.model import TabularVAE, VAEArchitecture
-from vae_core.model_files import write_file_list
-from vae_core.persistence import MANIFEST_NAME
 from vae_core.schema import infer_schema
 
 PARAMS = {"max_epochs": 8, "hidden_sizes": (16, 8), "latent_dim": 2, "random_state": 0}
@@ -143,10 +141,7 @@ def test_a_saved_model_with_flags_loads_and_scores_the_same(detector, tmp_path) 
 def test_edited_flag_logits_are_refused_naming_the_field(detector, tmp_path, edit) -> None:
     path = tmp_path / "m"
     detector.save(path)
-    manifest = json.loads((path / MANIFEST_NAME).read_text())
-    edit(manifest)
-    (path / MANIFEST_NAME).write_text(json.dumps(manifest))
-    write_file_list(path)
+    edit_manifest(path, edit)
     with pytest.raises(ModelFileError, match="architecture.bernoulli_columns"):
         VAEAnomalyDetector.load(path)
 
@@ -172,10 +167,7 @@ def test_a_model_saved_with_three_levels_per_flag_still_loads_and_scores(
     expected = old.score_samples(rows)
     path = tmp_path / "old"
     old.save(path)
-    manifest = json.loads((path / MANIFEST_NAME).read_text())
-    manifest["architecture"].pop("bernoulli_columns")
-    (path / MANIFEST_NAME).write_text(json.dumps(manifest))
-    write_file_list(path)
+    edit_manifest(path, lambda m: m["architecture"].pop("bernoulli_columns"))
     loaded = VAEAnomalyDetector.load(path)
     assert loaded.models_[0].arch.category_widths == (3, 4, *(3,) * (len(WIDE_FLAGS) - 1))
     assert loaded.preprocessor_.transform(rows).inputs.shape[1] == three_each

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import edit_manifest
 from vae_core import VAEAnomalyDetector
 from vae_core.discrete_tails import (
     FLAG_WEIGHT,
@@ -19,8 +19,6 @@ from vae_core.discrete_tails import (
     level_table,
 )
 from vae_core.errors import ModelFileError
-from vae_core.model_files import write_file_list
-from vae_core.persistence import MANIFEST_NAME
 
 LEVELS, COUNTS = [0.0, 1.0, 2.0, 3.0, 4.0], [50.0, 20.0, 15.0, 10.0, 5.0]  # 100 rows
 
@@ -182,11 +180,12 @@ def test_an_edited_level_table_is_refused_naming_the_field(fitted, tmp_path, edi
     with_tails, _, _ = fitted
     model = tmp_path / "model"
     with_tails.save(model)
-    manifest = json.loads((model / MANIFEST_NAME).read_text())
-    (column,) = [c for c in manifest["preprocessing"]["numeric"] if "discrete_values" in c]
-    edit(column)
-    (model / MANIFEST_NAME).write_text(json.dumps(manifest))
-    write_file_list(model)  # as someone who also rewrote the checksums would
+
+    def edit_the_discrete_column(manifest: dict) -> None:
+        (column,) = [c for c in manifest["preprocessing"]["numeric"] if "discrete_values" in c]
+        edit(column)
+
+    edit_manifest(model, edit_the_discrete_column)
     with pytest.raises(ModelFileError, match=message) as raised:
         VAEAnomalyDetector.load(model)
     assert "preprocessing.numeric[" in str(raised.value)
@@ -205,10 +204,7 @@ def test_an_edited_flag_table_is_refused_naming_the_field(fitted, tmp_path, edit
     with_tails, _, _ = fitted
     model = tmp_path / "model"
     with_tails.save(model)
-    manifest = json.loads((model / MANIFEST_NAME).read_text())
-    edit(manifest)
-    (model / MANIFEST_NAME).write_text(json.dumps(manifest))
-    write_file_list(model)
+    edit_manifest(model, edit)
     with pytest.raises(ModelFileError, match=message):
         VAEAnomalyDetector.load(model)
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.conftest import edit_manifest
 from vae_core import SensorVAEDetector, VAEAnomalyDetector
 from vae_core.detector_files import detector_manifest
 from vae_core.errors import ModelFileError
@@ -373,8 +374,7 @@ EDITS = {
 @pytest.mark.parametrize("edit", list(EDITS))
 def test_each_manifest_edit_is_refused_naming_the_file_and_field(saved, edit):
     change, field = EDITS[edit]
-    _edit(saved, change)
-    write_file_list(saved)  # as someone who also rewrote the checksums would
+    edit_manifest(saved, change)
     with pytest.raises(ModelFileError) as info:
         VAEAnomalyDetector.load(saved)
     message = str(info.value)
