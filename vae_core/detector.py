@@ -83,6 +83,9 @@ class VAEAnomalyDetector(BaseEstimator):
         How the label-free decision threshold is fitted, see ``vae_core.threshold``.
     contamination, target_fpr, pot_risk, pot_initial_quantile, iqr_factor, fdr : float
         Parameters of the threshold methods.
+    iqr_min_alert_rate : float
+        ``iqr``: the fence is lowered to the reference scores' (1 - rate) quantile where
+        it lies above it, so that it cannot flag nothing; 0 keeps the plain fence.
     conformal_trim : bool
         ``conformal``: calibrate on the reference scores up to the far-out fence only.
     key_columns : sequence of str
@@ -139,6 +142,7 @@ class VAEAnomalyDetector(BaseEstimator):
         pot_risk: float = 0.01,
         pot_initial_quantile: float = 0.9,
         iqr_factor: float = 3.0,
+        iqr_min_alert_rate: float = 0.05,
         fdr: float = 0.1,
         conformal_trim: bool = False,
         key_columns: Sequence[str] = (),
@@ -166,6 +170,7 @@ class VAEAnomalyDetector(BaseEstimator):
         self.pot_risk = pot_risk
         self.pot_initial_quantile = pot_initial_quantile
         self.iqr_factor = iqr_factor
+        self.iqr_min_alert_rate = iqr_min_alert_rate
         self.fdr = fdr
         self.conformal_trim = conformal_trim
         self.key_columns = key_columns
@@ -187,6 +192,7 @@ class VAEAnomalyDetector(BaseEstimator):
             raise ValueError(f"trim_fraction={self.trim_fraction!r} must be in [0, 0.5).")
         if self.iqr_factor <= 0:
             raise ValueError(f"iqr_factor={self.iqr_factor!r} must be positive.")
+        threshold_rule(self.threshold_method, **self.get_params())  # its bounds, before fitting
         if int(self.n_models) < 1:
             raise ValueError(f"n_models={self.n_models!r} must be at least 1.")
         if self.numeric_dof is not None and not self.numeric_dof > 0:

@@ -15,6 +15,7 @@ THRESHOLD_METHODS: tuple[str, ...] = ("iqr", "contamination", "fpr", "pot", "con
 #: The ``VAEAnomalyDetector()`` parameters that ``fit`` exposes as options.
 DETECTOR_DEFAULTS: dict[str, object] = {
     "threshold_method": "iqr",
+    "iqr_min_alert_rate": 0.05,
     "contamination": 0.05,
     "target_fpr": 0.01,
     "pot_risk": 0.01,

@@ -19,6 +19,7 @@ from flows.cli.registry import (
     add_device,
     command,
     fraction_below_half,
+    fraction_from_zero_below_half,
     non_negative_int,
     open_fraction,
     positive_int,
@@ -175,10 +176,19 @@ def _add_threshold_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threshold-method",
         choices=THRESHOLD_METHODS,
-        help="how the label-free decision threshold is set: 'contamination' flags that share "
-        "of rows, 'fpr' targets a false-alarm rate, 'pot' fits the score tail, 'conformal' "
-        "bounds the false-discovery rate of the flags. "
+        help="how the label-free decision threshold is set: 'iqr' flags rows far above the "
+        "bulk of the reference scores, 'contamination' flags that share of rows, 'fpr' "
+        "targets a false-alarm rate, 'pot' fits the score tail, 'conformal' bounds the "
+        "false-discovery rate of the flags. "
         f"Default: {DETECTOR_DEFAULTS['threshold_method']}.",
+    )
+    parser.add_argument(
+        "--min-alert-rate",
+        type=fraction_from_zero_below_half,
+        help="for --threshold-method iqr: lower the fence to the reference scores' "
+        "(1 - rate) quantile where it lies above it, so that at least about that share of "
+        "rows like the reference is flagged; 0 keeps the plain fence. "
+        f"Default: {DETECTOR_DEFAULTS['iqr_min_alert_rate']}.",
     )
     parser.add_argument(
         "--contamination",
@@ -210,6 +220,7 @@ def _add_threshold_options(parser: argparse.ArgumentParser) -> None:
 _FIT_PARAMS = {
     "epochs": "max_epochs",
     "threshold_method": "threshold_method",
+    "min_alert_rate": "iqr_min_alert_rate",
     "contamination": "contamination",
     "target_fpr": "target_fpr",
     "pot_risk": "pot_risk",

@@ -71,6 +71,13 @@ def fraction_below_half(text: str) -> float:
     return value
 
 
+def fraction_from_zero_below_half(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 0.5:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 0 and below 0.5")
+    return value
+
+
 def open_fraction(text: str) -> float:
     value = float(text)
     if not 0.0 < value < 1.0:

@@ -15,7 +15,7 @@ from flows.config.gates import DataGate, ExcludeColumns, PromotionGate
 from flows.config.thresholds import IQRThreshold, ThresholdSettings, flat_threshold_params
 from flows.config.tracking_uris import TrackingUri
 from vae_core.detector import VAEAnomalyDetector
-from vae_core.sensor import SENSOR_DETECTOR_DEFAULTS
+from vae_core.sensor import SENSOR_DETECTOR_DEFAULTS, SENSOR_FENCE
 from vae_core.streaming import Detector
 from vae_core.windows import resample_step
 
@@ -139,7 +139,7 @@ class SensorSettings(_Frozen):
     alarm_k: int = Field(1, ge=1, description="Flag when k of the last n scored rows are above.")
     alarm_n: int = Field(1, ge=1, description="... the threshold (1 of 1: every row above it).")
     threshold: ThresholdSettings = Field(
-        IQRThreshold(factor=SENSOR_DETECTOR_DEFAULTS["iqr_factor"]),
+        IQRThreshold(factor=SENSOR_FENCE.factor, min_alert_rate=SENSOR_FENCE.min_alert_rate),
         description="Threshold rule on the window scores; replaces train.detector.threshold.",
     )
     numeric_dof: float | None = Field(

@@ -8,7 +8,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from flows.config.base import ConfigError, _Frozen
-from vae_core.sensor import SENSOR_DETECTOR_DEFAULTS
+from vae_core.sensor import SENSOR_FENCE
 from vae_core.threshold import (
     THRESHOLD_RULES,
     ConformalFDR,
@@ -21,8 +21,10 @@ from vae_core.threshold import (
 
 
 def _rule_field(rule: type[ThresholdRule], name: str, description: str) -> Any:
-    """A field with the rule's own default and bounds (open interval), so they agree."""
+    """A field with the rule's own default and bounds, so they agree."""
     low, high = rule.bounds[name]
+    if name in rule.closed_low:
+        return Field(getattr(rule, name), ge=low, lt=high, description=description)
     return Field(getattr(rule, name), gt=low, lt=high, description=description)
 
 
@@ -40,6 +42,12 @@ class IQRThreshold(ThresholdRuleSettings):
     _rule = IQRFence
     method: Literal["iqr"] = Field("iqr", description="Threshold rule: Tukey's IQR fence.")
     factor: float = _rule_field(IQRFence, "factor", "Multiple of the interquartile range.")
+    min_alert_rate: float = _rule_field(
+        IQRFence,
+        "min_alert_rate",
+        "Lower the fence to the reference scores' (1 - rate) quantile where it lies above "
+        "it, so that it flags at least about this share of rows; 0: the plain fence.",
+    )
 
 
 class ContaminationThreshold(ThresholdRuleSettings):
@@ -146,7 +154,7 @@ def refuse_old_threshold_keys(tree: dict[str, Any], where: str) -> None:
         "train.sensor": (
             train.get("sensor"),
             ("iqr_factor",),
-            IQRFence(SENSOR_DETECTOR_DEFAULTS["iqr_factor"]),
+            SENSOR_FENCE,
         ),
     }
     for path, (section, old_keys, default) in sections.items():

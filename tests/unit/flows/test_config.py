@@ -410,7 +410,8 @@ def test_sensor_detector_scores_windows_with_the_gaussian_by_default(shipped_con
     assert train.detector.numeric_dof == 30.0  # the tabular default ...
     inner = build_sensor_detector(train).detector_params
     assert inner["numeric_dof"] is None  # ... not here
-    assert (inner["threshold_method"], inner["iqr_factor"]) == ("iqr", 6.0)
+    fence = (inner["threshold_method"], inner["iqr_factor"], inner["iqr_min_alert_rate"])
+    assert fence == ("iqr", 6.0, 0.0)
     heavy = load_settings(
         [],
         environ={},
@@ -475,7 +476,8 @@ def test_threshold_settings_are_the_rules_with_their_bounds():
         assert model().rule() == rule()  # same defaults
         props = defs[model.__name__]["properties"]
         for name, (low, high) in rule.bounds.items():
-            assert props[name]["exclusiveMinimum"] == low
+            closed = "minimum" if name in rule.closed_low else "exclusiveMinimum"
+            assert props[name][closed] == low
             assert props[name].get("exclusiveMaximum") == high
 
 
@@ -502,7 +504,7 @@ def test_a_later_layer_with_another_method_replaces_the_rule(tmp_path: Path):
         (
             "detector:\n    iqr_factor: 2.0",
             "'train.detector.iqr_factor'",
-            "{method: iqr, factor: 2.0}",
+            "{method: iqr, factor: 2.0, min_alert_rate: 0.05}",
         ),
         (
             "detector:\n    threshold_method: pot\n    pot_risk: 0.02",
@@ -513,7 +515,7 @@ def test_a_later_layer_with_another_method_replaces_the_rule(tmp_path: Path):
         (
             "sensor:\n    timestamp_column: ts\n    iqr_factor: 5.0",
             "'train.sensor.iqr_factor'",
-            "train.sensor.threshold: {method: iqr, factor: 5.0}",
+            "train.sensor.threshold: {method: iqr, factor: 5.0, min_alert_rate: 0.0}",
         ),
     ],
 )
@@ -535,7 +537,7 @@ def test_train_with_an_old_key_exits_2_naming_it(
     err = capsys.readouterr().err
     assert code == 2, err
     assert "'train.detector.target_fpr'" in err
-    assert "train.detector.threshold: {method: iqr, factor: 3.0}" in err
+    assert "train.detector.threshold: {method: iqr, factor: 3.0, min_alert_rate: 0.05}" in err
 
 
 # -- settings that do not apply to the model kind -----------------------------------------

@@ -75,6 +75,13 @@ def test_window_scores_keep_the_gaussian_unless_asked(fitted) -> None:
     assert heavy.fit(sensor_frame()).detector_.numeric_dof == 10.0
 
 
+def test_window_scores_get_the_plain_six_iqr_fence(fitted) -> None:
+    """No cap: the training windows' own scores understate new normal data's spread."""
+    assert fitted.threshold_.params == {"iqr_factor": 6.0, "iqr_min_alert_rate": 0.0}
+    assert fitted.threshold_.note == ""  # a capped fence says so, and records the fence
+    assert VAEAnomalyDetector().iqr_min_alert_rate == 0.05  # the tabular default
+
+
 def test_every_row_gets_a_status_and_full_windows_get_a_score(fitted, incoming) -> None:
     scores = fitted.score_frame(incoming)
     assert scores.index.equals(incoming.index)

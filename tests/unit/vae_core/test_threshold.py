@@ -52,13 +52,44 @@ def test_iqr_fence_is_tukeys_far_out_fence_and_ignores_the_tail():
     rng = np.random.default_rng(0)
     bulk = rng.normal(size=2000)
     q1, q3 = np.quantile(bulk, [0.25, 0.75])
-    fitted = fit_threshold(bulk, "iqr", 0.1, 0.01, 0.01, 0.9, iqr_factor=3.0)
+    plain = {"iqr_factor": 3.0, "iqr_min_alert_rate": 0.0}
+    fitted = fit_threshold(bulk, "iqr", 0.1, 0.01, 0.01, 0.9, **plain)
     assert fitted.value == pytest.approx(q3 + 3.0 * (q3 - q1))
+    assert fitted.params == plain and fitted.note == ""
     # 5% of huge anomalies barely move the fence: quartiles are robust
     contaminated = np.concatenate([bulk, np.full(100, 1e6)])
-    moved = fit_threshold(contaminated, "iqr", 0.1, 0.01, 0.01, 0.9).value
+    moved = fit_threshold(contaminated, "iqr", 0.1, 0.01, 0.01, 0.9, **plain).value
     assert moved == pytest.approx(fitted.value, rel=0.1)
     assert fitted.expected_alert_rate < 0.001
+
+
+def test_iqr_fence_above_the_caps_quantile_is_lowered_to_it():
+    """A short-tailed bulk (Gaussian) puts the far-out fence beyond anomalies that sit just
+    above it; the cap flags the top ``min_alert_rate`` of the reference instead."""
+    bulk = np.random.default_rng(0).normal(size=2000)
+    q1, q3 = np.quantile(bulk, [0.25, 0.75])
+    capped = IQRFence(min_alert_rate=0.05).fit(bulk)
+    assert capped.value == pytest.approx(np.quantile(bulk, 0.95))
+    assert capped.expected_alert_rate == pytest.approx(0.05, abs=1 / bulk.size)
+    assert capped.params == {
+        "iqr_factor": 3.0,
+        "iqr_min_alert_rate": 0.05,
+        "fence": pytest.approx(q3 + 3.0 * (q3 - q1)),
+    }
+    assert "capped" in capped.note
+    assert IQRFence() == IQRFence(min_alert_rate=0.05)  # the default
+
+
+def test_iqr_fence_below_the_caps_quantile_is_kept():
+    """10% of the reference far out: the fence already flags more than the cap would."""
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([rng.normal(size=1800), rng.normal(50.0, size=200)])
+    q1, q3 = np.quantile(scores, [0.25, 0.75])
+    fitted = IQRFence(min_alert_rate=0.05).fit(scores)
+    assert fitted.value == pytest.approx(q3 + 3.0 * (q3 - q1))
+    assert fitted.expected_alert_rate == pytest.approx(0.1)
+    assert fitted.params == {"iqr_factor": 3.0, "iqr_min_alert_rate": 0.05}
+    assert fitted.note == ""
 
 
 @pytest.mark.parametrize("rate", [0.01, 0.05, 0.2])
@@ -157,7 +188,8 @@ def test_reference_quantiles_and_json_round_trip(uniform_scores):
 
 # -- the rule objects ---------------------------------------------------------------------
 RULES = [
-    (IQRFence(2.5), "iqr", {"iqr_factor": 2.5}),
+    (IQRFence(2.5), "iqr", {"iqr_factor": 2.5, "iqr_min_alert_rate": 0.05}),
+    (IQRFence(3.0, 0.0), "iqr", {"iqr_factor": 3.0, "iqr_min_alert_rate": 0.0}),
     (ContaminationRate(0.1), "contamination", {"contamination": 0.1}),
     (FalsePositiveRate(0.02), "fpr", {"target_fpr": 0.02}),
     (PeaksOverThreshold(0.02, 0.8), "pot", {"pot_risk": 0.02, "pot_initial_quantile": 0.8}),
@@ -197,6 +229,8 @@ def test_rule_defaults_are_the_detectors_defaults():
     [
         (lambda: IQRFence(0.0), "iqr_factor=0.0 must be greater than 0"),
         (lambda: IQRFence(-1.0), "iqr_factor=-1.0"),
+        (lambda: IQRFence(min_alert_rate=-0.1), "iqr_min_alert_rate=-0.1 must be at least 0"),
+        (lambda: IQRFence(min_alert_rate=0.5), "iqr_min_alert_rate=0.5 must be at least 0"),
         (lambda: ContaminationRate(0.5), "contamination=0.5 must lie strictly between 0 and 0.5"),
         (lambda: FalsePositiveRate(0.0), "target_fpr=0.0"),
         (lambda: PeaksOverThreshold(risk=0.6), "pot_risk=0.6"),

@@ -534,3 +534,15 @@ def test_fit_passes_the_conformal_threshold_and_its_fdr(capsys: pytest.CaptureFi
     assert (detector.threshold_method, detector.fdr) == ("conformal", 0.2)
     assert cli.main([*argv, "--fdr", "1"]) == 2
     assert "must lie strictly between 0 and 1" in capsys.readouterr().err
+
+
+def test_fit_passes_the_fences_min_alert_rate(capsys: pytest.CaptureFixture[str]) -> None:
+    from flows.cli.library_commands import detector_from_args
+
+    argv = ["fit", "data.parquet", "--model-dir", "m"]
+    default = detector_from_args(cli.build_parser().parse_args(argv))
+    assert (default.threshold_method, default.iqr_min_alert_rate) == ("iqr", 0.05)
+    plain = detector_from_args(cli.build_parser().parse_args([*argv, "--min-alert-rate", "0"]))
+    assert plain.iqr_min_alert_rate == 0.0
+    assert cli.main([*argv, "--min-alert-rate", "0.5"]) == 2
+    assert "must be at least 0 and below 0.5" in capsys.readouterr().err
