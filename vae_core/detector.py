@@ -29,7 +29,7 @@ from vae_core.scoring import (
     score_schema,
     to_frame,
 )
-from vae_core.sizing import Sizes
+from vae_core.sizing import MIN_STEPS, Sizes
 from vae_core.streaming import TabularScorer
 from vae_core.threshold import THRESHOLD_METHODS, Threshold, threshold_rule
 from vae_core.training import EpochCallback, TrainingConfig, TrainingResult, resolve_device
@@ -60,7 +60,11 @@ class VAEAnomalyDetector(BaseEstimator):
     beta : float
         Weight of the KL term in the loss and in ``score``.
     max_epochs, batch_size : int or "auto"
-        Upper bound on epochs (early stopping usually ends sooner) and rows per step.
+        Upper bound on epochs (early stopping usually ends sooner) and rows per step;
+        "auto" epochs spend ``vae_core.sizing.step_budget`` gradient steps.
+    min_steps : int
+        Fewest gradient steps "auto" epochs aim for, however few the rows (0.75 steps per
+        row up to 2,000 otherwise).
     learning_rate, weight_decay : float
         AdamW settings.
     validation_fraction : float
@@ -127,6 +131,7 @@ class VAEAnomalyDetector(BaseEstimator):
         beta: float = 1.0,
         max_epochs: int | str = "auto",
         batch_size: int | str = "auto",
+        min_steps: int = MIN_STEPS,
         learning_rate: float = 1e-3,
         weight_decay: float = 1e-4,
         validation_fraction: float = 0.15,
@@ -155,6 +160,7 @@ class VAEAnomalyDetector(BaseEstimator):
         self.beta = beta
         self.max_epochs = max_epochs
         self.batch_size = batch_size
+        self.min_steps = min_steps
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
         self.validation_fraction = validation_fraction
@@ -226,6 +232,7 @@ class VAEAnomalyDetector(BaseEstimator):
             self.hidden_sizes,
             self.max_epochs,
             self.batch_size,
+            self.min_steps,
         )
         callbacks = [epoch_callback] if epoch_callback is not None else []
         config = self._training_config(sizes, seed, device)

@@ -23,6 +23,7 @@ from vae_core.features import Preprocessor
 from vae_core.model import TabularVAE, VAEArchitecture
 from vae_core.profile import DataProfile
 from vae_core.schema import FeatureSchema
+from vae_core.sizing import MAX_STEPS
 from vae_core.threshold import Threshold
 
 #: The training profile (``vae_core.profile``) beside the manifest; absent in older models.
@@ -60,6 +61,8 @@ def saved_params(manifest: dict[str, Any]) -> dict[str, Any]:
     # Models saved before numeric_dof existed were scored, and thresholded, with the
     # Gaussian; keep scoring them that way.
     params.setdefault("numeric_dof", None)
+    # Models saved before min_steps existed trained with a fixed 2,000-step budget.
+    params.setdefault("min_steps", MAX_STEPS)
     return params
 
 

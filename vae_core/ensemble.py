@@ -47,6 +47,7 @@ def architecture_for(
     hidden_sizes: Sequence[int] | str,
     max_epochs: int | str,
     batch_size: int | str,
+    min_steps: int,
 ) -> tuple[VAEArchitecture, Sizes]:
     """The network for ``layout`` and the sizes (``auto`` resolved from the data)."""
     sizes = auto_sizes(
@@ -56,6 +57,7 @@ def architecture_for(
         hidden_sizes=hidden_sizes,
         max_epochs=max_epochs,
         batch_size=batch_size,
+        min_steps=min_steps,
     )
     arch = VAEArchitecture(
         input_dim=layout.input_dim,

@@ -41,6 +41,7 @@ from vae_core.profile import DataProfile
 from vae_core.schema import ColumnSpec, FeatureSchema, is_sparse
 from vae_core.scoring import DEFAULT_TOP_K, score_schema
 from vae_core.sensor_stream import SensorStream
+from vae_core.sizing import MAX_STEPS
 from vae_core.threshold import IQRFence, Threshold
 from vae_core.windows import WindowBuilder, WindowSpec, fit_spec
 
@@ -56,7 +57,13 @@ SENSOR_FORMAT_VERSION = 1
 #: No cap on the fence: the training windows' own scores understate new normal data's, so
 #: their 0.95 quantile flagged 59% of SKAB's normal points.
 SENSOR_FENCE = IQRFence(factor=6.0, min_alert_rate=0.0)
-SENSOR_DETECTOR_DEFAULTS: dict[str, Any] = {**SENSOR_FENCE.estimator_params(), "numeric_dof": None}
+SENSOR_DETECTOR_DEFAULTS: dict[str, Any] = {
+    **SENSOR_FENCE.estimator_params(),
+    "numeric_dof": None,
+    # The full step budget however few the windows: the fence was chosen on models trained
+    # that long, and with the tabular floor of 500 steps it missed far more of SKAB's faults.
+    "min_steps": MAX_STEPS,
+}
 
 
 class SensorVAEDetector(BaseEstimator):

@@ -5,6 +5,11 @@ rows and under-fits fifteen hundred features, so every "auto" value is derived f
 number of training rows and the encoded input width. Early stopping on the validation split
 does the rest: ``max_epochs`` is an upper bound sized so that small sets still get enough
 gradient steps and large sets do not spend minutes on epochs that no longer help.
+
+The step budget grows with the rows, from ``MIN_STEPS`` to ``MAX_STEPS``: a few hundred
+rows are learnt in a few hundred steps and more steps only cost time, while sets of
+thousands of rows still gain from the full budget (``benchmarks/README.md`` has the
+measurements).
 """
 
 from __future__ import annotations
@@ -13,8 +18,12 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-#: Gradient steps the epoch bound aims for; early stopping usually ends sooner.
-TARGET_STEPS = 2000
+#: Gradient steps the epoch bound aims for: STEPS_PER_ROW per training row, within
+#: [MIN_STEPS, MAX_STEPS] (``min_steps`` raises the floor). Early stopping often ends
+#: training sooner.
+MIN_STEPS = 500
+MAX_STEPS = 2000
+STEPS_PER_ROW = 0.75
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,11 @@ def _round_to_power_of_two(value: float) -> int:
     return int(2 ** round(math.log2(max(value, 1.0))))
 
 
+def step_budget(n_rows: int, min_steps: int = MIN_STEPS) -> int:
+    """Gradient steps the automatic epoch bound aims for, for ``n_rows`` training rows."""
+    return int(max(min_steps, min(MAX_STEPS, STEPS_PER_ROW * n_rows)))
+
+
 def auto_sizes(
     n_rows: int,
     input_dim: int,
@@ -36,6 +50,7 @@ def auto_sizes(
     hidden_sizes: Sequence[int] | str = "auto",
     max_epochs: int | str = "auto",
     batch_size: int | str = "auto",
+    min_steps: int = MIN_STEPS,
 ) -> Sizes:
     """Resolve every "auto" setting for ``n_rows`` training rows of ``input_dim`` inputs."""
     hidden: tuple[int, ...]
@@ -59,8 +74,11 @@ def auto_sizes(
         if batch < 2:
             raise ValueError(f"batch_size={batch_size!r} must be at least 2.")
     if max_epochs == "auto":
+        if min_steps < 1:
+            raise ValueError(f"min_steps={min_steps!r} must be at least 1.")
         steps_per_epoch = max(1, math.ceil(n_rows / batch))
-        epochs = int(min(400, max(20, math.ceil(TARGET_STEPS / steps_per_epoch))))
+        budget = step_budget(n_rows, min_steps)
+        epochs = int(min(400, max(20, math.ceil(budget / steps_per_epoch))))
     else:
         epochs = int(max_epochs)
         if epochs < 1:

@@ -48,6 +48,9 @@ class DetectorSettings(_Frozen):
     batch_size: int | Literal["auto"] = _library(
         "batch_size", "Rows per training batch; auto: from the number of rows."
     )
+    min_steps: int = _library(
+        "min_steps", "Fewest gradient steps auto epochs aim for, however few the rows.", ge=1
+    )
     learning_rate: float = _library("learning_rate", "Adam learning rate.", gt=0)
     weight_decay: float = _library("weight_decay", "Adam weight decay (L2).", ge=0)
     validation_fraction: float = _library(

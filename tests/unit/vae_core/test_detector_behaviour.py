@@ -440,18 +440,21 @@ def test_save_load_gives_bit_identical_scores(fitted_detector, mixed_data, tmp_p
 def test_model_saved_before_heavy_tailed_scoring_scores_as_it_was_thresholded(
     fitted_detector, mixed_data, tmp_path
 ):
-    """A manifest without numeric_dof or level counts loads with the Gaussian, no rarity."""
+    """A manifest without numeric_dof or level counts loads with the Gaussian, no rarity,
+    and without min_steps with the fixed 2,000-step budget it was trained with."""
     frame, _ = mixed_data
     path = fitted_detector.save(tmp_path / "model")
     manifest_path = path / MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text())
     del manifest["params"]["numeric_dof"]
+    del manifest["params"]["min_steps"]
     for column in manifest["preprocessing"]["categorical"]:
         column.pop("counts", None)
     manifest_path.write_text(json.dumps(manifest))
     (path / "files.json").unlink()  # older versions wrote no file list
     loaded = VAEAnomalyDetector.load(path)
     assert loaded.numeric_dof is None
+    assert loaded.min_steps == 2000
     layout = loaded.preprocessor_.layout
     assert layout.category_rarity == ()
     encoded = fitted_detector.preprocessor_.transform(frame)

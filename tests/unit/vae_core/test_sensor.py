@@ -14,6 +14,7 @@ from sklearn.base import clone
 from vae_core import SensorVAEDetector, VAEAnomalyDetector
 from vae_core.errors import ModelFileError, NotFittedError, TooFewRowsError
 from vae_core.sensor import SENSOR_MANIFEST, SensorStream, is_sensor_model, load_detector
+from vae_core.sizing import MAX_STEPS
 from vae_core.windows import STATUS_OK, STATUS_WARMING_UP
 
 FAST = {"max_epochs": 6, "hidden_sizes": (16, 8), "latent_dim": 2, "random_state": 0}
@@ -73,6 +74,13 @@ def test_window_scores_keep_the_gaussian_unless_asked(fitted) -> None:
     assert VAEAnomalyDetector().numeric_dof == 30.0
     heavy = make_detector(detector_params={**FAST, "numeric_dof": 10.0})
     assert heavy.fit(sensor_frame()).detector_.numeric_dof == 10.0
+
+
+def test_window_models_keep_the_full_step_budget(fitted) -> None:
+    """The six-IQR fence was chosen on window models trained for 2,000 steps."""
+    assert fitted.detector_.min_steps == MAX_STEPS > VAEAnomalyDetector().min_steps
+    short = make_detector(detector_params={**FAST, "min_steps": 100})
+    assert short.fit(sensor_frame()).detector_.min_steps == 100
 
 
 def test_window_scores_get_the_plain_six_iqr_fence(fitted) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vae_core.sizing import Sizes, auto_sizes
+from vae_core.sizing import MAX_STEPS, MIN_STEPS, Sizes, auto_sizes, step_budget
 
 WIDTHS = [1, 2, 5, 10, 20, 50, 100, 300, 1000, 5000, 100_000]
 ROWS = [10, 50, 200, 1000, 10_000, 100_000, 10_000_000]
@@ -32,6 +32,29 @@ def test_auto_sizes_are_bounded():
             assert sizes.hidden_sizes[-1] >= sizes.latent_dim  # encoder narrows to the code
             assert 2 <= sizes.batch_size <= 4096
             assert 1 <= sizes.max_epochs <= 10_000
+
+
+def test_step_budget_grows_with_rows_within_its_bounds():
+    budgets = [step_budget(rows) for rows in ROWS]
+    assert budgets == sorted(budgets)
+    assert budgets[0] == MIN_STEPS and budgets[-1] == MAX_STEPS
+    assert MIN_STEPS < step_budget(1000) < MAX_STEPS
+
+
+@pytest.mark.parametrize("rows", [200, 1000, 2000, 5000])
+def test_epoch_bound_spends_the_step_budget(rows):
+    sizes = auto_sizes(n_rows=rows, input_dim=20)
+    steps_per_epoch = -(-rows // sizes.batch_size)
+    steps = sizes.max_epochs * steps_per_epoch
+    assert step_budget(rows) <= steps < step_budget(rows) + steps_per_epoch
+
+
+def test_min_steps_raises_the_floor_of_the_budget():
+    assert step_budget(200, min_steps=MAX_STEPS) == MAX_STEPS
+    few_rows = auto_sizes(n_rows=200, input_dim=20)
+    full = auto_sizes(n_rows=200, input_dim=20, min_steps=MAX_STEPS)
+    assert full.max_epochs > few_rows.max_epochs
+    assert auto_sizes(n_rows=200, input_dim=20, max_epochs=7, min_steps=MAX_STEPS).max_epochs == 7
 
 
 def test_auto_hidden_layers_narrow_towards_the_latent():
@@ -66,6 +89,7 @@ def test_explicit_and_auto_values_mix():
         ("batch_size", 1),
         ("max_epochs", 0),
         ("batch_size", "big"),
+        ("min_steps", 0),
     ],
 )
 def test_invalid_values_raise(name, value):
