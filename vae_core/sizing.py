@@ -53,6 +53,10 @@ def auto_sizes(
     min_steps: int = MIN_STEPS,
 ) -> Sizes:
     """Resolve every "auto" setting for ``n_rows`` training rows of ``input_dim`` inputs."""
+    # Checked even when max_epochs is explicit, so a bad setting fails where it is given
+    # rather than on the first run that leaves max_epochs on "auto".
+    if min_steps < 1:
+        raise ValueError(f"min_steps={min_steps!r} must be at least 1.")
     hidden: tuple[int, ...]
     if hidden_sizes == "auto":
         first = min(256, max(32, _round_to_power_of_two(2 * input_dim)))
@@ -74,8 +78,6 @@ def auto_sizes(
         if batch < 2:
             raise ValueError(f"batch_size={batch_size!r} must be at least 2.")
     if max_epochs == "auto":
-        if min_steps < 1:
-            raise ValueError(f"min_steps={min_steps!r} must be at least 1.")
         steps_per_epoch = max(1, math.ceil(n_rows / batch))
         budget = step_budget(n_rows, min_steps)
         epochs = int(min(400, max(20, math.ceil(budget / steps_per_epoch))))

@@ -97,3 +97,8 @@ def test_invalid_values_raise(name, value):
         auto_sizes(n_rows=100, input_dim=10, **{name: value})
     if not isinstance(value, str):
         assert name in str(info.value)
+
+
+def test_invalid_min_steps_raises_even_with_explicit_epochs():
+    with pytest.raises(ValueError, match="min_steps=0"):
+        auto_sizes(n_rows=100, input_dim=10, max_epochs=5, min_steps=0)
