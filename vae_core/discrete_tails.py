@@ -12,10 +12,10 @@ smoothing, and scoring adds ``WEIGHT * max(0, -log p - OFFSET)`` to that column'
 Only tails rarer than ``exp(-OFFSET)`` count: without the offset, normal rows collected
 a few nats in every column, the held-out scores spread, and the far-out fence flagged
 almost nothing on discrete data. Continuous columns keep the Student-t alone: with this
-evidence ROC AUC fell on continuous data. Two-valued columns (flags, Bernoulli in the
-model, see ``features``) get no evidence of their own, which cost one-hot dummies ROC AUC,
-but the row's flags taken together do (``FlagTails``). The figures behind each choice are
-in ``benchmarks/README.md`` (derived sets).
+evidence ROC AUC fell on continuous data. Two-valued columns (flags: Bernoulli in the
+model, or numbers on data of mostly flags, see ``features``) get no evidence of their own,
+which cost one-hot dummies ROC AUC, but the row's flags taken together do (``FlagTails``).
+The figures behind each choice are in ``benchmarks/README.md`` (derived sets).
 """
 
 from __future__ import annotations

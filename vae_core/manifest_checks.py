@@ -209,6 +209,7 @@ def _check_preprocessing(
             f.flag(column, "log1p", f"{field}.log1p")
         if "discrete_values" in column or "discrete_counts" in column:
             _check_discrete_levels(f, column, field)
+        _check_flag_values(f, column, field)  # a flag modelled as a number
     categorical = f.items(state, "categorical", "preprocessing.categorical")
     cardinalities = [_check_levels(f, column, i, names) for i, column in enumerate(categorical)]
     missing = f.texts(state, "missing_indicators", "preprocessing.missing_indicators")
@@ -270,10 +271,19 @@ def _check_level_figures(f: Fields, column: dict[str, Any], field: str, n_levels
         for j, count in enumerate(counts):
             f.number_value(count, f"{field}.counts[{j}]", lo=0)
     f.items(column, "rare", f"{field}.rare", MAX_LEVELS)
+    if column.get("numeric_values") is not None and n_levels != 3:
+        # A flag: two values and the unseen level.
+        f.fail(f"{field}.numeric_values", "must hold a flag's two values, with 3 levels")
+    _check_flag_values(f, column, field)
+
+
+def _check_flag_values(f: Fields, column: dict[str, Any], field: str) -> None:
+    """A flag's two values and their training counts, whether it is modelled as a
+    Bernoulli variable (a categorical column) or as a number."""
     if column.get("numeric_values") is not None:
         values = f.items(column, "numeric_values", f"{field}.numeric_values", MAX_LEVELS)
-        if len(values) != 2 or n_levels != 3:  # a flag: two values and the unseen level
-            f.fail(f"{field}.numeric_values", "must hold a flag's two values, with 3 levels")
+        if len(values) != 2:
+            f.fail(f"{field}.numeric_values", "must hold a flag's two values")
         for j, value in enumerate(values):
             f.number_value(value, f"{field}.numeric_values[{j}]")
     if "flag_counts" in column:  # a two-valued numeric column's training counts

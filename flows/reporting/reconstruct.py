@@ -28,13 +28,17 @@ def _uncompress(z: np.ndarray, soft_clip: float) -> np.ndarray:
 
 
 def unscale(z: np.ndarray, columns: list[dict[str, Any]], soft_clip: float) -> np.ndarray:
-    """Scaled numeric values (rows x columns) back in the columns' units."""
+    """Scaled numeric values (rows x columns) back in the columns' units; a flag modelled
+    as a number (data of mostly flags) as the nearer of its two values, as a flag reads."""
     raw = _uncompress(z, soft_clip)
     for j, column in enumerate(columns):
         raw[:, j] = raw[:, j] * float(column["scale"]) + float(column["centre"])
         if column.get("log1p"):
             with np.errstate(over="ignore"):
                 raw[:, j] = np.expm1(raw[:, j])
+        if column.get("numeric_values") is not None:
+            low, high = (float(v) for v in column["numeric_values"])
+            raw[:, j] = np.where(np.abs(raw[:, j] - low) <= np.abs(raw[:, j] - high), low, high)
     return raw
 
 

@@ -21,19 +21,20 @@ PARAMS = {"max_epochs": 8, "hidden_sizes": (16, 8), "latent_dim": 2, "random_sta
 
 
 def flags_frame(n: int = 400, seed: int = 0, more_flags: int = 0) -> pd.DataFrame:
-    """Two flags that follow a latent sign, one text column and one measurement, then
-    ``more_flags`` noisy copies of the first flag."""
+    """Two flags set where a latent value is high (in about one row in six), one text
+    column and one measurement, then ``more_flags`` noisy copies of the first flag. Rare
+    flags: on data of mostly flags, common ones are numbers (``test_common_flags``)."""
     rng = np.random.default_rng(seed)
     z = rng.normal(size=n)
     frame = pd.DataFrame(
         {
             "amount": z + 0.1 * rng.normal(size=n),
-            "is_big": (z > 0).astype(np.int64),
+            "is_big": (z > 1).astype(np.int64),
             "kind": np.where(z > 0.5, "a", np.where(z < -0.5, "b", "c")),
-            "is_new": np.where(z + 0.3 * rng.normal(size=n) > 0, 5.0, -1.0),
+            "is_new": np.where(z + 0.3 * rng.normal(size=n) > 1, 5.0, -1.0),
         }
     )
-    noisy = (z[:, None] + rng.normal(size=(n, more_flags)) > 0).astype(np.float64)
+    noisy = (z[:, None] + rng.normal(size=(n, more_flags)) > 1.5).astype(np.float64)
     return frame.join(pd.DataFrame(noisy, columns=[f"f{j}" for j in range(more_flags)]))
 
 
