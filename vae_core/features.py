@@ -6,9 +6,10 @@ logarithmically instead of clipped: a contaminated training set cannot squash a 
 feature the way min-max scaling lets one extreme value do, and a value ten times further
 out still scores higher than one that is merely far out (``vae_core.numeric_scaling``).
 
-Categorical columns (strings, booleans, pandas categoricals) are one-hot encoded with rare
-levels merged into one bucket and an explicit bucket for levels never seen in training.
-Two-valued numeric columns (flags) are categorical columns too; on data with many of them,
+Categorical columns (strings, pandas categoricals) are one-hot encoded with rare levels
+merged into one bucket and an explicit bucket for levels never seen in training.
+Two-valued numeric columns and boolean columns (flags) are categorical columns too, coded 0
+for their smaller value and 1 for the larger (False and True); on data with many of them,
 each has one input and one Bernoulli logit (``FeatureLayout.bernoulli_columns``). On data
 that are mostly flags, those whose two values are both common are numbers instead
 (``MOSTLY_FLAGS``).
@@ -213,6 +214,8 @@ class _ColumnStates:
             self.missing_indicators.append(name)
         if kind == "numeric":
             self._add_numeric(name, series)
+        elif pd.api.types.is_bool_dtype(series):
+            self._add_boolean(name, series)
         else:
             self._add_categorical(name, series, min_count)
 
@@ -234,6 +237,18 @@ class _ColumnStates:
         state = {"name": name, "centre": centre, "scale": scale, "log1p": log}
         table = level_table(distinct, counts) if self.discrete_tails else None
         self.numeric.append(state if table is None else {**state, **table})
+
+    def _add_boolean(self, name: str, series: pd.Series) -> None:
+        """A boolean column is a flag with the values 0 and 1, as a 0/1 column is. As a
+        categorical column its rarer value was charged its rarity, and on the derived
+        benchmark's binary variants stored as booleans the project ranked anomalies at
+        0.450 mean ROC AUC, against 0.552 for the same data as numbers."""
+        observed = series.dropna().to_numpy(np.float64)
+        distinct, counts = np.unique(observed, return_counts=True)
+        if distinct.size <= 1:
+            self.dropped.append(f"{name} (constant {bool(distinct[0])!r})")
+            return
+        self._add_flag(name, observed, distinct, counts)
 
     def _add_flag(
         self, name: str, observed: np.ndarray, distinct: np.ndarray, counts: np.ndarray
@@ -498,13 +513,20 @@ class Preprocessor:
         dtypes = frame.dtypes
         if all(is_numeric_dtype(dtypes[name]) for name in names):
             values = frame[names].to_numpy(np.float64, na_value=np.nan)
-        else:
+            missing = np.isnan(values)
+        else:  # booleans among them, or values a number column should not hold
             values = np.column_stack(
-                [pd.to_numeric(frame[name], errors="coerce").to_numpy(np.float64) for name in names]
+                [
+                    pd.to_numeric(frame[name], errors="coerce").to_numpy(
+                        np.float64, na_value=np.nan
+                    )
+                    for name in names
+                ]
             )
+            missing = frame[names].isna().to_numpy()  # a value that is no number is unseen
         first, second = np.array([col["numeric_values"] for col in columns], dtype=np.float64).T
         codes = np.where(values == first, 0, np.where(values == second, 1, 2))
-        codes[np.isnan(values)] = -1
+        codes[missing] = -1
         return codes
 
     def _encode_levels(self, series: pd.Series, j: int) -> np.ndarray:

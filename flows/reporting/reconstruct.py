@@ -101,4 +101,7 @@ def reconstruct(detector: Any, frame: pd.DataFrame) -> pd.DataFrame | None:
             result[column["name"]] = values[:, j]
     for column, probs in zip(state["categorical"], probabilities, strict=True):
         result[column["name"]] = [_level(column, int(code)) for code in probs.argmax(axis=1)]
+    for name, values in result.items():  # a boolean column is a 0/1 flag in the model
+        if pd.api.types.is_bool_dtype(frame[name]):
+            result[name] = np.asarray(values, dtype=object) == 1.0
     return pd.DataFrame(result, index=range(len(frame)))

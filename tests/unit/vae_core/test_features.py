@@ -177,18 +177,53 @@ def test_state_without_level_counts_has_no_rarity():
     assert Preprocessor.from_dict(state).layout.category_rarity == ()
 
 
-def test_booleans_and_pandas_categoricals_are_one_hot_encoded():
+def test_pandas_categoricals_are_one_hot_encoded_and_booleans_are_flags():
     frame = pd.DataFrame(
         {
             "flag": [True, False] * 10,
             "size": pd.Categorical(["S", "M", "L", "M"] * 5),
+            "amount": np.arange(20.0),
         }
     )
     pre = fit(frame)
     assert pre.layout.categorical_columns == ("flag", "size")
+    flag = pre.state["categorical"][0]
+    assert flag["numeric_values"] == [0.0, 1.0] and "counts" not in flag  # no level rarity
     encoded = pre.transform(frame)
+    np.testing.assert_array_equal(encoded.categories[:, 0], frame["flag"].astype(int))
     assert (encoded.categories >= 0).all()
-    np.testing.assert_array_equal(encoded.inputs.sum(axis=1), np.full(20, 2.0))
+    np.testing.assert_array_equal(encoded.inputs[:, 1:].sum(axis=1), np.full(20, 2.0))
+
+
+@pytest.mark.parametrize("share", [0.5, 0.1], ids=["common", "rare"])
+def test_a_boolean_column_is_encoded_as_the_same_flag_as_zeros_and_ones(share) -> None:
+    """On mixed data and on data of mostly flags (where a common flag is a number)."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=200)
+    numbers = pd.DataFrame(
+        {f"f{j}": (z + rng.normal(size=200) > np.quantile(z, 1 - share)).astype(float)
+         for j in range(3)}
+    ).assign(amount=z)  # fmt: skip
+    booleans = numbers.astype({f"f{j}": bool for j in range(3)})
+    as_numbers, as_booleans = fit(numbers), fit(booleans)
+    assert as_booleans.state == as_numbers.state
+    a, b = as_numbers.transform(numbers), as_booleans.transform(booleans)
+    for name in ("inputs", "numeric", "categories", "tails"):
+        np.testing.assert_array_equal(getattr(b, name), getattr(a, name))
+
+
+def test_a_missing_boolean_is_missing_and_a_value_that_is_no_boolean_is_unseen() -> None:
+    frame = pd.DataFrame(
+        {"ok": pd.array([True, False, None, True] * 10, dtype="boolean"), "amount": 0.0,
+         "text": ["a", "b"] * 20}
+    )  # fmt: skip
+    frame["amount"] = np.arange(40.0)
+    pre = fit(frame)
+    assert pre.layout.categorical_columns == ("ok", "text") and "ok" in pre.layout.missing_columns
+    rows = pd.DataFrame(
+        {"ok": pd.Series([True, None, "yes"], dtype=object), "amount": 1.0, "text": "a"}
+    )
+    assert pre.transform(rows).categories[:, 0].tolist() == [1, -1, 2]
 
 
 # -- missing values and dropped columns --------------------------------------------------

@@ -61,26 +61,30 @@ def test_the_reconstruction_of_ordinary_rows_is_near_their_values(detector) -> N
     assert reconstruct(object(), rows) is None
 
 
-@pytest.mark.parametrize("share", [0.15, 0.5], ids=["rare_bernoulli", "common_numeric"])
-def test_a_flag_is_reconstructed_as_one_of_its_two_values(share: float) -> None:
+@pytest.mark.parametrize(
+    ("share", "booleans"),
+    [(0.15, False), (0.5, False), (0.5, True)],
+    ids=["rare_bernoulli", "common_numeric", "common_booleans"],
+)
+def test_a_flag_is_reconstructed_as_one_of_its_two_values(share: float, booleans: bool) -> None:
     """A flag's reconstruction is one of its two values, the one the model favours: here
     flags that follow the amount, set in ``share`` of the rows. Rare ones have one
-    Bernoulli logit each (enough of them), common ones on data of mostly flags are numbers.
+    Bernoulli logit each (enough of them), common ones on data of mostly flags are numbers;
+    a boolean column reads back as booleans.
     """
     frame = payments(800, 0).drop(columns="payment_id")
     rng = np.random.default_rng(0)
     large = frame["amount"].to_numpy() > frame["amount"].quantile(1 - share)
     noisy = large[:, None] ^ (rng.random((800, BERNOULLI_FLAGS_FROM)) < 0.1 * share)
-    flags = pd.DataFrame(
-        np.where(noisy, 9.0, 0.0), columns=[f"f{j}" for j in range(noisy.shape[1])]
-    )
+    values = (True, False) if booleans else (9.0, 0.0)
+    flags = pd.DataFrame(np.where(noisy, *values), columns=[f"f{j}" for j in range(noisy.shape[1])])
     frame = frame.join(flags)
     flagged = VAEAnomalyDetector(random_state=0, max_epochs=15).fit(frame)
     numeric = "f0" in flagged.preprocessor_.layout.numeric_columns
     assert numeric == (share == 0.5) and bool(flagged.architecture_.bernoulli_columns) != numeric
     rebuilt = reconstruct(flagged, frame.head(200))
-    assert set(rebuilt["f0"]) <= {0.0, 9.0}
-    assert (rebuilt["f0"] == np.where(large[:200], 9.0, 0.0)).mean() > 0.9
+    assert set(rebuilt["f0"]) <= set(values) and (rebuilt["f0"].dtype == bool) == booleans
+    assert (rebuilt["f0"] == np.where(large[:200], *values)).mean() > 0.9
 
 
 def test_enrich_reads_the_top_rows_back_and_measures_drift(tmp_path: Path, detector) -> None:
