@@ -226,6 +226,24 @@ def test_a_missing_boolean_is_missing_and_a_value_that_is_no_boolean_is_unseen()
     assert pre.transform(rows).categories[:, 0].tolist() == [1, -1, 2]
 
 
+def test_a_boolean_fitted_as_levels_before_it_was_a_flag_still_encodes_by_its_levels():
+    """A saved state from before booleans were flags says so: levels and their counts."""
+    frame = pd.DataFrame({"flag": [True, False, True] * 10, "amount": np.arange(30.0)})
+    frame["more"] = frame["amount"] ** 2  # not data of mostly flags: the flag is categorical
+    state = fit(frame).to_dict()
+    state["categorical"][0] = {
+        "name": "flag",
+        "levels": ["True", "False", UNSEEN_LEVEL],
+        "rare": [],
+        "counts": [20.0, 10.0, 0.0],
+    }
+    state.pop("flag_tail_median")
+    old = Preprocessor.from_dict(state)
+    assert "flag" not in old.layout.tail_columns and old.layout.category_rarity[0][1] > 0.0
+    rows = pd.DataFrame({"flag": [True, False, None], "amount": 1.0, "more": 1.0})
+    assert old.transform(rows).categories[:, 0].tolist() == [0, 1, -1]
+
+
 # -- missing values and dropped columns --------------------------------------------------
 
 
