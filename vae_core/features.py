@@ -308,10 +308,12 @@ class Preprocessor:
             j for j, col in enumerate(state["categorical"]) if "flag_counts" in col
         ]
         self._numeric_flags = [col for col in state["numeric"] if "flag_counts" in col]
-        self._flags = FlagTails(
-            [*(state["categorical"][j] for j in self._categorical_flags), *self._numeric_flags],
-            state.get("flag_tail_median"),
-        )
+        #: Their states in ``FlagTails``' order.
+        self._flag_states = [
+            *(state["categorical"][j] for j in self._categorical_flags),
+            *self._numeric_flags,
+        ]
+        self._flags = FlagTails(self._flag_states, state.get("flag_tail_median"))
         self.layout = FeatureLayout(
             numeric_columns=tuple(c["name"] for c in state["numeric"]),
             categorical_columns=tuple(c["name"] for c in state["categorical"]),
@@ -378,7 +380,9 @@ class Preprocessor:
             state["bernoulli_flags"] = True
         fitted = cls(state)
         if fitted._flags:  # the training rows' median flag tail sum, the evidence's origin
-            codes = fitted._flag_codes(frame, fitted._encode_categories(frame))
+            # The flags alone, as one block: the other categorical columns' codes are not
+            # needed here, and each costs a pass of its own.
+            codes = fitted._encode_flags(frame, fitted._flag_states)
             state["flag_tail_median"] = float(np.median(fitted._flags.row_sums(codes)))
             fitted = cls(state)
         return fitted
