@@ -39,6 +39,7 @@ def build_sensor_detector(cfg: TrainSettings) -> SensorVAEDetector:
         differences=sensor.differences,
         gap_tolerance=sensor.gap_tolerance,
         resample=sensor.resample,
+        slow_channels=sensor.slow_channels,
         alarm_k=sensor.alarm_k,
         alarm_n=sensor.alarm_n,
         detector_params=params,

@@ -429,6 +429,8 @@ def read_sensor_manifest(root: Path, name: str, format_version: int) -> dict[str
     f.texts(spec, "entity_columns", "spec.entity_columns")
     f.integer(spec, "length", "spec.length", 1, MAX_WIDTH)
     f.flag(spec, "differences", "spec.differences")
+    if "slow_channels" in spec:  # absent from the models saved before slow channels
+        f.texts(spec, "slow_channels", "spec.slow_channels")
     if spec.get("gap_tolerance") is not None:
         f.number(spec, "gap_tolerance", "spec.gap_tolerance", lo=0)
     counts = f.section(manifest, "fit_status_counts")

@@ -2,7 +2,8 @@
 
 Sensor data arrives as long tables: a timestamp, zero or more entity (device) columns and
 one column per channel. The windowed detector sees, for each row, the ``length`` most recent
-rows of the same entity, all channels, flattened (optionally with their first differences).
+rows of the same entity, all channels, flattened (optionally with their first differences;
+a slow channel of the spec enters by its differences alone).
 
 Rules, applied in this order (they are what makes batch-by-batch building give exactly the
 windows that one-piece building gives):
@@ -133,6 +134,9 @@ class WindowBuilder:
 
     def __init__(self, spec: WindowSpec):
         self.spec = spec
+        self._level_positions = [
+            i for i, c in enumerate(spec.channels) if c not in spec.slow_channels
+        ]
         self._tail: pd.DataFrame | None = None
         self._grid: dict[tuple[Any, ...], GridTail] = {}
 
@@ -330,7 +334,8 @@ class WindowBuilder:
         lags = np.arange(length - 1, -1, -1)
         stacked = values[ends[:, None] - lags[None, :]]  # (m, length, channels), oldest first
         n_channels = len(self.spec.channels)
-        parts = [stacked.reshape(len(ends), length * n_channels)]
+        levels = stacked[:, :, self._level_positions]
+        parts = [levels.reshape(len(ends), length * levels.shape[2])]
         if self.spec.differences and length > 1:
             diffs = np.diff(stacked, axis=1)
             parts.append(diffs.reshape(len(ends), (length - 1) * n_channels))

@@ -411,13 +411,22 @@ def test_sensor_detector_scores_windows_with_the_gaussian_by_default(shipped_con
     inner = build_sensor_detector(train).detector_params
     assert inner["numeric_dof"] is None  # ... not here
     fence = (inner["threshold_method"], inner["iqr_factor"], inner["iqr_min_alert_rate"])
-    assert fence == ("iqr", 6.0, 0.0)
+    assert fence == ("iqr", 4.0, 0.0)
     heavy = load_settings(
         [],
         environ={},
         overrides={"train": {"sensor": {"timestamp_column": "ts", "numeric_dof": 10}}},
     ).train
     assert build_sensor_detector(heavy).detector_params["numeric_dof"] == 10
+
+
+@pytest.mark.parametrize("slow", ["auto", None, ["temp"]])
+def test_sensor_slow_channels_reach_the_window_detector(slow):
+    overrides = {"train": {"sensor": {"timestamp_column": "ts", "slow_channels": slow}}}
+    train = load_settings([], environ={}, overrides=overrides).train
+    assert build_sensor_detector(train).slow_channels == slow
+    default = load_settings([], environ={}, overrides={"train": {"sensor": SENSOR}}).train
+    assert default.sensor.slow_channels == "auto"
 
 
 def test_sensor_section_errors_name_the_key():

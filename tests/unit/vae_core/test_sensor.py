@@ -77,15 +77,15 @@ def test_window_scores_keep_the_gaussian_unless_asked(fitted) -> None:
 
 
 def test_window_models_keep_the_full_step_budget(fitted) -> None:
-    """The six-IQR fence was chosen on window models trained for 2,000 steps."""
+    """The window fence was chosen on models trained for 2,000 steps."""
     assert fitted.detector_.min_steps == MAX_STEPS > VAEAnomalyDetector().min_steps
     short = make_detector(detector_params={**FAST, "min_steps": 100})
     assert short.fit(sensor_frame()).detector_.min_steps == 100
 
 
-def test_window_scores_get_the_plain_six_iqr_fence(fitted) -> None:
+def test_window_scores_get_the_plain_four_iqr_fence(fitted) -> None:
     """No cap: the training windows' own scores understate new normal data's spread."""
-    assert fitted.threshold_.params == {"iqr_factor": 6.0, "iqr_min_alert_rate": 0.0}
+    assert fitted.threshold_.params == {"iqr_factor": 4.0, "iqr_min_alert_rate": 0.0}
     assert fitted.threshold_.note == ""  # a capped fence says so, and records the fence
     assert VAEAnomalyDetector().iqr_min_alert_rate == 0.05  # the tabular default
 
