@@ -7,6 +7,10 @@ adjustment. This matches ``bench_skab.py`` of the shared evaluation harness: sam
 same split, same metrics. The scored part is streamed after the training part, so its first
 rows get full windows from the end of the training part, as in production scoring.
 
+A second figure checks false alarms on normal data no choice was made on: SKAB's
+anomaly-free series, where one is found under the folders, cut into slices the length of
+an experiment file, each fitted on its first 400 rows and scored on the rest as above.
+
 Usage::
 
     python benchmarks/skab.py ../shared/datasets/skab --out benchmarks/results/skab.json
@@ -35,6 +39,8 @@ from flows.pipeline.writers import write_bytes_atomic
 from vae_core.sensor import SensorVAEDetector
 
 TRAIN_ROWS = 400
+#: Rows per slice of the anomaly-free series: about an experiment file's length.
+FREE_SLICE_ROWS = 1150
 LABELS = ("anomaly", "changepoint")
 
 #: The one configuration used for every file: the library's defaults (window of 20 rows
@@ -45,15 +51,19 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 
-def experiment_files(dirs: list[str]) -> list[str]:
+def _parquet_files(dirs: list[str], anomaly_free: bool) -> list[str]:
     out: list[str] = []
     for folder in dirs:
         out += sorted(
             p
             for p in glob.glob(os.path.join(folder, "**", "*.parquet"), recursive=True)
-            if "anomaly-free" not in p
+            if ("anomaly-free" in p) == anomaly_free
         )
     return out
+
+
+def experiment_files(dirs: list[str]) -> list[str]:
+    return _parquet_files(dirs, anomaly_free=False)
 
 
 def _parse_value(text: str) -> Any:
@@ -78,17 +88,33 @@ def flags_for_file(path: str, config: dict[str, Any]) -> tuple[np.ndarray, np.nd
     """Labels, flags and scores of the rows after the first ``TRAIN_ROWS``, in file order."""
     frame = pd.read_parquet(path)
     labels = frame["anomaly"].to_numpy().astype(int)
-    data = frame.drop(columns=list(LABELS))
+    flags, scores = flags_after_training(frame.drop(columns=list(LABELS)), config)
+    return labels[TRAIN_ROWS:], flags, scores
+
+
+def flags_after_training(
+    data: pd.DataFrame, config: dict[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit on the first ``TRAIN_ROWS`` rows; flags and scores of the rest, streamed after them."""
     train, test = data.iloc[:TRAIN_ROWS], data.iloc[TRAIN_ROWS:]
     detector = SensorVAEDetector(**config).fit(train)
     stream = detector.stream(top_k=0)
     stream.score(train)
     scores = stream.score(test).to_frame()
-    return (
-        labels[TRAIN_ROWS:],
-        scores["is_anomaly"].to_numpy().astype(int),
-        scores["score"].to_numpy(),
-    )
+    return scores["is_anomaly"].to_numpy().astype(int), scores["score"].to_numpy()
+
+
+def false_alarms(paths: list[str], config: dict[str, Any]) -> dict[str, Any]:
+    """The false-alarm rate on slices of anomaly-free series (every point is normal)."""
+    per_slice: list[float] = []
+    flagged = points = 0
+    for path in paths:
+        frame = pd.read_parquet(path)
+        for start in range(0, len(frame) - FREE_SLICE_ROWS + 1, FREE_SLICE_ROWS):
+            flags, _ = flags_after_training(frame.iloc[start : start + FREE_SLICE_ROWS], config)
+            per_slice.append(float(flags.mean()))
+            flagged, points = flagged + int(flags.sum()), points + len(flags)
+    return {"far": flagged / points if points else 0.0, "points": points, "per_slice": per_slice}
 
 
 def metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
@@ -137,12 +163,21 @@ def main(argv: list[str] | None = None) -> int:
     if not paths:
         print(f"no experiment files under {args.dirs}", file=sys.stderr)
         return 2
-    result = evaluate(paths, apply_overrides(DEFAULT_CONFIG, args.set))
+    config = apply_overrides(DEFAULT_CONFIG, args.set)
+    result = evaluate(paths, config)
     print(
         f"files {result['files']}  F1 {result['f1']:.3f}  FAR {100 * result['far']:.2f}%  "
         f"MAR {100 * result['mar']:.2f}%  mean file F1 {result['mean_file_f1']:.3f}  "
         f"({result['seconds']} s)  {json.dumps(args.set)}"
     )
+    free = _parquet_files(args.dirs, anomaly_free=True)
+    if free:
+        result["anomaly_free"] = false_alarms(free, config)
+        slices = result["anomaly_free"]["per_slice"]
+        print(
+            f"anomaly-free: {len(slices)} slices  FAR {100 * result['anomaly_free']['far']:.2f}%"
+            f"  (per slice {100 * min(slices):.1f}-{100 * max(slices):.1f}%)"
+        )
     if args.out:
         payload = json.dumps(result, indent=2, sort_keys=True).encode()
         write_bytes_atomic(payload, Path(args.out))
