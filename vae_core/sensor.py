@@ -103,7 +103,7 @@ class SensorVAEDetector(BaseEstimator):
         Channels that enter a window by their first differences only (with
         ``differences``): their levels wander beyond what a short training history spans,
         and new levels would read as anomalies. "auto": every channel whose lag-1
-        autocorrelation over the training rows is at least 0.9
+        autocorrelation over the training rows is at least 0.75
         (``vae_core.window_spec.SLOW_AUTOCORRELATION``); None: none.
     alarm_k, alarm_n : int
         Flag a row when at least ``alarm_k`` of its entity's last ``alarm_n`` scored rows

@@ -131,7 +131,7 @@ class SensorSettings(_Frozen):
     slow_channels: list[str] | Literal["auto"] | None = Field(
         "auto",
         description="Channels windowed by their differences only; auto: lag-1 autocorrelation"
-        " of at least 0.9 over the training rows; null: none.",
+        " of at least 0.75 over the training rows; null: none.",
     )
     resample: str | None = Field(
         None, description="Time grid (e.g. 1s) the windows are built on; null: the rows."
