@@ -277,16 +277,20 @@ def find_slow_channels(
     channels: Sequence[str],
 ) -> tuple[str, ...]:
     """Channels whose lag-1 autocorrelation within the series reaches ``SLOW_AUTOCORRELATION``."""
-    ordered = frame.sort_values([*entity_columns, timestamp_column], kind="stable")
+    key_names = {*entity_columns, timestamp_column}
+    present = [c for c in channels if c in frame.columns and c not in key_names]
+    keys = frame[[*entity_columns, timestamp_column]]
+    stamps = parse_timestamps(keys[timestamp_column], timestamp_column, "training data")
+    # Only the keys and channels are sorted: a wide history is not copied whole.
+    ordered = pd.concat([keys.assign(**{timestamp_column: stamps}), frame[present]], axis=1)
+    ordered = ordered.sort_values([*entity_columns, timestamp_column], kind="stable")
     series: np.ndarray = np.zeros(len(ordered), dtype=np.int64)
     if entity_columns and len(ordered):
         codes = ordered.groupby(list(entity_columns), sort=False, dropna=False).ngroup()
         series = codes.to_numpy(dtype=np.int64)
+    # A missing channel is reported by name when the windows are built.
     return tuple(
-        c
-        for c in channels
-        # A missing channel is reported by name when the windows are built.
-        if c in ordered.columns and _lag1_correlation(ordered[c], series) >= SLOW_AUTOCORRELATION
+        c for c in present if _lag1_correlation(ordered[c], series) >= SLOW_AUTOCORRELATION
     )
 
 

@@ -52,6 +52,10 @@ def test_a_wandering_channel_is_slow_and_level_shifts_between_devices_are_not() 
     assert np.corrcoef(one["temp"][:-1], one["temp"][1:])[0, 1] > SLOW_AUTOCORRELATION
     spec = fit_spec(frame, "ts", ("device",), length=4, differences=True)
     assert spec.slow_channels == ("temp",)
+    as_text = frame.assign(ts=frame["ts"].dt.strftime("%Y-%m-%dT%H:%M:%S"))  # JSON exports
+    assert find_slow_channels(as_text, "ts", ("device",), ("temp", "pressure")) == ("temp",)
+    with pytest.raises(ValueError, match="both a key and a channel"):
+        fit_spec(frame, "ts", ("device",), channels=("device", "temp"), differences=True)
     assert fit_spec(frame, "ts", ("device",), length=4, differences=False).slow_channels == ()
     assert fit_spec(frame, "ts", ("device",), length=4, differences=True, slow_channels=None) == (
         WindowSpec(spec.timestamp_column, spec.channels, ("device",), 4, True, spec.gap_tolerance)
