@@ -160,6 +160,12 @@ def infer_gap_tolerance(
 ) -> float | None:
     """``AUTO_GAP_STEPS`` times the median step between consecutive rows of an entity."""
     ordered = frame.sort_values([*entity_columns, timestamp_column], kind="stable")
+    return _gap_tolerance_of(ordered, timestamp_column, entity_columns)
+
+
+def _gap_tolerance_of(
+    ordered: pd.DataFrame, timestamp_column: str, entity_columns: Sequence[str]
+) -> float | None:
     steps = steps_between_rows(ordered, timestamp_column, entity_columns)
     steps = steps[np.isfinite(steps) & (steps > 0)]
     if steps.size == 0:
@@ -180,10 +186,32 @@ def steps_between_rows(
         delta = delta.dt.total_seconds()
     steps = delta.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
     if entity_columns and len(ordered):
-        codes = ordered.groupby(list(entity_columns), sort=False, dropna=False).ngroup().to_numpy()
+        codes = series_codes(ordered, entity_columns)
         first = np.r_[True, codes[1:] != codes[:-1]]
         steps[first] = np.nan
     return steps
+
+
+def series_codes(frame: pd.DataFrame, entity_columns: Sequence[str]) -> np.ndarray:
+    """Each row's series as an integer (its entity's group number; all 0 without entities)."""
+    if not entity_columns or frame.empty:
+        return np.zeros(len(frame), dtype=np.int64)
+    grouped = frame.groupby(list(entity_columns), sort=False, dropna=False)
+    return grouped.ngroup().to_numpy(dtype=np.int64)
+
+
+def _time_ordered(
+    frame: pd.DataFrame,
+    timestamp_column: str,
+    entity_columns: Sequence[str],
+    columns: Sequence[str],
+) -> pd.DataFrame:
+    """The keys (timestamps parsed) and ``columns``, sorted by entity, then time (stable;
+    rows without a timestamp last in their entity). Only these columns are copied."""
+    keys = frame[[*entity_columns, timestamp_column]]
+    stamps = parse_timestamps(keys[timestamp_column], timestamp_column, "training data")
+    ordered = pd.concat([keys.assign(**{timestamp_column: stamps}), frame[list(columns)]], axis=1)
+    return ordered.sort_values([*entity_columns, timestamp_column], kind="stable")
 
 
 def parse_timestamps(values: pd.Series, name: str, source: str) -> pd.Series:
@@ -240,22 +268,24 @@ def fit_spec(
     resolved = (
         tuple(channels) if channels else resolve_channels(frame, timestamp_column, entity_columns)
     )
+    # Without differences a slow channel would have no features: then none is slow.
+    find_slow = slow_channels == "auto" and differences and int(length) > 1
+    present = _channels_in(frame, resolved, entity_columns, timestamp_column) if find_slow else []
+    # Parsed and sorted once for both the gap tolerance and the slow channels.
+    ordered = (
+        _time_ordered(frame, timestamp_column, entity_columns, present)
+        if gap_tolerance == "auto" or find_slow
+        else frame.iloc[:0]  # neither is inferred
+    )
     if gap_tolerance == "auto":
-        keys = frame[[*entity_columns, timestamp_column]]
-        stamps = parse_timestamps(keys[timestamp_column], timestamp_column, "training data")
-        keys = keys.assign(**{timestamp_column: stamps}).dropna(subset=[timestamp_column])
-        tolerance = infer_gap_tolerance(keys, timestamp_column, entity_columns)
+        # Rows without a timestamp sort last in their entity and give no step.
+        tolerance = _gap_tolerance_of(ordered, timestamp_column, entity_columns)
     elif gap_tolerance is None:
         tolerance = None
     else:
         tolerance = float(gap_tolerance)
     if slow_channels == "auto":
-        # Without differences a slow channel would have no features: then none is slow.
-        slow = (
-            find_slow_channels(frame, timestamp_column, entity_columns, resolved)
-            if differences and int(length) > 1
-            else ()
-        )
+        slow = _slow_channels_of(ordered, entity_columns, present)
     else:
         slow = tuple(slow_channels or ())
     return WindowSpec(
@@ -277,20 +307,29 @@ def find_slow_channels(
     channels: Sequence[str],
 ) -> tuple[str, ...]:
     """Channels whose lag-1 autocorrelation within the series reaches ``SLOW_AUTOCORRELATION``."""
-    key_names = {*entity_columns, timestamp_column}
-    present = [c for c in channels if c in frame.columns and c not in key_names]
-    keys = frame[[*entity_columns, timestamp_column]]
-    stamps = parse_timestamps(keys[timestamp_column], timestamp_column, "training data")
-    # Only the keys and channels are sorted: a wide history is not copied whole.
-    ordered = pd.concat([keys.assign(**{timestamp_column: stamps}), frame[present]], axis=1)
-    ordered = ordered.sort_values([*entity_columns, timestamp_column], kind="stable")
-    series: np.ndarray = np.zeros(len(ordered), dtype=np.int64)
-    if entity_columns and len(ordered):
-        codes = ordered.groupby(list(entity_columns), sort=False, dropna=False).ngroup()
-        series = codes.to_numpy(dtype=np.int64)
-    # A missing channel is reported by name when the windows are built.
+    present = _channels_in(frame, channels, entity_columns, timestamp_column)
+    ordered = _time_ordered(frame, timestamp_column, entity_columns, present)
+    return _slow_channels_of(ordered, entity_columns, present)
+
+
+def _channels_in(
+    frame: pd.DataFrame,
+    channels: Sequence[str],
+    entity_columns: Sequence[str],
+    timestamp_column: str,
+) -> list[str]:
+    """The channels the frame holds that are not keys: a missing channel, or a key named as
+    one, is reported by name when the spec is built or the windows are."""
+    keys = {*entity_columns, timestamp_column}
+    return [c for c in channels if c in frame.columns and c not in keys]
+
+
+def _slow_channels_of(
+    ordered: pd.DataFrame, entity_columns: Sequence[str], channels: Sequence[str]
+) -> tuple[str, ...]:
+    series = series_codes(ordered, entity_columns)
     return tuple(
-        c for c in present if _lag1_correlation(ordered[c], series) >= SLOW_AUTOCORRELATION
+        c for c in channels if _lag1_correlation(ordered[c], series) >= SLOW_AUTOCORRELATION
     )
 
 

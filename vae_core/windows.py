@@ -70,6 +70,7 @@ from vae_core.window_spec import (
     parse_timestamps,
     resample_step,
     resolve_channels,
+    series_codes,
     steps_between_rows,
 )
 
@@ -305,10 +306,7 @@ class WindowBuilder:
         )
 
     def _entity_codes(self, clean: pd.DataFrame) -> np.ndarray:
-        if not self.spec.entity_columns or clean.empty:
-            return np.zeros(len(clean), dtype=np.int64)
-        grouped = clean.groupby(list(self.spec.entity_columns), sort=False, dropna=False)
-        return grouped.ngroup().to_numpy()
+        return series_codes(clean, self.spec.entity_columns)
 
     def _late_rows(self, ordered: pd.DataFrame) -> np.ndarray:
         """New rows older than the newest carried row of their entity."""
