@@ -178,7 +178,7 @@ def measure(
     def scoring_pass() -> None:
         for batch in encoded:
             score_encoded(
-                models, batch, layout, detector.beta, "cpu", numeric_dof=detector.numeric_dof
+                models, batch, layout, detector.kl_weight_, "cpu", numeric_dof=detector.numeric_dof
             )
 
     def bare_forward() -> None:

@@ -26,10 +26,11 @@ def build_sensor_detector(cfg: TrainSettings) -> SensorVAEDetector:
     assert sensor is not None
     params = cfg.detector.estimator_params([])
     params.pop("key_columns")
-    # The window scores have their own threshold and numeric_dof (the config refuses the
-    # detector's when set on purpose), so these replace the tabular ones.
+    # The window scores have their own threshold, numeric_dof and KL weight (the config
+    # refuses the detector's when set on purpose), so these replace the tabular ones.
     params.update(flat_threshold_params(sensor.threshold))
     params["numeric_dof"] = sensor.numeric_dof
+    params["kl_weight"] = params["beta"] if sensor.kl_weight is None else sensor.kl_weight
     return SensorVAEDetector(
         timestamp_column=sensor.timestamp_column,
         entity_columns=sensor.entity_columns,

@@ -26,14 +26,21 @@ from vae_core.synthetic_anomalies import SyntheticAnomalies, inject_anomalies
 
 
 def holdout_metrics(detector: Detector, holdout: pd.DataFrame) -> dict[str, float]:
-    """Label-free figures on the shared holdout; the promotion gate compares these."""
+    """Label-free figures on the shared holdout; the promotion gate compares these.
+
+    The fit figures (``val_score_median`` here, ``gate_score_median`` and
+    ``gate_new_score_median`` in ``gate_metrics``) are medians of the negative ELBO, the
+    quantity training minimised: each version weighs the KL in its scores as it fitted
+    (``kl_weight_``), so their scores do not compare, their ELBOs do. The names stay, and
+    for models saved before the weight existed the figures are the same as before.
+    """
     scores = finite_scores(detector.decision_function(holdout))
     threshold = detector.threshold_
     metrics = {
         "threshold": threshold.value,
         "expected_alert_rate": threshold.expected_alert_rate,
         "val_alert_rate": float(np.mean(scores > threshold.value)),
-        "val_score_median": float(np.median(scores)),
+        "val_score_median": _median(finite_scores(detector.negative_elbo(holdout))),
     }
     for level in (0.5, 0.9, 0.99):
         metrics[f"val_score_q{int(level * 100)}"] = float(np.quantile(scores, level))
@@ -147,9 +154,9 @@ def _gate_metrics(detector: Detector, data: GateData) -> dict[str, Any]:
     new = finite_scores(detector.decision_function(data.holdout))
     metrics: dict[str, Any] = {
         "expected_alert_rate": threshold.expected_alert_rate,
-        "gate_score_median": _median(finite_scores(clean)),
+        "gate_score_median": _median(finite_scores(detector.negative_elbo(data.clean))),
         "gate_alert_rate_reference": _rate(finite_scores(clean), threshold.value),
-        "gate_new_score_median": _median(new),
+        "gate_new_score_median": _median(finite_scores(detector.negative_elbo(data.holdout))),
         "gate_new_alert_rate": _rate(new, threshold.value),
     }
     if data.anomalies is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from vae_core.detector_files import detector_manifest, restore_fitted, saved_par
 from vae_core.ensemble import architecture_for, split_rows, train_members
 from vae_core.errors import EmptyInputError, NotFittedError, SchemaError, TooFewRowsError
 from vae_core.features import EncodedData, Preprocessor
+from vae_core.kl_weight import fitted_kl_weight
 from vae_core.profile import DataProfile, schema_kinds
 from vae_core.schema import as_frame, infer_schema
 from vae_core.scoring import (
@@ -58,7 +60,12 @@ class VAEAnomalyDetector(BaseEstimator):
     latent_dim, hidden_sizes : int / tuple of int, or "auto"
         Width of the latent code and of the encoder layers (the decoder mirrors them).
     beta : float
-        Weight of the KL term in the loss and in ``score``.
+        Weight of the KL term in the training loss.
+    kl_weight : float or "auto"
+        Weight of the KL term in ``score`` (``score = recon_error + kl_weight_ * kl``).
+        "auto" fits it on the held-out reference rows, from ``beta`` up to where the KL's
+        spread counts about as much as the reconstruction's (``vae_core.kl_weight``); a
+        number fixes it (``beta`` scores with the training loss itself).
     max_epochs, batch_size : int or "auto"
         Upper bound on epochs (early stopping usually ends sooner) and rows per step;
         "auto" epochs spend ``vae_core.sizing.step_budget`` gradient steps.
@@ -103,6 +110,8 @@ class VAEAnomalyDetector(BaseEstimator):
 
     Attributes
     ----------
+    kl_weight_ : float
+        The KL term's weight in ``score``.
     threshold_ : Threshold
         The fitted decision threshold: ``predict`` flags scores above ``threshold_.value``.
         A record with its method and reference quantiles, where PyOD's is the float alone.
@@ -129,6 +138,7 @@ class VAEAnomalyDetector(BaseEstimator):
         latent_dim: int | str = "auto",
         hidden_sizes: Sequence[int] | str = "auto",
         beta: float = 1.0,
+        kl_weight: float | str = "auto",
         max_epochs: int | str = "auto",
         batch_size: int | str = "auto",
         min_steps: int = MIN_STEPS,
@@ -158,6 +168,7 @@ class VAEAnomalyDetector(BaseEstimator):
         self.latent_dim = latent_dim
         self.hidden_sizes = hidden_sizes
         self.beta = beta
+        self.kl_weight = kl_weight
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.min_steps = min_steps
@@ -203,6 +214,12 @@ class VAEAnomalyDetector(BaseEstimator):
             raise ValueError(f"n_models={self.n_models!r} must be at least 1.")
         if self.numeric_dof is not None and not self.numeric_dof > 0:
             raise ValueError(f"numeric_dof={self.numeric_dof!r} must be positive or None.")
+        if self.kl_weight != "auto" and not (
+            isinstance(self.kl_weight, int | float) and 0 <= self.kl_weight < math.inf
+        ):
+            raise ValueError(
+                f'kl_weight={self.kl_weight!r} must be "auto" or a non-negative number.'
+            )
 
     def fit(
         self,
@@ -280,7 +297,13 @@ class VAEAnomalyDetector(BaseEstimator):
         # A quantile of a few dozen scores is noise: below MIN_REFERENCE_ROWS held-out rows
         # the threshold uses every training row's score (a little optimistic, far steadier).
         reference = encoded.take(val_index) if len(val_index) >= MIN_REFERENCE_ROWS else encoded
-        reference_scores = self._score_arrays(reference).score
+        parts = self._score_parts(reference, self.beta)
+        self.kl_weight_: float = (
+            fitted_kl_weight(parts.recon_error, parts.kl, self.beta)
+            if self.kl_weight == "auto"
+            else float(self.kl_weight)
+        )
+        reference_scores = parts.recon_error + self.kl_weight_ * parts.kl
         rule = threshold_rule(self.threshold_method, **self.get_params())
         self.threshold_: Threshold = rule.fit(reference_scores)
         # PyOD's training-row outputs. When the reference is every row, its scores are
@@ -302,11 +325,14 @@ class VAEAnomalyDetector(BaseEstimator):
             )
 
     def _score_arrays(self, encoded: EncodedData) -> ScoreArrays:
+        return self._score_parts(encoded, self.kl_weight_)
+
+    def _score_parts(self, encoded: EncodedData, kl_weight: float) -> ScoreArrays:
         return score_encoded(
             self.models_,
             encoded,
             self.preprocessor_.layout,
-            self.beta,
+            kl_weight,
             self.device_,
             numeric_dof=self.numeric_dof,
         )
@@ -351,6 +377,16 @@ class VAEAnomalyDetector(BaseEstimator):
         """Anomaly score per row, higher is more anomalous (deterministic; PyOD's sense)."""
         encoded, _ = self._encode(X, "input")
         return self._score_arrays(encoded).score
+
+    def negative_elbo(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """Per row, ``recon_error + beta * kl``: the quantity training minimised.
+
+        How well a model explains data, comparable between models whatever KL weight their
+        scores were fitted with (the promotion gate's fit check compares it).
+        """
+        encoded, _ = self._encode(X, "input")
+        parts = self._score_arrays(encoded)
+        return parts.recon_error + self.beta * parts.kl
 
     def score_samples(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Negated score: higher is more normal, ``-decision_function(X)``.

@@ -39,6 +39,7 @@ def detector_manifest(detector: Any) -> dict[str, Any]:
         "preprocessing": detector.preprocessor_.to_dict(),
         "architecture": detector.architecture_.to_dict(),
         "threshold": detector.threshold_.to_dict(),
+        "kl_weight_": detector.kl_weight_,
         "training": [
             {
                 "best_epoch": r.best_epoch,
@@ -63,6 +64,9 @@ def saved_params(manifest: dict[str, Any]) -> dict[str, Any]:
     params.setdefault("numeric_dof", None)
     # Models saved before min_steps existed trained with a fixed 2,000-step budget.
     params.setdefault("min_steps", MAX_STEPS)
+    # Models saved before kl_weight existed scored, and thresholded, with the training
+    # loss's weight.
+    params.setdefault("kl_weight", params["beta"])
     return params
 
 
@@ -100,6 +104,8 @@ def restore_fitted(
     detector.n_features_in_ = len(detector.schema_.columns)
     detector.feature_names_in_ = np.asarray(detector.schema_.feature_names, dtype=object)
     detector.threshold_ = Threshold.from_dict(manifest["threshold"])
+    kl_weight = manifest.get("kl_weight_", detector.beta)
+    detector.kl_weight_ = float(kl_weight)
     detector.manifest_ = manifest
 
 

@@ -144,6 +144,8 @@ def check_manifest(manifest: dict[str, Any], path: Path) -> None:
     layout = _check_preprocessing(f, f.section(manifest, "preprocessing"), schema)
     _check_architecture(f, f.section(manifest, "architecture"), layout)
     _check_threshold(f, f.section(manifest, "threshold"))
+    if "kl_weight_" in manifest:  # absent in models saved before it existed
+        f.number(manifest, "kl_weight_", "kl_weight_", lo=0.0, hi=1e6)
     training = f.items(manifest, "training", "training", MAX_MEMBERS)
     for i, record in enumerate(training):
         if not isinstance(record, dict):
@@ -162,8 +164,10 @@ def _check_params(f: Fields, params: dict[str, Any]) -> None:
             f.fail(f"params.{name}", f"must be 'auto' or a list, not {value!r}")
     if params.get("numeric_dof") is not None:
         f.number(params, "numeric_dof", "params.numeric_dof", lo=1e-6)
-    # beta weighs the KL term in every score: a finite, non-negative weight.
+    # beta weighs the KL term in the loss, kl_weight in every score: finite, non-negative.
     f.number(params, "beta", "params.beta", lo=0.0, hi=1e6)
+    if params.get("kl_weight", "auto") != "auto":
+        f.number(params, "kl_weight", "params.kl_weight", lo=0.0, hi=1e6)
     for name, value in params.items():
         if isinstance(value, dict):
             f.fail(f"params.{name}", "must be a plain value or a list, not an object")

@@ -9,7 +9,8 @@ Student-t likelihood (``numeric_dof`` degrees of freedom) around the decoded mea
 learned scale; one with a few levels carries the tail evidence of its value too, and
 a row's flags that of their rarer side (``vae_core.discrete_tails``). These terms are
 computed in ``vae_core.score_terms``.
-``score = recon_error + beta * kl``. With an ensemble, every quantity is the mean over
+``score = recon_error + kl_weight * kl``, the weight the detector fitted
+(``vae_core.kl_weight``). With an ensemble, every quantity is the mean over
 members.
 """
 
@@ -107,7 +108,7 @@ def score_encoded(
     models: Sequence[TabularVAE],
     data: EncodedData,
     layout: FeatureLayout,
-    beta: float,
+    kl_weight: float,
     device: torch.device | str = "cpu",
     batch_size: int | None = None,
     numeric_dof: float | None = None,
@@ -157,7 +158,7 @@ def score_encoded(
     no_error = ~(recon > 0)  # a perfect (or undefined) reconstruction: no column to blame
     if no_error.any():
         shares[no_error] = 0.0
-    return ScoreArrays(recon, kl, recon + beta * kl, shares, columns.names)
+    return ScoreArrays(recon, kl, recon + kl_weight * kl, shares, columns.names)
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,10 @@ class Detector(Protocol):
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray: ...
 
+    def negative_elbo(self, X: pd.DataFrame) -> np.ndarray:
+        """Per row, ``recon_error + beta * kl``: how well the model explains the data,
+        comparable between versions (the score weighs the KL as each version fitted)."""
+
     def predict(self, X: pd.DataFrame) -> np.ndarray: ...
 
     def required_columns(self) -> tuple[str, ...]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from inspect import Parameter, signature
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -26,6 +26,9 @@ _LIBRARY_DEFAULTS: dict[str, Any] = {
     if parameter.default is not Parameter.empty
 }
 
+#: A fixed weight of the KL term in the score.
+KLWeight = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
 
 def _library(name: str, description: str, **bounds: Any) -> Any:
     """A field with the detector's default for ``name``."""
@@ -42,6 +45,9 @@ class DetectorSettings(_Frozen):
         "hidden_sizes", "Widths of the encoder's hidden layers (mirrored in the decoder)."
     )
     beta: float = _library("beta", "Weight of the KL term in the training loss.", gt=0)
+    kl_weight: KLWeight | Literal["auto"] = _library(
+        "kl_weight", "Weight of the KL term in the score; auto: fitted on the held-out rows."
+    )
     max_epochs: int | Literal["auto"] = _library(
         "max_epochs", "Upper bound on training epochs; auto: from the number of rows."
     )
@@ -156,6 +162,11 @@ class SensorSettings(_Frozen):
         description="Student-t dof of the window scores (null: Gaussian); replaces "
         "train.detector.numeric_dof.",
     )
+    kl_weight: KLWeight | Literal["auto"] | None = Field(
+        None,
+        description="Weight of the KL term in the window scores (null: train.detector.beta, "
+        "the training loss's); replaces train.detector.kl_weight.",
+    )
 
     @model_validator(mode="after")
     def _alarm_rule(self) -> SensorSettings:
@@ -165,7 +176,7 @@ class SensorSettings(_Frozen):
 
 
 #: Detector settings a sensor model takes from ``train.sensor`` instead.
-SENSOR_REPLACES: tuple[str, ...] = ("threshold", "numeric_dof")
+SENSOR_REPLACES: tuple[str, ...] = ("threshold", "numeric_dof", "kl_weight")
 
 
 class TrainSettings(_Frozen):

@@ -15,12 +15,13 @@ Rules, in order:
    labels are the ground truth.
 3. **Label-free** (no labels): two checks on the shared holdout, both must pass.
 
-   - *Fit*: ``val_score_median`` (median per-row score, i.e. reconstruction NLL + beta *
-     KL, a negative-ELBO-like quantity, lower = data explained better) of the candidate
+   - *Fit*: ``val_score_median`` (median per-row negative ELBO, reconstruction NLL +
+     beta * KL, the training loss, lower = data explained better; not the score, whose
+     KL weight each version fits, ``flows.evaluation.holdout_metrics``) of the candidate
      must not exceed the champion's by more than ``tolerance`` relative to the
      champion's: ``cand <= champ + tolerance * |champ|``. The median, not the mean,
      because production holdouts are contaminated and a few anomalies must not decide.
-     Scores of two versions are comparable when both were trained with the same
+     Losses of two versions are comparable when both were trained with the same
      preprocessing and score settings (the usual retraining case); after changing those,
      compare with labels.
    - *Alert-rate stability*: the candidate's alert rate on the holdout,

@@ -420,6 +420,20 @@ def test_sensor_detector_scores_windows_with_the_gaussian_by_default(shipped_con
     assert build_sensor_detector(heavy).detector_params["numeric_dof"] == 10
 
 
+def test_sensor_window_scores_weigh_the_kl_as_the_loss_unless_set():
+    def inner(**sensor: object) -> dict:
+        overrides = {
+            "train": {"detector": {"beta": 0.5}, "sensor": {"timestamp_column": "ts", **sensor}}
+        }
+        train = load_settings([], environ={}, overrides=overrides).train
+        return build_sensor_detector(train).detector_params
+
+    assert load_settings([], environ={}).train.detector.kl_weight == "auto"  # tabular
+    assert inner()["kl_weight"] == 0.5
+    assert inner(kl_weight="auto")["kl_weight"] == "auto"
+    assert inner(kl_weight=2.0)["kl_weight"] == 2.0
+
+
 @pytest.mark.parametrize("slow", ["auto", None, ["temp"]])
 def test_sensor_slow_channels_reach_the_window_detector(slow):
     overrides = {"train": {"sensor": {"timestamp_column": "ts", "slow_channels": slow}}}
@@ -558,6 +572,7 @@ SENSOR = {"timestamp_column": "ts"}
     [
         ({"threshold": {"method": "iqr", "factor": 3.0}}, "threshold"),
         ({"numeric_dof": 30.0}, "numeric_dof"),
+        ({"kl_weight": 2.0}, "kl_weight"),
     ],
 )
 def test_detector_settings_a_sensor_model_replaces_are_refused(detector: dict, key: str):

@@ -253,7 +253,9 @@ def test_score_frame_columns_index_and_identities(fitted_detector, mixed_data):
     assert list(result.columns) == SCORE_COLUMNS
     assert result.index.equals(shuffled.index)
     np.testing.assert_allclose(
-        result["score"], result["recon_error"] + fitted_detector.beta * result["kl"], rtol=1e-12
+        result["score"],
+        result["recon_error"] + fitted_detector.kl_weight_ * result["kl"],
+        rtol=1e-12,
     )
     assert (result["recon_error"] >= 0).all() and (result["kl"] >= 0).all()
     shares = result[[f"top_feature_{k}_share" for k in (1, 2, 3)]].to_numpy()
@@ -281,12 +283,13 @@ def test_score_frame_is_encode_then_score_arrays_then_to_frame(fitted_detector, 
     pd.testing.assert_frame_equal(staged, fitted_detector.score_frame(frame))
 
 
-def test_score_uses_beta(small_frame, fast_params):
-    detector = VAEAnomalyDetector(beta=0.25, **fast_params).fit(small_frame)
+def test_score_uses_beta_as_the_kl_weight_when_asked(small_frame, fast_params):
+    detector = VAEAnomalyDetector(beta=0.25, kl_weight=0.25, **fast_params).fit(small_frame)
     result = detector.score_frame(small_frame)
     np.testing.assert_allclose(
         result["score"], result["recon_error"] + 0.25 * result["kl"], rtol=1e-12
     )
+    np.testing.assert_allclose(detector.negative_elbo(small_frame), result["score"])
 
 
 def test_predict_is_consistent_with_threshold(fitted_detector, mixed_data):
@@ -441,13 +444,15 @@ def test_model_saved_before_heavy_tailed_scoring_scores_as_it_was_thresholded(
     fitted_detector, mixed_data, tmp_path
 ):
     """A manifest without numeric_dof or level counts loads with the Gaussian, no rarity,
-    and without min_steps with the fixed 2,000-step budget it was trained with."""
+    without min_steps with the fixed 2,000-step budget it was trained with, and without a
+    KL weight scores with beta."""
     frame, _ = mixed_data
     path = fitted_detector.save(tmp_path / "model")
     manifest_path = path / MANIFEST_NAME
     manifest = json.loads(manifest_path.read_text())
     del manifest["params"]["numeric_dof"]
     del manifest["params"]["min_steps"]
+    del manifest["params"]["kl_weight"], manifest["kl_weight_"]
     for column in manifest["preprocessing"]["categorical"]:
         column.pop("counts", None)
     manifest_path.write_text(json.dumps(manifest))
@@ -455,6 +460,7 @@ def test_model_saved_before_heavy_tailed_scoring_scores_as_it_was_thresholded(
     loaded = VAEAnomalyDetector.load(path)
     assert loaded.numeric_dof is None
     assert loaded.min_steps == 2000
+    assert loaded.kl_weight == loaded.kl_weight_ == fitted_detector.beta
     layout = loaded.preprocessor_.layout
     assert layout.category_rarity == ()
     encoded = fitted_detector.preprocessor_.transform(frame)
@@ -507,7 +513,7 @@ def test_two_model_ensemble(small_frame, fast_params, tmp_path):
     encoded = detector.preprocessor_.transform(small_frame)
     layout = detector.preprocessor_.layout
     members = [
-        score_encoded([m], encoded, layout, detector.beta, numeric_dof=detector.numeric_dof)
+        score_encoded([m], encoded, layout, detector.kl_weight_, numeric_dof=detector.numeric_dof)
         for m in detector.models_
     ]
     ensemble = detector.decision_function(small_frame)

@@ -56,7 +56,7 @@ def encoded_setup():
 def test_feature_names_merge_missing_flags_into_their_column(encoded_setup):
     encoded, layout, models = encoded_setup
     assert layout.missing_columns == ("a", "d")
-    scores = score_encoded(models[:1], encoded, layout, beta=1.0)
+    scores = score_encoded(models[:1], encoded, layout, kl_weight=1.0)
     assert scores.feature_names == ("a", "b", "c", "d")
     assert scores.contributions.shape == (len(encoded), 4)
 
@@ -64,7 +64,7 @@ def test_feature_names_merge_missing_flags_into_their_column(encoded_setup):
 def test_scores_match_the_loss_terms(encoded_setup):
     encoded, layout, models = encoded_setup
     model = models[0]
-    scores = score_encoded([model], encoded, layout, beta=0.7)
+    scores = score_encoded([model], encoded, layout, kl_weight=0.7)
     with torch.inference_mode():
         batch = Batch.from_encoded(encoded)
         out = model.eval()(batch.inputs)
@@ -122,8 +122,8 @@ def test_student_t_terms_are_gaussian_near_the_mean_and_logarithmic_far_out():
 
 def test_numeric_dof_rescores_only_the_numeric_terms(encoded_setup):
     encoded, layout, models = encoded_setup
-    gaussian = score_encoded(models[:1], encoded, layout, beta=1.0)
-    heavy = score_encoded(models[:1], encoded, layout, beta=1.0, numeric_dof=5.0)
+    gaussian = score_encoded(models[:1], encoded, layout, kl_weight=1.0)
+    heavy = score_encoded(models[:1], encoded, layout, kl_weight=1.0, numeric_dof=5.0)
     with torch.inference_mode():
         batch = Batch.from_encoded(encoded)
         out = models[0].eval()(batch.inputs)
@@ -144,10 +144,10 @@ def test_numeric_dof_rescores_only_the_numeric_terms(encoded_setup):
 
 def test_scores_are_deterministic_and_batch_size_independent(encoded_setup):
     encoded, layout, models = encoded_setup
-    whole = score_encoded(models, encoded, layout, beta=1.0)
-    again = score_encoded(models, encoded, layout, beta=1.0)
+    whole = score_encoded(models, encoded, layout, kl_weight=1.0)
+    again = score_encoded(models, encoded, layout, kl_weight=1.0)
     np.testing.assert_array_equal(whole.score, again.score)
-    chunked = score_encoded(models, encoded, layout, beta=1.0, batch_size=5)
+    chunked = score_encoded(models, encoded, layout, kl_weight=1.0, batch_size=5)
     np.testing.assert_allclose(chunked.score, whole.score, rtol=1e-5)
     np.testing.assert_allclose(chunked.contributions, whole.contributions, rtol=1e-4, atol=1e-7)
 
@@ -160,13 +160,13 @@ def test_cpu_chunks_are_sized_by_the_widest_layer(encoded_setup):
     assert chunk_rows([TabularVAE(wide_arch)], layout, "cpu") == MIN_CHUNK_ROWS
     assert chunk_rows(models, layout, "cuda") == DEVICE_CHUNK_ROWS
     with pytest.raises(ValueError, match="at least one model"):
-        score_encoded([], encoded_setup[0], layout, beta=1.0)
+        score_encoded([], encoded_setup[0], layout, kl_weight=1.0)
     # More rows than a chunk: scored in two, as they would be in one forward pass.
     encoded = encoded_setup[0]
     rows = np.arange(narrow + 100) % len(encoded)
     many = encoded.take(rows)
-    chunked = score_encoded(models, many, layout, beta=1.0)
-    whole = score_encoded(models, many, layout, beta=1.0, batch_size=len(rows))
+    chunked = score_encoded(models, many, layout, kl_weight=1.0)
+    whole = score_encoded(models, many, layout, kl_weight=1.0, batch_size=len(rows))
     np.testing.assert_allclose(chunked.score, whole.score, rtol=1e-5)
     np.testing.assert_allclose(chunked.contributions, whole.contributions, rtol=1e-4, atol=1e-7)
 
@@ -174,20 +174,20 @@ def test_cpu_chunks_are_sized_by_the_widest_layer(encoded_setup):
 @pytest.mark.parametrize("dof", [None, 30.0])
 def test_ensemble_scores_are_member_means(encoded_setup, dof):
     encoded, layout, models = encoded_setup
-    first = score_encoded(models[:1], encoded, layout, beta=1.0, numeric_dof=dof)
-    second = score_encoded(models[1:], encoded, layout, beta=1.0, numeric_dof=dof)
-    both = score_encoded(models, encoded, layout, beta=1.0, numeric_dof=dof)
+    first = score_encoded(models[:1], encoded, layout, kl_weight=1.0, numeric_dof=dof)
+    second = score_encoded(models[1:], encoded, layout, kl_weight=1.0, numeric_dof=dof)
+    both = score_encoded(models, encoded, layout, kl_weight=1.0, numeric_dof=dof)
     # The level rarity does not depend on the model: added once, it survives the mean.
     np.testing.assert_allclose(both.recon_error, (first.recon_error + second.recon_error) / 2)
     np.testing.assert_allclose(both.kl, (first.kl + second.kl) / 2)
-    twice = score_encoded([models[0], models[0]], encoded, layout, beta=1.0, numeric_dof=dof)
+    twice = score_encoded([models[0], models[0]], encoded, layout, kl_weight=1.0, numeric_dof=dof)
     np.testing.assert_array_equal(twice.score, first.score)
 
 
 def test_scoring_leaves_models_in_eval_mode(encoded_setup):
     encoded, layout, models = encoded_setup
     models[0].train()
-    score_encoded(models[:1], encoded, layout, beta=1.0)
+    score_encoded(models[:1], encoded, layout, kl_weight=1.0)
     assert not models[0].training
 
 
@@ -255,8 +255,8 @@ def test_an_unseen_category_costs_at_least_a_laplace_floor(encoded_setup):
     changed = type(encoded)(
         encoded.inputs, encoded.numeric, encoded.numeric_mask, unseen, encoded.missing
     )
-    seen = score_encoded(models[:1], encoded, layout, beta=1.0)
-    scored = score_encoded(models[:1], changed, layout, beta=1.0)
+    seen = score_encoded(models[:1], encoded, layout, kl_weight=1.0)
+    scored = score_encoded(models[:1], changed, layout, kl_weight=1.0)
     column = scored.feature_names.index("c")
     nll_seen = seen.contributions[:, column] * seen.recon_error
     nll_unseen = scored.contributions[:, column] * scored.recon_error

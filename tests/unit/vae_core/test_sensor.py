@@ -76,6 +76,18 @@ def test_window_scores_keep_the_gaussian_unless_asked(fitted) -> None:
     assert heavy.fit(sensor_frame()).detector_.numeric_dof == 10.0
 
 
+def test_window_scores_weigh_the_kl_as_the_training_loss_unless_asked(fitted) -> None:
+    inner = fitted.detector_
+    assert inner.kl_weight == inner.kl_weight_ == inner.beta
+    frame = fitted.score_frame(sensor_frame(seed=1))
+    np.testing.assert_allclose(frame["score"], frame["recon_error"] + frame["kl"])
+    np.testing.assert_allclose(fitted.negative_elbo(sensor_frame(seed=1)), frame["score"])
+    light = make_detector(detector_params={**FAST, "beta": 0.5}).fit(sensor_frame())
+    assert light.detector_.kl_weight_ == 0.5
+    fitted_weight = make_detector(detector_params={**FAST, "kl_weight": "auto"})
+    assert fitted_weight.fit(sensor_frame()).detector_.kl_weight_ >= 1.0
+
+
 def test_window_models_keep_the_full_step_budget(fitted) -> None:
     """The window fence was chosen on models trained for 2,000 steps."""
     assert fitted.detector_.min_steps == MAX_STEPS > VAEAnomalyDetector().min_steps

@@ -128,14 +128,28 @@ def test_gate_figures_come_from_the_reference_rows_not_the_new_holdout() -> None
     data = gate_data(reference, holdout, [detector], settings)
     assert data.clean.equals(reference) and len(data.anomalies.rows) == 200
     metrics = gate_metrics(detector, data)
-    scores = detector.decision_function(reference)
-    assert metrics["gate_score_median"] == pytest.approx(float(np.median(scores)))
+    losses = detector.negative_elbo(reference)
+    assert metrics["gate_score_median"] == pytest.approx(float(np.median(losses)))
     assert metrics["gate_new_score_median"] > metrics["gate_score_median"]  # the shifted rows
     assert 0.5 < metrics["gate_synthetic_roc_auc"] <= 1.0
     assert set(metrics["gate_column_auc"]) == {"a", "b", "kind"}
     assert data.describe()["gate_reference_rows"] == 300
     without = gate_data(None, holdout, [detector], settings)  # an older champion: no sample
     assert without.clean.equals(holdout)
+
+
+def test_the_fit_figure_is_the_loss_whatever_weight_the_scores_give_the_kl() -> None:
+    """Two versions trained alike, one scoring with the loss's KL weight and one with its
+    fitted weight: their scores differ, and the fit check must not see a difference."""
+    fitted = VAEAnomalyDetector(**FAST_PARAMS).fit(frame(600, 0))
+    plain = VAEAnomalyDetector(**FAST_PARAMS, kl_weight=1.0).fit(frame(600, 0))
+    assert fitted.kl_weight_ > plain.kl_weight_ == 1.0
+    data = gate_data(frame(300, 1), frame(200, 2), [fitted, plain], PromotionGateSettings())
+    figures_fitted, figures_plain = gate_metrics(fitted, data), gate_metrics(plain, data)
+    assert np.median(fitted.decision_function(data.clean)) > figures_plain["gate_score_median"]
+    for name in ("gate_score_median", "gate_new_score_median"):
+        assert figures_fitted[name] == pytest.approx(figures_plain[name])
+    assert "fit" not in failed(decide_on_reference(figures_fitted, figures_plain, labelled=False))
 
 
 def test_a_model_that_cannot_score_the_reference_reports_why() -> None:
