@@ -104,8 +104,7 @@ def restore_fitted(
     detector.n_features_in_ = len(detector.schema_.columns)
     detector.feature_names_in_ = np.asarray(detector.schema_.feature_names, dtype=object)
     detector.threshold_ = Threshold.from_dict(manifest["threshold"])
-    kl_weight = manifest.get("kl_weight_", detector.beta)
-    detector.kl_weight_ = float(kl_weight)
+    detector.kl_weight_ = float(manifest.get("kl_weight_", detector.beta))
     detector.manifest_ = manifest
 
 

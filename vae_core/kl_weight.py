@@ -3,7 +3,7 @@
 Training minimises ``recon + beta * kl``; scored with that same weight, the KL part is
 a small share of a row's score: summed over every column, the reconstruction terms
 spread several times as widely over normal rows as the KL of a handful of latent
-dimensions does (2-6x on the ADBench sets, up to 30x on data of few levels). The KL says
+dimensions does (2-6x on the ADBench sets, up to 32x on data of few levels). The KL says
 how far a row's latent code lies from where normal rows' lie, and that is the evidence
 that ranks anomalies a reconstruction finds easy: rows along the data's main correlation
 but far out on it (the shared cardio set 0.882 -> 0.927 ROC AUC, its binary variant 0.687
