@@ -40,7 +40,8 @@ the champion's stored holdout sample; the new holdout only when there is none), 
 checks, all of which must pass:
 
 - *Detection*: synthetic anomalies injected into those rows (``vae_core.synthetic_anomalies``)
-  must be separated from the clean rows at least as well as the champion does:
+  must be separated from the clean rows (by the negative ELBO, as the fit check ranks) at
+  least as well as the champion does:
   ``gate_synthetic_roc_auc >= champion's - auc_tolerance``;
 - *Detection at the threshold*: the share of synthetic anomalies above the candidate's own
   threshold, ``gate_synthetic_recall >= champion's - recall_tolerance`` (a model whose

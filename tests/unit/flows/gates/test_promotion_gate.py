@@ -138,9 +138,12 @@ def test_gate_figures_come_from_the_reference_rows_not_the_new_holdout() -> None
     assert without.clean.equals(holdout)
 
 
-def test_the_fit_figure_is_the_loss_whatever_weight_the_scores_give_the_kl() -> None:
+def test_the_fit_and_detection_figures_are_the_loss_whatever_weight_the_scores_give_the_kl() -> (
+    None
+):
     """Two versions trained alike, one scoring with the loss's KL weight and one with its
-    fitted weight: their scores differ, and the fit check must not see a difference."""
+    fitted weight: their scores differ, and the fit and detection checks, which judge the
+    models, must not see a difference."""
     fitted = VAEAnomalyDetector(**FAST_PARAMS).fit(frame(600, 0))
     plain = VAEAnomalyDetector(**FAST_PARAMS, kl_weight=1.0).fit(frame(600, 0))
     assert fitted.kl_weight_ > plain.kl_weight_ == 1.0
@@ -149,7 +152,10 @@ def test_the_fit_figure_is_the_loss_whatever_weight_the_scores_give_the_kl() -> 
     assert np.median(fitted.decision_function(data.clean)) > figures_plain["gate_score_median"]
     for name in ("gate_score_median", "gate_new_score_median"):
         assert figures_fitted[name] == pytest.approx(figures_plain[name])
-    assert "fit" not in failed(decide_on_reference(figures_fitted, figures_plain, labelled=False))
+    for name in ("gate_synthetic_roc_auc", "gate_synthetic_auc_broken_correlation"):
+        assert figures_fitted[name] == pytest.approx(figures_plain[name])
+    assert figures_fitted["gate_column_auc"] == pytest.approx(figures_plain["gate_column_auc"])
+    assert decide_on_reference(figures_fitted, figures_plain, labelled=False).promote
 
 
 def test_a_model_that_cannot_score_the_reference_reports_why() -> None:
