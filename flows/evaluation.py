@@ -41,6 +41,7 @@ def holdout_metrics(detector: Detector, holdout: pd.DataFrame) -> dict[str, floa
         "expected_alert_rate": threshold.expected_alert_rate,
         "val_alert_rate": float(np.mean(scores > threshold.value)),
         "val_score_median": _median(finite_scores(detector.negative_elbo(holdout))),
+        "kl_weight": detector.kl_weight_,
     }
     for level in (0.5, 0.9, 0.99):
         metrics[f"val_score_q{int(level * 100)}"] = float(np.quantile(scores, level))
@@ -242,6 +243,7 @@ def training_report(
         "",
         "## Threshold",
         "",
+        f"- score: recon_error + {detector.kl_weight_:.4g} * kl",
         f"- method: {threshold.method} {threshold.params}",
         f"- value: {threshold.value:.6g}",
         f"- expected alert rate: {threshold.expected_alert_rate:.4%}",

@@ -244,6 +244,12 @@ class SensorVAEDetector(BaseEstimator):
         return self.detector_.threshold_
 
     @property
+    def kl_weight_(self) -> float:
+        """The KL term's weight in the window scores."""
+        self._check_fitted()
+        return float(self.detector_.kl_weight_)
+
+    @property
     def schema_(self) -> FeatureSchema:
         """The raw input contract: channels as numeric features, entities as keys, and the
         timestamp as a carried column (the window features live in ``detector_.schema_``)."""

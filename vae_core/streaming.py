@@ -100,6 +100,10 @@ class Detector(Protocol):
     def threshold_(self) -> Threshold: ...
 
     @property
+    def kl_weight_(self) -> float:
+        """The KL term's weight in the scores: ``score = recon_error + kl_weight_ * kl``."""
+
+    @property
     def training_results_(self) -> list[Any]: ...
 
     @property

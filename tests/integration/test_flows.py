@@ -70,7 +70,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, data_dir: Path, mlflow_sto
     return settings, outcome, scored
 
 
-def test_first_model_becomes_champion_with_its_run_logged(trained) -> None:
+def test_first_model_becomes_champion_with_its_run_logged(trained, tmp_path: Path) -> None:
     settings, outcome, _ = trained
     assert outcome.promoted and outcome.alias == "champion" and outcome.version == "1"
     client = MlflowClient(settings.tracking.tracking_uri)
@@ -87,6 +87,10 @@ def test_first_model_becomes_champion_with_its_run_logged(trained) -> None:
     assert 1 <= len(history) <= 8
     artifacts = {a.path for a in client.list_artifacts(outcome.run_id)}
     assert {"config", "model_info", "plots", "training_report.md"} <= artifacts
+    weight = run.data.metrics["kl_weight"]  # fitted: from beta (1) up
+    assert weight >= 1.0
+    report = Path(client.download_artifacts(outcome.run_id, "training_report.md", str(tmp_path)))
+    assert f"- score: recon_error + {weight:.4g} * kl" in report.read_text()
 
 
 def test_scoring_writes_one_row_per_input_row_and_a_report(trained, data_dir: Path) -> None:

@@ -78,7 +78,7 @@ def test_window_scores_keep_the_gaussian_unless_asked(fitted) -> None:
 
 def test_window_scores_weigh_the_kl_as_the_training_loss_unless_asked(fitted) -> None:
     inner = fitted.detector_
-    assert inner.kl_weight == inner.kl_weight_ == inner.beta
+    assert inner.kl_weight == inner.kl_weight_ == inner.beta == fitted.kl_weight_
     frame = fitted.score_frame(sensor_frame(seed=1))
     np.testing.assert_allclose(frame["score"], frame["recon_error"] + frame["kl"])
     np.testing.assert_allclose(fitted.negative_elbo(sensor_frame(seed=1)), frame["score"])
