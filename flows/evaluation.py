@@ -154,8 +154,8 @@ def _gate_metrics(detector: Detector, data: GateData) -> dict[str, Any]:
     from the negative ELBO, the same yardstick for every version (``holdout_metrics``):
     the gate judges the models, and the KL weight each fitted is judged by benchmarks
     (the synthetic anomalies lie off the data's manifold, where a larger KL weight
-    ranks a little lower, and every first retraining after the weight came in would
-    stay challenger)."""
+    ranks a little lower: a first retraining after the weight came in could otherwise
+    stay challenger against a champion scoring with the loss's weight)."""
     threshold = detector.threshold_
     clean = detector.negative_elbo(data.clean)
     clean_scores = finite_scores(detector.decision_function(data.clean))
