@@ -34,13 +34,14 @@ def holdout_metrics(detector: Detector, holdout: pd.DataFrame) -> dict[str, floa
     (``kl_weight_``), so their scores do not compare, their ELBOs do. The names stay, and
     for models saved before the weight existed the figures are the same as before.
     """
-    scores = finite_scores(detector.decision_function(holdout))
+    all_scores, losses = detector.scores_and_losses(holdout)
+    scores = finite_scores(all_scores)
     threshold = detector.threshold_
     metrics = {
         "threshold": threshold.value,
         "expected_alert_rate": threshold.expected_alert_rate,
         "val_alert_rate": float(np.mean(scores > threshold.value)),
-        "val_score_median": _median(finite_scores(detector.negative_elbo(holdout))),
+        "val_score_median": _median(finite_scores(losses)),
         "kl_weight": detector.kl_weight_,
     }
     for level in (0.5, 0.9, 0.99):
@@ -157,20 +158,18 @@ def _gate_metrics(detector: Detector, data: GateData) -> dict[str, Any]:
     ranks a little lower: a first retraining after the weight came in could otherwise
     stay challenger against a champion scoring with the loss's weight)."""
     threshold = detector.threshold_
-    clean = detector.negative_elbo(data.clean)
-    clean_scores = finite_scores(detector.decision_function(data.clean))
-    new = finite_scores(detector.decision_function(data.holdout))
+    clean_scores, clean = detector.scores_and_losses(data.clean)
+    new_scores, new_losses = detector.scores_and_losses(data.holdout)
     metrics: dict[str, Any] = {
         "expected_alert_rate": threshold.expected_alert_rate,
         "gate_score_median": _median(finite_scores(clean)),
-        "gate_alert_rate_reference": _rate(clean_scores, threshold.value),
-        "gate_new_score_median": _median(finite_scores(detector.negative_elbo(data.holdout))),
-        "gate_new_alert_rate": _rate(new, threshold.value),
+        "gate_alert_rate_reference": _rate(finite_scores(clean_scores), threshold.value),
+        "gate_new_score_median": _median(finite_scores(new_losses)),
+        "gate_new_alert_rate": _rate(finite_scores(new_scores), threshold.value),
     }
     if data.anomalies is not None:
-        broken = detector.negative_elbo(data.anomalies.rows)
+        scores, broken = detector.scores_and_losses(data.anomalies.rows)
         metrics["gate_synthetic_roc_auc"] = _auc(clean, broken)
-        scores = detector.decision_function(data.anomalies.rows)
         metrics["gate_synthetic_recall"] = _rate(scores, threshold.value)
         for kind in sorted(set(data.anomalies.kinds)):
             metrics[f"gate_synthetic_auc_{kind}"] = _auc(

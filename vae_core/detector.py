@@ -384,9 +384,13 @@ class VAEAnomalyDetector(BaseEstimator):
         How well a model explains data, comparable between models whatever KL weight their
         scores were fitted with (the promotion gate's fit check compares it).
         """
+        return self.scores_and_losses(X)[1]
+
+    def scores_and_losses(self, X: pd.DataFrame | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``decision_function(X)`` and ``negative_elbo(X)`` from one scoring pass."""
         encoded, _ = self._encode(X, "input")
         parts = self._score_arrays(encoded)
-        return parts.recon_error + self.beta * parts.kl
+        return parts.score, parts.recon_error + self.beta * parts.kl
 
     def score_samples(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """Negated score: higher is more normal, ``-decision_function(X)``.

@@ -308,8 +308,13 @@ class SensorVAEDetector(BaseEstimator):
         """Per row, its window's ``recon_error + beta * kl`` (NaN without a full window): the
         quantity training minimised, comparable between models whatever KL weight their
         scores were fitted with."""
+        return self.scores_and_losses(X)[1]
+
+    def scores_and_losses(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """``decision_function(X)`` and ``negative_elbo(X)`` from one pass over the series."""
         frame = self.score_frame(X, top_k=0)
-        return (frame["recon_error"] + self.detector_.beta * frame["kl"]).to_numpy()
+        losses = frame["recon_error"] + self.detector_.beta * frame["kl"]
+        return frame["score"].to_numpy(), losses.to_numpy()
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """1 for flagged rows (after the alarm rule), 0 otherwise."""

@@ -113,9 +113,11 @@ class Detector(Protocol):
 
     def decision_function(self, X: pd.DataFrame) -> np.ndarray: ...
 
-    def negative_elbo(self, X: pd.DataFrame) -> np.ndarray:
-        """Per row, ``recon_error + beta * kl``: how well the model explains the data,
-        comparable between versions (the score weighs the KL as each version fitted)."""
+    def scores_and_losses(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Per row, ``decision_function``'s score and the negative ELBO,
+        ``recon_error + beta * kl``, from one scoring pass: the loss says how well the model
+        explains the data, comparable between versions (the score weighs the KL as each
+        version fitted)."""
 
     def predict(self, X: pd.DataFrame) -> np.ndarray: ...
 

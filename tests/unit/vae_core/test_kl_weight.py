@@ -70,6 +70,9 @@ def test_the_score_is_recon_plus_the_fitted_weight_times_kl(fitted) -> None:
     np.testing.assert_allclose(frame["score"], expected, rtol=1e-12)
     loss = fitted.negative_elbo(along_a_line(300, 1))
     np.testing.assert_allclose(loss, frame["recon_error"] + frame["kl"], rtol=1e-12)
+    scores, losses = fitted.scores_and_losses(along_a_line(300, 1))  # one pass, both
+    np.testing.assert_array_equal(scores, fitted.decision_function(along_a_line(300, 1)))
+    np.testing.assert_array_equal(losses, loss)
 
 
 @pytest.mark.skipif(

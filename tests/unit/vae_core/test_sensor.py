@@ -82,6 +82,9 @@ def test_window_scores_weigh_the_kl_as_the_training_loss_unless_asked(fitted) ->
     frame = fitted.score_frame(sensor_frame(seed=1))
     np.testing.assert_allclose(frame["score"], frame["recon_error"] + frame["kl"])
     np.testing.assert_allclose(fitted.negative_elbo(sensor_frame(seed=1)), frame["score"])
+    scores, losses = fitted.scores_and_losses(sensor_frame(seed=1))
+    np.testing.assert_array_equal(scores, fitted.decision_function(sensor_frame(seed=1)))
+    np.testing.assert_array_equal(losses, fitted.negative_elbo(sensor_frame(seed=1)))
     light = make_detector(detector_params={**FAST, "beta": 0.5}).fit(sensor_frame())
     assert light.detector_.kl_weight_ == 0.5
     fitted_weight = make_detector(detector_params={**FAST, "kl_weight": "auto"})
